@@ -1,0 +1,173 @@
+//! The one error type of the endpoint components and its JSON shape:
+//! `{"error":"<reason phrase>","message":"<for a person>"}`.
+
+use crate::bindings::auth::AuthError;
+use crate::bindings::backend::BackendError;
+
+/// An error answer: a status, a message for a person, and any headers the
+/// status calls for (`Retry-After`, `Allow`, `ETag`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// 400: the request is not what the route takes.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, message)
+    }
+
+    /// 403: valid credentials that do not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, message)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+
+    /// 405: the route exists but not with this method.
+    pub fn method_not_allowed(allowed: &str) -> Self {
+        Self::new(
+            405,
+            format!("method not allowed; this route accepts {allowed}"),
+        )
+        .with_header("allow", allowed)
+    }
+
+    /// 413: the body is over the route's cap.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(413, format!("request body is larger than {limit} bytes"))
+    }
+
+    /// 502: the backend failed in a way the caller cannot fix.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(502, message)
+    }
+
+    /// 503: a dependency is down; try again shortly.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, message).with_header("retry-after", RETRY_AFTER_SECS.to_string())
+    }
+
+    /// 504: a dependency did not answer in time.
+    pub fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::new(504, message)
+    }
+
+    /// A short name of the error's kind, used as the audit `outcome`.
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "not_found",
+            409 => "conflict",
+            412 => "precondition_failed",
+            413 => "payload_too_large",
+            502 => "bad_gateway",
+            503 => "unavailable",
+            504 => "timeout",
+            _ => "error",
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": reason_phrase(self.status), "message": self.message })
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingCredentials => Self::unauthorized("missing Authorization header"),
+            AuthError::Malformed(why) => Self::unauthorized(format!("invalid token: {why}")),
+            AuthError::InvalidSignature => Self::unauthorized("invalid token signature"),
+            AuthError::UnsupportedAlgorithm(alg) => {
+                Self::unauthorized(format!("token algorithm {alg} is not accepted"))
+            }
+            AuthError::Expired => Self::unauthorized("token has expired"),
+            AuthError::NotYetValid => Self::unauthorized("token is not valid yet"),
+            AuthError::TooOld => Self::unauthorized("token is older than its maximum lifetime"),
+            AuthError::MissingClaim(claim) => {
+                Self::unauthorized(format!("token has no {claim} claim"))
+            }
+            AuthError::Revoked => Self::forbidden("this job's tokens have been revoked"),
+            AuthError::Unavailable(_) => {
+                Self::unavailable("token revocation cannot be checked right now")
+            }
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> Self {
+        match error {
+            BackendError::NotFound => Self::not_found("execution not found"),
+            BackendError::Rejected(r) => match r.status {
+                // The caller's own problem, passed on as such.
+                403 | 404 | 409 | 412 | 413 => Self::new(r.status, r.message),
+                // 401 means the runtime's backend token is wrong; the rest are
+                // answers the backend should not give to a well-formed call.
+                _ => Self::bad_gateway(format!("backend refused the call: {}", r.message)),
+            },
+            BackendError::Unavailable(_) => Self::unavailable("the Cronium backend is unavailable"),
+            BackendError::Timeout => {
+                Self::gateway_timeout("the Cronium backend did not answer in time")
+            }
+            BackendError::InvalidResponse(_) => {
+                Self::bad_gateway("the Cronium backend answered something unreadable")
+            }
+        }
+    }
+}
+
+/// The reason phrase of the statuses this API answers with.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}

@@ -1,0 +1,65 @@
+//! What every endpoint component shares, and nothing with I/O of its own:
+//!
+//! * [`bindings`]: the capability imports of the `endpoint` world;
+//! * [`serve`]: reads the request (body capped), runs the component's
+//!   handler and writes its [`Reply`] or [`ApiError`] as JSON;
+//! * [`Request`], [`path`]: request parsing and path decoding;
+//! * [`authorize`]: token verification plus the execution-id guard;
+//! * [`ApiError`]: the one error type, with the contract's JSON shape and
+//!   the mapping from every capability error to an HTTP status.
+//!
+//! A component built on this crate runs unchanged in the custom host and
+//! under Spin: it reaches the world only through [`bindings`].
+
+pub mod bindings {
+    //! Generated bindings of the `cronium:runtime/endpoint` world.
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "cronium:runtime/endpoint",
+        runtime_path: "::spin_sdk::wit_bindgen::rt",
+    });
+    pub use cronium::runtime::*;
+}
+
+mod auth;
+pub mod error;
+pub mod path;
+mod reply;
+mod request;
+
+pub use auth::authorize;
+pub use error::ApiError;
+pub use reply::Reply;
+pub use request::Request;
+
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+
+/// Serves one request: reads it with the body cap of its path, runs
+/// `handler`, and writes the reply (or the error) as JSON.
+pub async fn serve(
+    incoming: IncomingRequest,
+    out: ResponseOutparam,
+    handler: impl FnOnce(Request) -> Result<Reply, ApiError>,
+) {
+    let reply = match Request::read(incoming).await {
+        Ok(request) => handler(request).unwrap_or_else(Reply::from),
+        Err(error) => Reply::from(error),
+    };
+    write(out, reply).await;
+}
+
+async fn write(out: ResponseOutparam, reply: Reply) {
+    let (status, headers, body) = reply.into_parts();
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
+    // Header names and values are ours and valid; should that ever change,
+    // an empty header list still lets the status and body through.
+    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+    let response = OutgoingResponse::new(fields);
+    let _ = response.set_status_code(status);
+    if let Err(e) = out.set_with_body(response, body).await {
+        eprintln!("could not write the response body: {e}");
+    }
+}

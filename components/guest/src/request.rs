@@ -1,0 +1,82 @@
+//! An incoming request, read once with the body cap of its route.
+
+use futures::StreamExt;
+use serde::Deserialize;
+use spin_sdk::http::{IncomingRequest, Method};
+
+use crate::ApiError;
+
+/// The parts of a request that handlers look at.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// The raw (still percent-encoded) path.
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// Reads `incoming`, refusing (413) a body over the cap of its path
+    /// without reading the rest.
+    pub async fn read(incoming: IncomingRequest) -> Result<Self, ApiError> {
+        let method = incoming.method();
+        let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
+        let (path, query) = match path_with_query.split_once('?') {
+            Some((p, q)) => (p.to_owned(), q.to_owned()),
+            None => (path_with_query, String::new()),
+        };
+        let headers = incoming.headers().entries();
+        let limit = cronium_rules::limits::body_max_for_path(&path);
+        let mut body = Vec::new();
+        let mut stream = incoming.into_body_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::payload_too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        })
+    }
+
+    /// A request built in memory (for tests).
+    pub fn new(method: Method, path: &str, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Self {
+        Request {
+            method,
+            path: path.to_owned(),
+            query: String::new(),
+            headers,
+            body,
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive) as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The body as a JSON value of type `T`; 400 when empty, not JSON or
+    /// not of that shape (a missing field, say), with serde's explanation.
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "request body is empty; expected a JSON object",
+            ));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}

@@ -1,0 +1,40 @@
+//! Cache key formats. Every key the runtime writes starts with `cronium:`,
+//! so that one Valkey can be shared with other tenants of the operator.
+
+/// The cached [`Execution`](crate::wire::Execution) record of an execution.
+pub fn execution(execution_id: &str) -> String {
+    format!("cronium:exec:{execution_id}")
+}
+
+/// Set by the orchestrator (key format fixed by `CONTRACT.md`) when a job's
+/// tokens must no longer be accepted.
+pub fn revoked_job(job_id: &str) -> String {
+    format!("cronium:exec-revoked:{job_id}")
+}
+
+/// Where the lease guarding `key` is stored.
+pub fn lease(key: &str) -> String {
+    format!("cronium:lease:{key}")
+}
+
+/// The counter that hands out fences for the lease guarding `key`.
+pub fn lease_fence(key: &str) -> String {
+    format!("cronium:lease-fence:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_key_is_the_one_the_orchestrator_writes() {
+        assert_eq!(revoked_job("job-7"), "cronium:exec-revoked:job-7");
+    }
+
+    #[test]
+    fn lease_and_fence_keys_differ_from_the_guarded_key() {
+        let key = execution("e1");
+        assert_ne!(lease(&key), key);
+        assert_ne!(lease_fence(&key), lease(&key));
+    }
+}

@@ -1,0 +1,18 @@
+//! Rules and wire formats shared by every implementation of the Cronium
+//! capabilities: the custom host compiles this crate natively, the Spin
+//! adapters compile it to wasm. Each rule lives here once:
+//!
+//! * [`token`]: what makes an execution token valid;
+//! * [`keys`]: the cache key formats;
+//! * [`lease`]: the lease scripts and the backoff while waiting for one;
+//! * [`limits`]: request body caps;
+//! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
+//!
+//! Nothing here does I/O or reads a clock: callers pass the time in.
+
+pub mod keys;
+pub mod lease;
+pub mod limits;
+#[cfg(feature = "token")]
+pub mod token;
+pub mod wire;

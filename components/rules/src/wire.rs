@@ -1,0 +1,277 @@
+//! JSON shapes of the Cronium backend's internal API (`CONTRACT.md`, "The
+//! backend") and of the execution record the runtime serves and caches.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// An execution as the runtime serves it (`GET /executions/{id}/context`
+/// answers exactly this object) and caches it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub execution_id: String,
+    pub job_id: String,
+    pub event_id: Option<String>,
+    pub event_name: Option<String>,
+    pub event_type: Option<String>,
+    pub user_id: String,
+    pub start_time: Option<String>,
+    /// A JSON object; `metadata.input` is the script's input.
+    pub metadata: Value,
+}
+
+impl Execution {
+    /// The script's input: `metadata.input`, if any.
+    pub fn input(&self) -> Option<&Value> {
+        self.metadata.get("input").filter(|v| !v.is_null())
+    }
+}
+
+/// The backend's answer to `GET /api/internal/executions/{id}/context`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendContext {
+    #[serde(default, deserialize_with = "id")]
+    pub execution_id: Option<String>,
+    #[serde(default, deserialize_with = "id")]
+    pub job_id: Option<String>,
+    #[serde(default, deserialize_with = "id")]
+    pub event_id: Option<String>,
+    #[serde(default, deserialize_with = "id")]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub event: Option<BackendEvent>,
+    #[serde(default)]
+    pub user: Option<BackendUser>,
+    #[serde(default, alias = "startedAt")]
+    pub start_time: Option<Value>,
+}
+
+/// The `event` object of [`BackendContext`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackendEvent {
+    #[serde(default, deserialize_with = "id")]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// The `user` object of [`BackendContext`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackendUser {
+    #[serde(default, deserialize_with = "id")]
+    pub id: Option<String>,
+}
+
+/// Why a backend answer cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("backend context is unusable: {0}")]
+pub struct InvalidContext(pub String);
+
+impl BackendContext {
+    /// Parses the backend's JSON, accepting a `{"success":true,"data":{..}}`
+    /// envelope around it as well as the bare object.
+    pub fn parse(body: &[u8]) -> Result<Self, InvalidContext> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| InvalidContext(e.to_string()))?;
+        let inner = match value.get("data") {
+            Some(data) if data.is_object() && value.get("executionId").is_none() => data.clone(),
+            _ => value,
+        };
+        serde_json::from_value(inner).map_err(|e| InvalidContext(e.to_string()))
+    }
+
+    /// The runtime's execution record. The execution id falls back to the
+    /// one asked for, the user to `user.id` and then to the token's user.
+    pub fn into_execution(
+        self,
+        requested_id: &str,
+        token_user: Option<&str>,
+    ) -> Result<Execution, InvalidContext> {
+        let user_id = self
+            .user_id
+            .or(self.user.and_then(|u| u.id))
+            .or(token_user.map(str::to_owned))
+            .ok_or_else(|| InvalidContext("no userId".into()))?;
+        let job_id = self
+            .job_id
+            .ok_or_else(|| InvalidContext("no jobId".into()))?;
+        let (event_name, event_type, event_from_event) = match self.event {
+            Some(e) => (e.name, e.kind, e.id),
+            None => (None, None, None),
+        };
+        let metadata = match self.metadata {
+            Some(m) if m.is_object() => m,
+            Some(Value::Null) | None => Value::Object(Default::default()),
+            Some(_) => return Err(InvalidContext("metadata is not an object".into())),
+        };
+        let start_time = match self.start_time {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => metadata
+                .get("startTime")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        Ok(Execution {
+            execution_id: self.execution_id.unwrap_or_else(|| requested_id.to_owned()),
+            job_id,
+            event_id: self.event_id.or(event_from_event),
+            event_name,
+            event_type,
+            user_id,
+            start_time,
+            metadata,
+        })
+    }
+}
+
+/// Body of `POST /api/internal/executions/{id}/output`.
+#[derive(Debug, Serialize)]
+pub struct OutputRequest<'a> {
+    pub output: &'a serde_json::value::RawValue,
+    pub timestamp: &'a str,
+}
+
+/// Body of `POST /api/internal/executions/{id}/condition`.
+#[derive(Debug, Serialize)]
+pub struct ConditionRequest<'a> {
+    pub condition: bool,
+    pub timestamp: &'a str,
+}
+
+/// Body of `POST /api/internal/audit`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRequest<'a> {
+    pub execution_id: &'a str,
+    pub action: &'a str,
+    pub metadata: &'a Value,
+    pub timestamp: &'a str,
+}
+
+/// The message of a backend error body: `message`, else `error`, else
+/// nothing. Bodies that are not JSON give nothing: raw backend text may
+/// hold internal details and is not passed on.
+pub fn error_message(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    ["message", "error"]
+        .iter()
+        .find_map(|k| value.get(*k).and_then(Value::as_str))
+        .map(|s| s.chars().take(500).collect())
+}
+
+/// Reads an id that may be sent as a string or an integer (Cronium's own
+/// ids are integers in some places); an empty string counts as absent.
+pub(crate) fn id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(match Option::<Id>::deserialize(d)? {
+        None => None,
+        Some(Id::Text(s)) if s.is_empty() => None,
+        Some(Id::Text(s)) => Some(s),
+        Some(Id::Number(n)) => Some(n.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn context_takes_event_name_and_type_from_the_nested_event() {
+        let body = json!({
+            "executionId": "e1", "jobId": 42, "eventId": "ev", "userId": "u1",
+            "metadata": {"input": {"a": 1}},
+            "event": {"id": "ev", "name": "Nightly", "type": "BASH"},
+            "user": {"id": "u1", "email": "x@example.com", "name": "X"}
+        });
+        let exec = BackendContext::parse(body.to_string().as_bytes())
+            .unwrap()
+            .into_execution("e1", None)
+            .unwrap();
+        assert_eq!(exec.job_id, "42");
+        assert_eq!(exec.event_name.as_deref(), Some("Nightly"));
+        assert_eq!(exec.event_type.as_deref(), Some("BASH"));
+        assert_eq!(exec.input(), Some(&json!({"a": 1})));
+    }
+
+    #[test]
+    fn context_accepts_a_success_envelope_and_a_null_event() {
+        let body = json!({"success": true, "data": {
+            "executionId": "e1", "jobId": "j", "userId": "u", "metadata": null, "event": null
+        }});
+        let exec = BackendContext::parse(body.to_string().as_bytes())
+            .unwrap()
+            .into_execution("e1", None)
+            .unwrap();
+        assert_eq!(exec.event_name, None);
+        assert_eq!(exec.metadata, json!({}));
+        assert_eq!(exec.input(), None);
+    }
+
+    #[test]
+    fn context_without_a_user_is_unusable_unless_the_token_names_one() {
+        let body = br#"{"executionId":"e1","jobId":"j"}"#;
+        assert!(
+            BackendContext::parse(body)
+                .unwrap()
+                .into_execution("e1", None)
+                .is_err()
+        );
+        let exec = BackendContext::parse(body)
+            .unwrap()
+            .into_execution("e1", Some("u9"))
+            .unwrap();
+        assert_eq!(exec.user_id, "u9");
+    }
+
+    #[test]
+    fn served_context_has_the_contract_field_names() {
+        let exec = Execution {
+            execution_id: "e".into(),
+            job_id: "j".into(),
+            event_id: None,
+            event_name: Some("n".into()),
+            event_type: None,
+            user_id: "u".into(),
+            start_time: None,
+            metadata: json!({}),
+        };
+        let v = serde_json::to_value(&exec).unwrap();
+        for field in [
+            "executionId",
+            "jobId",
+            "eventId",
+            "eventName",
+            "eventType",
+            "userId",
+            "startTime",
+            "metadata",
+        ] {
+            assert!(v.get(field).is_some(), "{field} missing from {v}");
+        }
+    }
+
+    #[test]
+    fn error_message_prefers_message_and_ignores_non_json() {
+        assert_eq!(
+            error_message(br#"{"error":"Bad Request","message":"no such tool"}"#).as_deref(),
+            Some("no such tool")
+        );
+        assert_eq!(
+            error_message(br#"{"error":"nope"}"#).as_deref(),
+            Some("nope")
+        );
+        assert_eq!(error_message(b"<html>internal host db-7</html>"), None);
+    }
+}

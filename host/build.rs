@@ -1,0 +1,82 @@
+//! Builds the wasm components once per host build, the way wasmtime's own
+//! test programs are built: one nested `cargo build` for `wasm32-wasip2`,
+//! in its own target directory (`target/components`), so it never waits on
+//! the outer build's lock.
+//!
+//! The production components are embedded in the binary; the test-only
+//! ones are only built, and their paths handed to the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (crate, env var naming its `.wasm`). The first group is embedded.
+const EMBEDDED: &[(&str, &str)] = &[("cronium-executions", "CRONIUM_EXECUTIONS_WASM")];
+const TEST_ONLY: &[(&str, &str)] = &[("cronium-test-misbehave", "CRONIUM_TEST_MISBEHAVE_WASM")];
+
+/// The cargo profile the components are built with (see the workspace `Cargo.toml`).
+const PROFILE: &str = "component";
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root");
+    for watched in [
+        "components",
+        "wit",
+        "tests/components",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let target_dir = root.join("target").join("components");
+
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root)
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (krate, _) in EMBEDDED.iter().chain(TEST_ONLY) {
+        cmd.args(["-p", krate]);
+    }
+    // The outer build's flags are for the host target, and a clippy run
+    // would lint the guests through its wrapper: keep both out.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build the components");
+    assert!(
+        status.success(),
+        "building the wasm components failed: {status}"
+    );
+
+    for (krate, var) in EMBEDDED.iter().chain(TEST_ONLY) {
+        let wasm = artifact(&target_dir, krate);
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        println!("cargo:rustc-env={var}={}", wasm.display());
+    }
+}
+
+fn artifact(target_dir: &Path, krate: &str) -> PathBuf {
+    target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{}.wasm", krate.replace('-', "_")))
+}

@@ -1,0 +1,128 @@
+//! The `auth` capability: the token rules of `cronium-rules`, then the
+//! job revocation list kept in the cache (`cronium:exec-revoked:{jobId}`).
+//!
+//! When the cache cannot answer (`CONTRACT.md`, "When Valkey is down"):
+//! jobs this host has seen revoked stay refused; within a minute of the
+//! last successful check requests pass; past that they pass too unless
+//! the operator chose fail-closed (`REVOCATION_FAIL_CLOSED=true`), which
+//! answers 503. Every such decision is logged and counted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cronium_rules::keys;
+use cronium_rules::token::{Claims, TokenError, TokenVerifier};
+
+use super::cache::Cache;
+
+/// How long after the last successful revocation check requests are let
+/// through while the cache is down.
+pub const REVOCATION_GRACE: Duration = Duration::from_secs(60);
+
+/// Why a request's token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("job revoked")]
+    Revoked,
+    #[error("revocation cannot be checked: {0}")]
+    Unavailable(String),
+}
+
+/// Token verification plus revocation.
+pub struct Auth {
+    verifier: TokenVerifier,
+    fail_closed: bool,
+    /// Jobs seen revoked, and when; kept for a token's maximum lifetime.
+    seen_revoked: Mutex<HashMap<String, Instant>>,
+    remember_for: Duration,
+    started: Instant,
+    /// Milliseconds since `started` of the last successful check (0: never).
+    last_check_ok: AtomicU64,
+    /// Requests let through without a revocation check.
+    pub unchecked: AtomicU64,
+}
+
+impl Auth {
+    /// Verifies with `verifier`; `remember_for` is how long a seen
+    /// revocation is kept locally (the tokens' maximum lifetime).
+    pub fn new(verifier: TokenVerifier, fail_closed: bool, remember_for: Duration) -> Self {
+        Auth {
+            verifier,
+            fail_closed,
+            seen_revoked: Mutex::new(HashMap::new()),
+            remember_for,
+            started: Instant::now(),
+            last_check_ok: AtomicU64::new(0),
+            unchecked: AtomicU64::new(0),
+        }
+    }
+
+    /// The token verifier (for minting in `dev` and `token`).
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    /// Verifies an `Authorization` header value.
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+        cache: &Cache,
+    ) -> Result<Claims, AuthFailure> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = self.verifier.verify_header(authorization, now)?;
+        match cache.exists(&keys::revoked_job(&claims.job_id)).await {
+            Ok(revoked) => {
+                self.last_check_ok.store(
+                    self.started.elapsed().as_millis().max(1) as u64,
+                    Ordering::Relaxed,
+                );
+                if revoked {
+                    self.remember_revoked(&claims.job_id);
+                    return Err(AuthFailure::Revoked);
+                }
+                Ok(claims)
+            }
+            Err(error) => self.without_cache(claims, &error.to_string()),
+        }
+    }
+
+    fn without_cache(&self, claims: Claims, error: &str) -> Result<Claims, AuthFailure> {
+        if self.was_seen_revoked(&claims.job_id) {
+            return Err(AuthFailure::Revoked);
+        }
+        let last_ok = self.last_check_ok.load(Ordering::Relaxed);
+        let within_grace = last_ok > 0
+            && self
+                .started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last_ok))
+                <= REVOCATION_GRACE;
+        if !within_grace && self.fail_closed {
+            tracing::warn!(job_id = %claims.job_id, %error, "revocation unchecked; refusing (fail-closed)");
+            return Err(AuthFailure::Unavailable(error.to_owned()));
+        }
+        self.unchecked.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(job_id = %claims.job_id, %error, within_grace, "revocation unchecked; letting through");
+        Ok(claims)
+    }
+
+    fn remember_revoked(&self, job_id: &str) {
+        let mut seen = self.seen_revoked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        seen.retain(|_, at| now.duration_since(*at) < self.remember_for);
+        seen.insert(job_id.to_owned(), now);
+    }
+
+    fn was_seen_revoked(&self, job_id: &str) -> bool {
+        let seen = self.seen_revoked.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(job_id)
+            .is_some_and(|at| at.elapsed() < self.remember_for)
+    }
+}

@@ -1,0 +1,417 @@
+//! The `backend` capability: the Cronium backend's internal API when
+//! `BACKEND_URL` is set, the embedded on-disk store otherwise.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cronium_rules::token::Claims;
+use cronium_rules::wire::{self, BackendContext, Execution};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use super::embedded::EmbeddedStore;
+use crate::config::BackendConfig;
+
+/// Why a backend call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("not found")]
+    NotFound,
+    #[error("backend refused the call ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("backend timed out")]
+    Timeout,
+    #[error("backend answered something unreadable: {0}")]
+    InvalidResponse(String),
+}
+
+/// The configured backend.
+pub enum Backend {
+    Http(HttpBackend),
+    Embedded(EmbeddedStore),
+}
+
+impl Backend {
+    /// The caller's execution.
+    pub async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
+        match self {
+            Backend::Http(b) => b.get_execution(caller).await,
+            Backend::Embedded(s) => s.get_execution(&caller.execution_id).await,
+        }
+    }
+
+    /// Records the caller's output (JSON text).
+    pub async fn set_output(&self, caller: &Claims, output: &str) -> Result<(), BackendError> {
+        let output = raw_json(output)?;
+        match self {
+            Backend::Http(b) => b.set_output(caller, &output).await,
+            Backend::Embedded(s) => s.set_output(&caller.execution_id, &output).await,
+        }
+    }
+
+    /// Records the caller's workflow condition.
+    pub async fn set_condition(
+        &self,
+        caller: &Claims,
+        condition: bool,
+    ) -> Result<(), BackendError> {
+        match self {
+            Backend::Http(b) => b.set_condition(caller, condition).await,
+            Backend::Embedded(s) => s.set_condition(&caller.execution_id, condition).await,
+        }
+    }
+
+    /// Delivers one audit event (`{"executionId","action","metadata","timestamp"}`).
+    pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
+        match self {
+            Backend::Http(b) => b.record_audit(event).await,
+            Backend::Embedded(s) => s.record_audit(event).await,
+        }
+    }
+}
+
+/// An audit event as the backend stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub execution_id: String,
+    pub action: String,
+    /// `userId`, `jobId`, `outcome` and the action's own fields.
+    pub metadata: Value,
+    pub timestamp: String,
+}
+
+impl AuditRecord {
+    /// The JSON body of `POST /api/internal/audit`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&wire::AuditRequest {
+            execution_id: &self.execution_id,
+            action: &self.action,
+            metadata: &self.metadata,
+            timestamp: &self.timestamp,
+        })
+        .expect("audit records serialize")
+    }
+}
+
+/// Validates JSON text from a component before it is relayed.
+fn raw_json(text: &str) -> Result<Box<serde_json::value::RawValue>, BackendError> {
+    serde_json::value::RawValue::from_string(text.to_owned()).map_err(|_| BackendError::Rejected {
+        status: 400,
+        message: "output is not valid JSON".into(),
+    })
+}
+
+/// The current time, RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("the current time formats as RFC 3339")
+}
+
+/// The largest backend answer read; anything larger is a broken backend.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// Attempts of an idempotent call (the first plus retries).
+const IDEMPOTENT_ATTEMPTS: u32 = 3;
+
+/// A client of the Cronium backend's internal API: pooled keep-alive
+/// connections, a deadline per call, retries only for idempotent calls.
+pub struct HttpBackend {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+/// An answer from the backend.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl HttpBackend {
+    /// A client of the backend at `config.url`.
+    pub fn new(config: &BackendConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(5))));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let authorization = (!config.token.is_empty())
+            .then(|| HeaderValue::try_from(format!("Bearer {}", config.token)).ok())
+            .flatten()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        HttpBackend {
+            client,
+            base: config.url.clone(),
+            authorization,
+            timeout: config.timeout,
+        }
+    }
+
+    async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
+        let path = format!(
+            "/api/internal/executions/{}/context",
+            encode_segment(&caller.execution_id)
+        );
+        let answer = self.call(Method::GET, &path, Some(caller), None).await?;
+        let answer = expect_success(answer)?;
+        BackendContext::parse(&answer.body)
+            .and_then(|c| c.into_execution(&caller.execution_id, caller.user_id.as_deref()))
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+    }
+
+    async fn set_output(
+        &self,
+        caller: &Claims,
+        output: &serde_json::value::RawValue,
+    ) -> Result<(), BackendError> {
+        let timestamp = now_rfc3339();
+        let body = serde_json::to_vec(&wire::OutputRequest {
+            output,
+            timestamp: &timestamp,
+        })
+        .expect("output requests serialize");
+        let path = format!(
+            "/api/internal/executions/{}/output",
+            encode_segment(&caller.execution_id)
+        );
+        expect_success(
+            self.call(Method::POST, &path, Some(caller), Some(body))
+                .await?,
+        )
+        .map(drop)
+    }
+
+    async fn set_condition(&self, caller: &Claims, condition: bool) -> Result<(), BackendError> {
+        let timestamp = now_rfc3339();
+        let body = serde_json::to_vec(&wire::ConditionRequest {
+            condition,
+            timestamp: &timestamp,
+        })
+        .expect("condition requests serialize");
+        let path = format!(
+            "/api/internal/executions/{}/condition",
+            encode_segment(&caller.execution_id)
+        );
+        expect_success(
+            self.call(Method::POST, &path, Some(caller), Some(body))
+                .await?,
+        )
+        .map(drop)
+    }
+
+    async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
+        let body = event.to_json().into_bytes();
+        expect_success(
+            self.call(Method::POST, "/api/internal/audit", None, Some(body))
+                .await?,
+        )
+        .map(drop)
+    }
+
+    /// One call, with retries when it is idempotent (`GET`), all within
+    /// the configured timeout.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        caller: Option<&Claims>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, BackendError> {
+        let attempts = if method == Method::GET {
+            IDEMPOTENT_ATTEMPTS
+        } else {
+            1
+        };
+        let body = body.map(Bytes::from);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut last = BackendError::Timeout;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                let pause = Duration::from_millis(50 << (2 * (attempt - 1)));
+                if tokio::time::Instant::now() + pause >= deadline {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let request = self.request(&method, path, caller, body.clone())?;
+            let outcome = tokio::time::timeout_at(deadline, self.send(request)).await;
+            match outcome {
+                Err(_) => return Err(BackendError::Timeout),
+                Ok(Ok(answer)) if retryable_status(answer.status) && attempt + 1 < attempts => {
+                    last = status_error(&answer);
+                }
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(error)) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    fn request(
+        &self,
+        method: &Method,
+        path: &str,
+        caller: Option<&Claims>,
+        body: Option<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, BackendError> {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{}", self.base, path))
+            .header("accept", "application/json");
+        if let Some(auth) = &self.authorization {
+            builder = builder.header(AUTHORIZATION, auth.clone());
+        }
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(caller) = caller {
+            builder = builder.header("x-execution-id", &caller.execution_id);
+            if let Some(capability) = &caller.capability_token {
+                builder = builder.header("x-job-capability", capability);
+            }
+        }
+        builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|_| {
+                BackendError::InvalidResponse("could not build the backend request".into())
+            })
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, BackendError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| BackendError::Unavailable(connect_error(&e)))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|_| {
+                BackendError::InvalidResponse("could not read the backend's answer".into())
+            })?
+            .to_bytes();
+        Ok(Answer { status, body })
+    }
+}
+
+fn retryable_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Maps a non-success answer to an error; passes 2xx through. A 2xx body
+/// of `{"success":false,...}` is a refusal too.
+fn expect_success(answer: Answer) -> Result<Answer, BackendError> {
+    if !answer.status.is_success() {
+        return Err(status_error(&answer));
+    }
+    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&answer.body)
+        && map.get("success") == Some(&Value::Bool(false))
+    {
+        return Err(BackendError::Rejected {
+            status: 502,
+            message: wire::error_message(&answer.body)
+                .unwrap_or_else(|| "the backend reported a failure".into()),
+        });
+    }
+    Ok(answer)
+}
+
+fn status_error(answer: &Answer) -> BackendError {
+    let status = answer.status.as_u16();
+    match answer.status {
+        StatusCode::NOT_FOUND => BackendError::NotFound,
+        s if s.is_server_error() => BackendError::Unavailable(format!("backend answered {status}")),
+        _ => BackendError::Rejected {
+            status,
+            message: wire::error_message(&answer.body).unwrap_or_else(|| {
+                answer
+                    .status
+                    .canonical_reason()
+                    .unwrap_or("error")
+                    .to_owned()
+            }),
+        },
+    }
+}
+
+/// A connection failure, described without the backend's address.
+fn connect_error(error: &hyper_util::client::legacy::Error) -> String {
+    if error.is_connect() {
+        "cannot connect to the backend".into()
+    } else {
+        "the connection to the backend failed".into()
+    }
+}
+
+/// Percent-encodes one path segment (ids are opaque to us).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_segment("exec-1_x.y~"), "exec-1_x.y~");
+    }
+
+    #[test]
+    fn a_success_false_body_is_a_refusal_with_the_backends_error() {
+        let answer = Answer {
+            status: StatusCode::OK,
+            body: Bytes::from_static(br#"{"success":false,"error":"slack said no"}"#),
+        };
+        assert_eq!(
+            expect_success(answer).err(),
+            Some(BackendError::Rejected {
+                status: 502,
+                message: "slack said no".into()
+            })
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_errors() {
+        let answer = |status: u16| Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::new(),
+        };
+        assert_eq!(status_error(&answer(404)), BackendError::NotFound);
+        assert!(matches!(
+            status_error(&answer(503)),
+            BackendError::Unavailable(_)
+        ));
+        assert!(matches!(
+            status_error(&answer(403)),
+            BackendError::Rejected { status: 403, .. }
+        ));
+    }
+}

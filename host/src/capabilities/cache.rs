@@ -1,0 +1,379 @@
+//! The `cache` capability: Valkey when `VALKEY_URL` is set, an in-process
+//! map otherwise. Both keep the same rules: TTLs, integer increments, and
+//! leases with an owner token, a fence and compare-and-delete release.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cronium_rules::{keys, lease};
+
+use super::valkey::ValkeyCache;
+
+/// Why a cache call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// The cache cannot be reached; callers carry on without it.
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    /// The cache refused the call.
+    #[error("cache refused the call: {0}")]
+    Invalid(String),
+}
+
+/// A held lease (see [`cronium_rules::lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub key: String,
+    pub owner: String,
+    pub fence: u64,
+}
+
+/// The outcome of one attempt to take a lease.
+pub(crate) enum Attempt {
+    Taken(u64),
+    /// Held by someone else for this much longer.
+    Held(Duration),
+}
+
+/// The configured cache.
+pub enum Cache {
+    Valkey(ValkeyCache),
+    Memory(MemoryCache),
+}
+
+impl Cache {
+    /// The value under `key`.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.get(key).await,
+            Cache::Memory(c) => Ok(c.get(key)),
+        }
+    }
+
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.exists(key).await,
+            Cache::Memory(c) => Ok(c.get(key).is_some()),
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl` (the default TTL when `None`).
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        match self {
+            Cache::Valkey(c) => c.set(key, value, ttl).await,
+            Cache::Memory(c) => {
+                c.set(key, value, Some(ttl.unwrap_or(c.default_ttl)));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `key`; whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.delete(key).await,
+            Cache::Memory(c) => Ok(c.delete(key)),
+        }
+    }
+
+    /// Adds `delta` to the integer under `key`; the TTL applies when the
+    /// key is created.
+    pub async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.increment(key, delta, ttl).await,
+            Cache::Memory(c) => c.increment(key, delta, Some(ttl.unwrap_or(c.default_ttl))),
+        }
+    }
+
+    /// Takes the lease on `key` for `ttl`, waiting up to `wait` with the
+    /// backoff of [`lease::backoff`]. `None` when the wait ran out.
+    pub async fn acquire(
+        &self,
+        key: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<Lease>, CacheError> {
+        let (ttl, wait) = lease::clamp_request(ttl, wait);
+        let owner = lease::owner_token(rand::random());
+        let deadline = Instant::now() + wait;
+        for attempt in 0.. {
+            let outcome = match self {
+                Cache::Valkey(c) => c.try_acquire(key, &owner, ttl).await?,
+                Cache::Memory(c) => c.try_acquire(key, &owner, ttl),
+            };
+            let holder_ttl = match outcome {
+                Attempt::Taken(fence) => {
+                    return Ok(Some(Lease {
+                        key: key.to_owned(),
+                        owner,
+                        fence,
+                    }));
+                }
+                Attempt::Held(remaining) => remaining,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let pause =
+                lease::backoff(attempt, rand::random(), Some(holder_ttl)).min(deadline - now);
+            tokio::time::sleep(pause).await;
+        }
+        Ok(None)
+    }
+
+    /// Releases `lease` if its owner still holds it.
+    pub async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.release(lease).await,
+            Cache::Memory(c) => Ok(c.release(lease)),
+        }
+    }
+}
+
+/// The in-process cache of the embedded defaults: a bounded map with TTLs.
+pub struct MemoryCache {
+    entries: Mutex<HashMap<String, Entry>>,
+    default_ttl: Duration,
+    max_entries: usize,
+}
+
+struct Entry {
+    value: String,
+    expires: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+}
+
+impl MemoryCache {
+    /// A cache of at most `max_entries` entries.
+    pub fn new(default_ttl: Duration, max_entries: usize) -> Self {
+        MemoryCache {
+            entries: Mutex::new(HashMap::new()),
+            default_ttl,
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock cannot leave an entry half
+        // written (every update is one insert or remove), so poisoning is
+        // safe to ignore.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        match entries.get(key) {
+            Some(e) if e.live(now) => Some(e.value.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries.len() >= self.max_entries && !entries.contains_key(key) {
+            entries.retain(|_, e| e.live(now));
+            if entries.len() >= self.max_entries {
+                // Still full of live entries: drop an arbitrary tenth. A
+                // cache may forget; the backend has the truth.
+                let victims: Vec<String> = entries
+                    .keys()
+                    .take(self.max_entries / 10 + 1)
+                    .cloned()
+                    .collect();
+                for victim in victims {
+                    entries.remove(&victim);
+                }
+            }
+        }
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                expires: ttl.map(|t| now + t),
+            },
+        );
+    }
+
+    fn delete(&self, key: &str) -> bool {
+        let now = Instant::now();
+        self.lock().remove(key).is_some_and(|e| e.live(now))
+    }
+
+    fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, CacheError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let (current, expires) = match entries.get(key) {
+            Some(e) if e.live(now) => (
+                e.value
+                    .parse::<i64>()
+                    .map_err(|_| CacheError::Invalid("value is not an integer".into()))?,
+                e.expires,
+            ),
+            _ => (0, ttl.map(|t| now + t)),
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| CacheError::Invalid("increment would overflow".into()))?;
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                value: next.to_string(),
+                expires,
+            },
+        );
+        Ok(next)
+    }
+
+    fn try_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Attempt {
+        let now = Instant::now();
+        let lease_key = keys::lease(key);
+        let mut entries = self.lock();
+        if let Some(held) = entries.get(&lease_key).filter(|e| e.live(now)) {
+            return Attempt::Held(held.expires.map_or(ttl, |t| t - now));
+        }
+        entries.insert(
+            lease_key,
+            Entry {
+                value: owner.to_owned(),
+                expires: Some(now + ttl),
+            },
+        );
+        let fence_key = keys::lease_fence(key);
+        let fence = entries
+            .get(&fence_key)
+            .filter(|e| e.live(now))
+            .and_then(|e| e.value.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        entries.insert(
+            fence_key,
+            Entry {
+                value: fence.to_string(),
+                expires: Some(now + lease::FENCE_TTL),
+            },
+        );
+        Attempt::Taken(fence)
+    }
+
+    fn release(&self, lease: &Lease) -> bool {
+        let now = Instant::now();
+        let lease_key = keys::lease(&lease.key);
+        let mut entries = self.lock();
+        match entries.get(&lease_key) {
+            Some(e) if e.live(now) && e.value == lease.owner => {
+                entries.remove(&lease_key);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> Cache {
+        Cache::Memory(MemoryCache::new(Duration::from_secs(60), 100))
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_their_ttl() {
+        let cache = memory();
+        cache
+            .set("k", "v", Some(Duration::from_millis(20)))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("v"));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(cache.get("k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn increment_counts_from_zero_and_refuses_non_integers() {
+        let cache = memory();
+        assert_eq!(cache.increment("n", 2, None).await.unwrap(), 2);
+        assert_eq!(cache.increment("n", -5, None).await.unwrap(), -3);
+        cache.set("s", "text", None).await.unwrap();
+        assert!(matches!(
+            cache.increment("s", 1, None).await,
+            Err(CacheError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lease_excludes_others_until_released_and_fences_grow() {
+        let cache = memory();
+        let first = cache
+            .acquire("k", Duration::from_secs(5), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            cache
+                .acquire("k", Duration::from_secs(5), Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(cache.release(&first).await.unwrap());
+        let second = cache
+            .acquire("k", Duration::from_secs(5), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(second.fence > first.fence);
+        assert!(
+            !cache.release(&first).await.unwrap(),
+            "a stale owner cannot release"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_lease_frees_the_key_after_its_ttl() {
+        let cache = memory();
+        let _dead = cache
+            .acquire("k", Duration::from_millis(30), Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let waited = cache
+            .acquire("k", Duration::from_secs(1), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(waited.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_evicts_instead_of_growing() {
+        let cache = MemoryCache::new(Duration::from_secs(60), 10);
+        for i in 0..100 {
+            cache.set(&format!("k{i}"), "v", None);
+        }
+        assert!(cache.lock().len() <= 10);
+    }
+}

@@ -1,0 +1,266 @@
+//! The capabilities the host gives components, one module each, and their
+//! bindings to the `cronium:runtime` WIT interfaces.
+//!
+//! Configuration picks each implementation (Valkey or in-process cache,
+//! backend API or embedded store); components cannot tell which they got.
+
+pub mod audit;
+pub mod auth;
+pub mod backend;
+pub mod cache;
+pub mod embedded;
+pub mod valkey;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cronium_rules::token;
+
+use self::audit::AuditSink;
+use self::auth::{Auth, AuthFailure};
+use self::backend::{AuditRecord, Backend, BackendError};
+use self::cache::{Cache, CacheError, Lease};
+use crate::components::RequestState;
+
+/// Generated bindings of the `cronium:runtime/endpoint` world.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "cronium:runtime/endpoint",
+        imports: { default: async },
+    });
+    pub use cronium::runtime::*;
+}
+
+use bindings::{
+    audit as wit_audit, auth as wit_auth, backend as wit_backend, cache as wit_cache, types as wit,
+};
+
+/// Every capability, shared by all requests.
+pub struct Capabilities {
+    pub auth: Auth,
+    pub cache: Cache,
+    pub backend: Arc<Backend>,
+    pub audit: AuditSink,
+}
+
+impl wit::Host for RequestState {}
+
+impl wit_auth::Host for RequestState {
+    async fn verify(
+        &mut self,
+        authorization: Option<String>,
+    ) -> Result<wit::Claims, wit_auth::AuthError> {
+        let caps = &self.capabilities;
+        let claims = caps
+            .auth
+            .verify(authorization.as_deref(), &caps.cache)
+            .await
+            .map_err(auth_error)?;
+        Ok(wit::Claims {
+            execution_id: claims.execution_id,
+            job_id: claims.job_id,
+            user_id: claims.user_id,
+            event_id: claims.event_id,
+            capability_token: claims.capability_token,
+            issued_at: claims.issued_at,
+            expires_at: claims.expires_at,
+        })
+    }
+}
+
+impl wit_cache::Host for RequestState {
+    async fn get(&mut self, key: String) -> Result<Option<String>, wit_cache::CacheError> {
+        logged(self.capabilities.cache.get(&key).await)
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), wit_cache::CacheError> {
+        logged(
+            self.capabilities
+                .cache
+                .set(&key, &value, ttl_ms.map(Duration::from_millis))
+                .await,
+        )
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, wit_cache::CacheError> {
+        logged(self.capabilities.cache.delete(&key).await)
+    }
+
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, wit_cache::CacheError> {
+        logged(
+            self.capabilities
+                .cache
+                .increment(&key, delta, ttl_ms.map(Duration::from_millis))
+                .await,
+        )
+    }
+
+    async fn acquire(
+        &mut self,
+        key: String,
+        ttl_ms: u64,
+        wait_ms: u64,
+    ) -> Result<Option<wit_cache::Lease>, wit_cache::CacheError> {
+        let lease = logged(
+            self.capabilities
+                .cache
+                .acquire(
+                    &key,
+                    Duration::from_millis(ttl_ms),
+                    Duration::from_millis(wait_ms),
+                )
+                .await,
+        )?;
+        Ok(lease.map(|l| wit_cache::Lease {
+            key: l.key,
+            owner: l.owner,
+            fence: l.fence,
+        }))
+    }
+
+    async fn release(&mut self, lease: wit_cache::Lease) -> Result<bool, wit_cache::CacheError> {
+        let lease = Lease {
+            key: lease.key,
+            owner: lease.owner,
+            fence: lease.fence,
+        };
+        logged(self.capabilities.cache.release(&lease).await)
+    }
+}
+
+impl wit_backend::Host for RequestState {
+    async fn get_execution(
+        &mut self,
+        caller: wit::Claims,
+    ) -> Result<wit::Execution, wit_backend::BackendError> {
+        let e = self
+            .capabilities
+            .backend
+            .get_execution(&claims(caller))
+            .await
+            .map_err(backend_error)?;
+        Ok(wit::Execution {
+            execution_id: e.execution_id,
+            job_id: e.job_id,
+            user_id: e.user_id,
+            event_id: e.event_id,
+            event_name: e.event_name,
+            event_type: e.event_type,
+            start_time: e.start_time,
+            metadata: e.metadata.to_string(),
+        })
+    }
+
+    async fn set_output(
+        &mut self,
+        caller: wit::Claims,
+        output: String,
+    ) -> Result<(), wit_backend::BackendError> {
+        self.capabilities
+            .backend
+            .set_output(&claims(caller), &output)
+            .await
+            .map_err(backend_error)
+    }
+
+    async fn set_condition(
+        &mut self,
+        caller: wit::Claims,
+        condition: bool,
+    ) -> Result<(), wit_backend::BackendError> {
+        self.capabilities
+            .backend
+            .set_condition(&claims(caller), condition)
+            .await
+            .map_err(backend_error)
+    }
+}
+
+impl wit_audit::Host for RequestState {
+    async fn emit(&mut self, event: wit_audit::AuditEvent) {
+        let mut metadata = match serde_json::from_str::<serde_json::Value>(&event.details) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        metadata.insert("userId".into(), event.user_id.into());
+        metadata.insert("jobId".into(), event.job_id.into());
+        metadata.insert("outcome".into(), event.outcome.into());
+        self.capabilities.audit.emit(AuditRecord {
+            execution_id: event.execution_id,
+            action: event.action,
+            metadata: serde_json::Value::Object(metadata),
+            timestamp: backend::now_rfc3339(),
+        });
+    }
+}
+
+fn claims(c: wit::Claims) -> token::Claims {
+    token::Claims {
+        execution_id: c.execution_id,
+        job_id: c.job_id,
+        user_id: c.user_id,
+        event_id: c.event_id,
+        capability_token: c.capability_token,
+        issued_at: c.issued_at,
+        expires_at: c.expires_at,
+    }
+}
+
+fn auth_error(failure: AuthFailure) -> wit_auth::AuthError {
+    use token::TokenError as T;
+    use wit_auth::AuthError as W;
+    match failure {
+        AuthFailure::Token(T::MissingCredentials) => W::MissingCredentials,
+        AuthFailure::Token(T::Malformed(why)) => W::Malformed(why),
+        AuthFailure::Token(T::InvalidSignature) => W::InvalidSignature,
+        AuthFailure::Token(T::UnsupportedAlgorithm(alg)) => W::UnsupportedAlgorithm(alg),
+        AuthFailure::Token(T::Expired) => W::Expired,
+        AuthFailure::Token(T::NotYetValid) => W::NotYetValid,
+        AuthFailure::Token(T::TooOld) => W::TooOld,
+        AuthFailure::Token(T::MissingClaim(claim)) => W::MissingClaim(claim),
+        AuthFailure::Revoked => W::Revoked,
+        AuthFailure::Unavailable(why) => W::Unavailable(why),
+    }
+}
+
+fn backend_error(error: BackendError) -> wit_backend::BackendError {
+    use wit_backend::BackendError as W;
+    if !matches!(
+        error,
+        BackendError::NotFound | BackendError::Rejected { .. }
+    ) {
+        tracing::warn!(%error, "backend call failed");
+    }
+    match error {
+        BackendError::NotFound => W::NotFound,
+        BackendError::Rejected { status, message } => {
+            W::Rejected(wit_backend::Rejection { status, message })
+        }
+        BackendError::Unavailable(why) => W::Unavailable(why),
+        BackendError::Timeout => W::Timeout,
+        BackendError::InvalidResponse(why) => W::InvalidResponse(why),
+    }
+}
+
+/// Converts a cache result, logging failures: a component carries on
+/// without the cache, but the operator should know.
+fn logged<T>(result: Result<T, CacheError>) -> Result<T, wit_cache::CacheError> {
+    result.map_err(|error| {
+        tracing::warn!(%error, "cache call failed");
+        match error {
+            CacheError::Unavailable(why) => wit_cache::CacheError::Unavailable(why),
+            CacheError::Invalid(why) => wit_cache::CacheError::Invalid(why),
+        }
+    })
+}

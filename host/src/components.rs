@@ -1,0 +1,414 @@
+//! The component engine: each endpoint group is compiled once and
+//! pre-instantiated once; every request gets a fresh store from the
+//! pooling allocator, with an epoch deadline and a memory cap. A trap, a
+//! deadline or an exhausted memory ends that request with a JSON error
+//! and touches nothing else.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::capabilities::{Capabilities, bindings::Endpoint};
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// An endpoint group: a component and the routes it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// `/executions/{id}/{input,output,context,condition}`.
+    Executions,
+}
+
+impl Group {
+    /// Every group.
+    pub const ALL: [Group; 1] = [Group::Executions];
+
+    /// The group's name (and its `CRONIUM_COMPONENT_<NAME>` override).
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Executions => "executions",
+        }
+    }
+
+    /// The component built into the binary.
+    fn embedded(self) -> &'static [u8] {
+        match self {
+            Group::Executions => include_bytes!(env!("CRONIUM_EXECUTIONS_WASM")),
+        }
+    }
+
+    /// The group serving `path`, if any.
+    pub fn for_path(path: &str) -> Option<Group> {
+        let mut segments = path.strip_prefix('/')?.split('/');
+        match (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) {
+            (
+                Some("executions"),
+                Some(id),
+                Some("input" | "output" | "context" | "condition"),
+                None,
+            ) if !id.is_empty() => Some(Group::Executions),
+            _ => None,
+        }
+    }
+}
+
+/// Why the components could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading component {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("component for {group}: {source:#}")]
+    Component {
+        group: &'static str,
+        source: wasmtime::Error,
+    },
+    #[error("engine: {0:#}")]
+    Engine(wasmtime::Error),
+}
+
+/// The store data of one request.
+pub struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: NoOutgoingHttp,
+    limits: MemoryLimit,
+    pub(crate) capabilities: Arc<Capabilities>,
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Endpoint components reach the world through capabilities only: an
+/// outgoing `wasi:http` request is denied inside the host.
+struct NoOutgoingHttp;
+
+impl WasiHttpHooks for NoOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        hyper::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Caps an instance's memory, and remembers whether the cap was hit so
+/// that the failure is reported as what it is.
+struct MemoryLimit {
+    max: usize,
+    hit: Arc<AtomicBool>,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The loaded components.
+pub struct Components {
+    engine: Engine,
+    groups: HashMap<Group, ProxyPre<RequestState>>,
+    capabilities: Arc<Capabilities>,
+    timeout: Duration,
+    memory: usize,
+}
+
+impl Components {
+    /// Compiles and pre-instantiates every group, from the binary or from
+    /// the operator's overrides, and starts the epoch clock.
+    pub fn load(config: &Config, capabilities: Arc<Capabilities>) -> Result<Self, LoadError> {
+        let engine = engine(config).map_err(LoadError::Engine)?;
+        let mut linker: Linker<RequestState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(LoadError::Engine)?;
+        Endpoint::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(LoadError::Engine)?;
+
+        let mut groups = HashMap::new();
+        for group in Group::ALL {
+            let component = match config.component_overrides.get(group.name()) {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    tracing::info!(group = group.name(), path = %path.display(), "serving an override component");
+                    Component::new(&engine, bytes)
+                }
+                None => Component::new(&engine, group.embedded()),
+            }
+            .map_err(|source| LoadError::Component {
+                group: group.name(),
+                source,
+            })?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map_err(|source| LoadError::Component {
+                    group: group.name(),
+                    source,
+                })?;
+            groups.insert(group, pre);
+        }
+
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| LoadError::Engine(e.into()))?;
+
+        Ok(Components {
+            engine,
+            groups,
+            capabilities,
+            timeout: config.request_timeout,
+            memory: config.component_memory,
+        })
+    }
+
+    /// Serves `request` with `group`'s component.
+    pub async fn call(
+        &self,
+        group: Group,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let pre = self.groups[&group].clone();
+        let memory_hit = Arc::new(AtomicBool::new(false));
+        let mut store = Store::new(
+            &self.engine,
+            RequestState {
+                wasi: WasiCtx::builder().inherit_stderr().build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                hooks: NoOutgoingHttp,
+                limits: MemoryLimit {
+                    max: self.memory,
+                    hit: memory_hit.clone(),
+                },
+                capabilities: self.capabilities.clone(),
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        let ticks = (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (incoming, outparam) = {
+            let mut http = store.data_mut().http();
+            let incoming = http.new_incoming_request(Scheme::Http, request);
+            let outparam = http.new_response_outparam(sender);
+            match (incoming, outparam) {
+                (Ok(i), Ok(o)) => (i, o),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "could not hand the request to the component");
+                    return Err(ApiError::internal(
+                        "the request could not be handed to its component",
+                    ));
+                }
+            }
+        };
+
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        });
+        let abort = task.abort_handle();
+
+        // The deadline covers the whole call, host calls included; the
+        // epoch deadline stops a guest that spins without calling out.
+        let outcome = tokio::time::timeout(self.timeout + EPOCH_TICK * 10, async {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => {
+                    tracing::warn!(?code, "component answered with an error code");
+                    return Err(ApiError::internal("the component failed"));
+                }
+                // The sender is dropped with the store: the guest ended
+                // (or trapped) without answering.
+                Err(_) => return Err(failure(task.await, &memory_hit)),
+            };
+            let (parts, body) = response.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return Err(failure(task.await, &memory_hit)),
+            };
+            // The guest finishes right after its body; a late trap still
+            // counts, as the client has seen nothing yet.
+            match task.await {
+                Ok(Ok(())) => Ok(Response::from_parts(parts, Full::new(body))),
+                other => Err(failure(other, &memory_hit)),
+            }
+        })
+        .await;
+
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                abort.abort();
+                tracing::warn!(group = group.name(), "component call ran past its deadline");
+                Err(ApiError::deadline_exceeded())
+            }
+        }
+    }
+}
+
+/// Turns the end of a failed guest task into the caller's error.
+fn failure(
+    joined: Result<wasmtime::Result<()>, tokio::task::JoinError>,
+    memory_hit: &AtomicBool,
+) -> ApiError {
+    let error = match joined {
+        Ok(Ok(())) => {
+            tracing::error!("component returned without a response");
+            return ApiError::internal("the component did not answer");
+        }
+        Ok(Err(error)) => error,
+        Err(join) => {
+            tracing::error!(error = %join, "component task failed");
+            return ApiError::internal("the component failed");
+        }
+    };
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        tracing::warn!("component interrupted at its deadline");
+        return ApiError::deadline_exceeded();
+    }
+    if memory_hit.load(Ordering::Relaxed) {
+        tracing::warn!(error = %format!("{error:#}"), "component ran out of memory");
+        return ApiError::internal("the component ran out of memory");
+    }
+    tracing::error!(error = %format!("{error:#}"), "component trapped");
+    ApiError::internal("the component failed")
+}
+
+/// The wasmtime engine: pooling allocator sized for `max_instances`,
+/// memories capped, epoch interruption on.
+fn engine(config: &Config) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    let instances = config.max_instances.max(1);
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances * 4);
+    pool.total_memories(instances * 2);
+    pool.total_tables(instances * 4);
+    pool.max_memories_per_component(2);
+    pool.max_memory_size(config.component_memory);
+    // Keeping a little memory resident avoids a madvise (and the TLB
+    // shootdowns it causes) on every request (shared/FACTS.md).
+    pool.linear_memory_keep_resident(2 << 20);
+    pool.table_keep_resident(2 << 20);
+
+    let mut wasm = wasmtime::Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_four_execution_routes_belong_to_the_executions_group() {
+        for path in [
+            "/executions/e1/input",
+            "/executions/e1/output",
+            "/executions/e1/context",
+            "/executions/e1/condition",
+        ] {
+            assert_eq!(Group::for_path(path), Some(Group::Executions), "{path}");
+        }
+        for path in [
+            "/executions//input",
+            "/executions/e1/other",
+            "/executions/e1/input/x",
+            "/health",
+            "/",
+            "",
+        ] {
+            assert_eq!(Group::for_path(path), None, "{path}");
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Configuration, read from the environment variables of the Go service
+//! (`CONTRACT.md`, "Configuration compatibility") plus a few of our own,
+//! all prefixed `CRONIUM_`. An operator can swap one binary for the other.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cronium_rules::token::{Algorithm, TokenPolicy};
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(name: &'static str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            name,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Where Valkey is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValkeyConfig {
+    /// A `redis://`, `rediss://` or `unix://` URL (`valkey://` is read as `redis://`).
+    pub url: String,
+    pub password: Option<String>,
+    pub db: Option<i64>,
+}
+
+/// Where the Cronium backend is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub url: String,
+    pub token: String,
+    pub timeout: Duration,
+}
+
+/// The host's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST` (0.0.0.0) and `PORT` (8081).
+    pub listen: SocketAddr,
+    /// `RUNTIME_JWT_SECRET`, else `JWT_SECRET`, else `RUNTIME_AUTH_JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+    /// `JWT_ALGORITHM` (HS256).
+    pub jwt_algorithm: Algorithm,
+    /// `JWT_LEEWAY` (30s) and `TOKEN_MAX_LIFETIME` (2h).
+    pub token_policy: TokenPolicy,
+    /// `REVOCATION_FAIL_CLOSED` (false): refuse requests (503) when
+    /// revocation cannot be checked for longer than the grace window.
+    pub revocation_fail_closed: bool,
+    /// `VALKEY_URL`, `VALKEY_PASSWORD`, `VALKEY_DB`; none: in-process cache.
+    pub valkey: Option<ValkeyConfig>,
+    /// `CACHE_TTL` (5m): the default TTL of cached entries.
+    pub cache_ttl: Duration,
+    /// `BACKEND_URL`, `BACKEND_TOKEN`, `BACKEND_TIMEOUT` (30s); none: the
+    /// embedded store in `data_dir`.
+    pub backend: Option<BackendConfig>,
+    /// `CRONIUM_DATA_DIR` (`./cronium-data`): the embedded store.
+    pub data_dir: PathBuf,
+    /// `LOG_LEVEL` (info) and `LOG_FORMAT` (json).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// `CRONIUM_REQUEST_TIMEOUT` (60s): the deadline of one component call.
+    pub request_timeout: Duration,
+    /// `CRONIUM_INSTANCE_MEMORY` (64 MiB): the memory cap of one instance.
+    pub component_memory: usize,
+    /// `CRONIUM_MAX_INSTANCES` (1000): component instances alive at once.
+    pub max_instances: u32,
+    /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
+    /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
+    pub component_overrides: HashMap<String, PathBuf>,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads the configuration from `vars` (testable without touching the
+    /// process environment).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let vars = Vars(vars);
+        let get = |name: &str| vars.get(name);
+
+        let port: u16 = match get("PORT") {
+            Some(p) => p
+                .parse()
+                .map_err(|_| ConfigError::new("PORT", format!("not a port number: {p:?}")))?,
+            None => 8081,
+        };
+        let host = get("HOST").unwrap_or("0.0.0.0");
+        let listen = format!("{host}:{port}")
+            .parse()
+            .or_else(|_| format!("[{host}]:{port}").parse())
+            .map_err(|_| ConfigError::new("HOST", format!("not an IP address: {host:?}")))?;
+
+        let jwt_secret = [
+            "RUNTIME_JWT_SECRET",
+            "JWT_SECRET",
+            "RUNTIME_AUTH_JWT_SECRET",
+        ]
+        .iter()
+        .find_map(|name| get(name))
+        .map(str::to_owned);
+        let jwt_algorithm = match get("JWT_ALGORITHM") {
+            Some(name) => Algorithm::from_name(name).ok_or_else(|| {
+                ConfigError::new(
+                    "JWT_ALGORITHM",
+                    format!("{name:?}: use HS256, HS384 or HS512"),
+                )
+            })?,
+            None => Algorithm::Hs256,
+        };
+        let defaults = TokenPolicy::default();
+        let token_policy = TokenPolicy {
+            leeway: vars.duration("JWT_LEEWAY", defaults.leeway)?,
+            max_lifetime: vars.duration("TOKEN_MAX_LIFETIME", defaults.max_lifetime)?,
+        };
+
+        let valkey = get("VALKEY_URL")
+            .map(|url| -> Result<ValkeyConfig, ConfigError> {
+                Ok(ValkeyConfig {
+                    url: valkey_url(url)?,
+                    password: get("VALKEY_PASSWORD").map(str::to_owned),
+                    db: get("VALKEY_DB")
+                        .map(|db| {
+                            db.parse()
+                                .map_err(|_| ConfigError::new("VALKEY_DB", "not an integer"))
+                        })
+                        .transpose()?,
+                })
+            })
+            .transpose()?;
+
+        let backend = get("BACKEND_URL")
+            .map(|url| -> Result<BackendConfig, ConfigError> {
+                if !url.starts_with("http://") {
+                    return Err(ConfigError::new(
+                        "BACKEND_URL",
+                        "only http:// URLs are supported (terminate TLS in front of the backend)",
+                    ));
+                }
+                Ok(BackendConfig {
+                    url: url.trim_end_matches('/').to_owned(),
+                    token: get("BACKEND_TOKEN").unwrap_or_default().to_owned(),
+                    timeout: vars.duration("BACKEND_TIMEOUT", Duration::from_secs(30))?,
+                })
+            })
+            .transpose()?;
+
+        let log_format = match get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") | Some("console") | Some("pretty") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("{other:?}: use json or text"),
+                ));
+            }
+        };
+
+        let component_overrides = vars
+            .0
+            .iter()
+            .filter_map(|(name, value)| {
+                let group = name.strip_prefix("CRONIUM_COMPONENT_")?;
+                (!value.trim().is_empty()).then(|| {
+                    (
+                        group.to_ascii_lowercase().replace('_', "-"),
+                        PathBuf::from(value.trim()),
+                    )
+                })
+            })
+            .collect();
+
+        Ok(Config {
+            listen,
+            jwt_secret,
+            jwt_algorithm,
+            token_policy,
+            revocation_fail_closed: vars.boolean("REVOCATION_FAIL_CLOSED", false)?,
+            valkey,
+            cache_ttl: vars.duration("CACHE_TTL", Duration::from_secs(300))?,
+            backend,
+            data_dir: PathBuf::from(get("CRONIUM_DATA_DIR").unwrap_or("cronium-data")),
+            log_level: get("LOG_LEVEL").unwrap_or("info").to_ascii_lowercase(),
+            log_format,
+            request_timeout: vars.duration("CRONIUM_REQUEST_TIMEOUT", Duration::from_secs(60))?,
+            component_memory: match get("CRONIUM_INSTANCE_MEMORY") {
+                Some(v) => parse_size(v)
+                    .ok_or_else(|| ConfigError::new("CRONIUM_INSTANCE_MEMORY", "use e.g. 64MiB"))?,
+                None => 64 << 20,
+            },
+            max_instances: match get("CRONIUM_MAX_INSTANCES") {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError::new("CRONIUM_MAX_INSTANCES", "not an integer"))?,
+                None => 1000,
+            },
+            component_overrides,
+        })
+    }
+}
+
+/// The environment, with empty values read as unset.
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            Some(v) => parse_duration(v).ok_or_else(|| {
+                ConfigError::new(
+                    name,
+                    format!("{v:?} is not a duration (e.g. 30s, 5m, 1h30m)"),
+                )
+            }),
+            None => Ok(default),
+        }
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::new(
+                name,
+                format!("{other:?} is not a boolean"),
+            )),
+        }
+    }
+}
+
+/// Parses a Go duration (`300ms`, `30s`, `5m`, `1h30m`); a bare number is
+/// seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(value * scale).ok()?;
+    }
+    Some(total)
+}
+
+/// Parses `64MiB`, `512KiB`, `1GiB`, `1048576` (bytes).
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let n: usize = text[..digits].parse().ok()?;
+    let scale = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// Normalises a `VALKEY_URL`: `valkey://` means `redis://`, `valkeys://`
+/// means `rediss://`.
+fn valkey_url(url: &str) -> Result<String, ConfigError> {
+    let url = if let Some(rest) = url.strip_prefix("valkey://") {
+        format!("redis://{rest}")
+    } else if let Some(rest) = url.strip_prefix("valkeys://") {
+        format!("rediss://{rest}")
+    } else {
+        url.to_owned()
+    };
+    if ["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        Ok(url)
+    } else {
+        Err(ConfigError::new(
+            "VALKEY_URL",
+            "use a redis://, rediss://, valkey:// or unix:// URL",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_go_service() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.port(), 8081);
+        assert_eq!(c.cache_ttl, Duration::from_secs(300));
+        assert!(c.valkey.is_none() && c.backend.is_none() && c.jwt_secret.is_none());
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn runtime_jwt_secret_wins_over_the_older_names() {
+        let c = config(&[
+            ("JWT_SECRET", "old"),
+            ("RUNTIME_JWT_SECRET", "new"),
+            ("RUNTIME_AUTH_JWT_SECRET", "older"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("new"));
+        let c = config(&[("RUNTIME_AUTH_JWT_SECRET", "older")]).unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("older"));
+    }
+
+    #[test]
+    fn valkey_scheme_means_redis() {
+        let c = config(&[("VALKEY_URL", "valkey://cache:6379/0")]).unwrap();
+        assert_eq!(c.valkey.unwrap().url, "redis://cache:6379/0");
+        assert!(config(&[("VALKEY_URL", "http://cache")]).is_err());
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn component_overrides_are_read_by_group() {
+        let c = config(&[
+            ("CRONIUM_COMPONENT_EXECUTIONS", "/x.wasm"),
+            ("CRONIUM_INSTANCE_MEMORY", "32MiB"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.component_overrides.get("executions"),
+            Some(&PathBuf::from("/x.wasm"))
+        );
+        assert_eq!(c.component_overrides.len(), 1);
+        assert_eq!(c.component_memory, 32 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = config(&[("PORT", "eighty")]).unwrap_err();
+        assert_eq!(e.name, "PORT");
+        let e = config(&[("CACHE_TTL", "soon")]).unwrap_err();
+        assert_eq!(e.name, "CACHE_TTL");
+    }
+}

@@ -1,0 +1,144 @@
+//! The Cronium runtime host: serves the runtime API by running the
+//! endpoint-group components on wasmtime, and gives them their
+//! capabilities natively.
+//!
+//! * [`config`]: the environment (the Go service's variables and ours);
+//! * [`server`]: HTTP, native `/health`, routing, body caps, request log;
+//! * [`components`]: the engine, one pre-instantiated component per group,
+//!   a fresh bounded store per request;
+//! * [`capabilities`]: `auth`, `cache` (Valkey or in-process), `backend`
+//!   (the Cronium API or the embedded store) and `audit`;
+//! * [`error`]: the JSON errors the host answers itself.
+
+pub mod capabilities;
+pub mod components;
+pub mod config;
+pub mod error;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cronium_rules::token::{TokenVerifier, WeakSecret};
+use tokio::net::TcpListener;
+
+use crate::capabilities::Capabilities;
+use crate::capabilities::audit::{AuditSink, AuditWorker};
+use crate::capabilities::auth::Auth;
+use crate::capabilities::backend::{Backend, HttpBackend};
+use crate::capabilities::cache::{Cache, MemoryCache};
+use crate::capabilities::embedded::{EmbeddedStore, StoreError};
+use crate::capabilities::valkey::ValkeyCache;
+use crate::components::{Components, LoadError};
+use crate::config::Config;
+
+/// Entries the in-process cache keeps at most.
+const MEMORY_CACHE_ENTRIES: usize = 100_000;
+
+/// How long open requests may run on after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// How long queued audit events may take to deliver at shutdown.
+const AUDIT_FLUSH: Duration = Duration::from_secs(5);
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "no JWT secret: set RUNTIME_JWT_SECRET (or JWT_SECRET), or run `cronium-runtime dev` to try it out"
+    )]
+    NoSecret,
+    #[error(transparent)]
+    WeakSecret(#[from] WeakSecret),
+    #[error("VALKEY_URL: {0}")]
+    Valkey(#[from] redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every request handler shares.
+pub struct App {
+    pub(crate) components: Components,
+    pub capabilities: Arc<Capabilities>,
+}
+
+/// A started host: components loaded, capabilities up, socket bound.
+pub struct Runtime {
+    app: Arc<App>,
+    audit: AuditWorker,
+    listener: TcpListener,
+}
+
+impl Runtime {
+    /// Builds the capabilities and components of `config` and binds its
+    /// address. Valkey is connected lazily: it may come up later.
+    pub async fn start(config: &Config) -> Result<Runtime, StartError> {
+        let secret = config.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
+        let verifier =
+            TokenVerifier::new(secret.as_bytes(), config.jwt_algorithm, config.token_policy)?;
+        let auth = Auth::new(
+            verifier,
+            config.revocation_fail_closed,
+            config.token_policy.max_lifetime,
+        );
+        let cache = match &config.valkey {
+            Some(valkey) => Cache::Valkey(ValkeyCache::new(valkey, config.cache_ttl)?),
+            None => Cache::Memory(MemoryCache::new(config.cache_ttl, MEMORY_CACHE_ENTRIES)),
+        };
+        let backend = Arc::new(match &config.backend {
+            Some(backend) => Backend::Http(HttpBackend::new(backend)),
+            None => Backend::Embedded(EmbeddedStore::open(&config.data_dir)?),
+        });
+        let (audit, audit_worker) = AuditSink::start(backend.clone());
+        let capabilities = Arc::new(Capabilities {
+            auth,
+            cache,
+            backend,
+            audit,
+        });
+        let components = Components::load(config, capabilities.clone())?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        tracing::info!(
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            cache = if config.valkey.is_some() { "valkey" } else { "in-process" },
+            backend = if config.backend.is_some() { "http" } else { "embedded" },
+            "cronium runtime listening"
+        );
+        Ok(Runtime {
+            app: Arc::new(App {
+                components,
+                capabilities,
+            }),
+            audit: audit_worker,
+            listener,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, drains open requests, then
+    /// delivers the queued audit events.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        server::serve(self.listener, self.app.clone(), shutdown, DRAIN).await;
+        // Dropping the last handle on the capabilities closes the audit queue.
+        drop(self.app);
+        self.audit.finish(AUDIT_FLUSH).await;
+    }
+}

@@ -1,0 +1,188 @@
+//! `cronium-runtime`: the Cronium runtime API host.
+//!
+//! With no arguments it serves, configured like the Go service by the
+//! environment. `dev` starts on the embedded defaults with a demo
+//! execution and prints a token and `curl` lines; `token` mints a token;
+//! `execution create` adds an execution to the embedded store.
+
+mod dev;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cronium_host::Runtime;
+use cronium_host::config::{Config, LogFormat, parse_duration};
+use cronium_rules::token::Claims;
+
+#[derive(Parser)]
+#[command(
+    name = "cronium-runtime",
+    version,
+    about = "The Cronium runtime API on WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve, configured by the environment (the default).
+    Serve,
+    /// Serve on the embedded defaults with a demo execution; prints a token and curl lines.
+    Dev {
+        /// Port to listen on (the SSH tunnel of the runners targets 8089).
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+        /// Where the embedded store lives.
+        #[arg(long, env = "CRONIUM_DATA_DIR", default_value = "cronium-data")]
+        data_dir: PathBuf,
+    },
+    /// Mint an execution token with the configured secret.
+    Token {
+        #[arg(long)]
+        execution_id: String,
+        #[arg(long)]
+        job_id: String,
+        #[arg(long)]
+        user_id: Option<String>,
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Lifetime, e.g. 30m or 1h.
+        #[arg(long, default_value = "1h", value_parser = duration)]
+        ttl: Duration,
+        /// Where `dev` keeps its secret, used when no secret is configured.
+        #[arg(long, env = "CRONIUM_DATA_DIR", default_value = "cronium-data")]
+        data_dir: PathBuf,
+    },
+    /// Manage executions in the embedded store.
+    Execution {
+        #[command(subcommand)]
+        command: ExecutionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExecutionCommand {
+    /// Create (or replace) an execution and print a token for it.
+    Create(dev::NewExecution),
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration (e.g. 30m, 1h)"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::from_env()?;
+    init_logging(&config);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config),
+        Command::Dev { port, data_dir } => {
+            config.listen.set_port(port);
+            config.data_dir = data_dir;
+            let demo = dev::prepare(&mut config)?;
+            serve_with(config, Some(demo))
+        }
+        Command::Token {
+            execution_id,
+            job_id,
+            user_id,
+            event_id,
+            ttl,
+            data_dir,
+        } => {
+            config.data_dir = data_dir;
+            let verifier = dev::verifier(&config)?;
+            let now = now();
+            let claims = Claims {
+                execution_id,
+                job_id,
+                user_id,
+                event_id,
+                capability_token: None,
+                issued_at: now,
+                expires_at: Some(now + ttl.as_secs()),
+            };
+            println!("{}", verifier.mint(&claims));
+            Ok(())
+        }
+        Command::Execution {
+            command: ExecutionCommand::Create(new),
+        } => {
+            config.data_dir = new.data_dir.clone();
+            let (execution, token) = dev::create_execution(&config, &new)?;
+            println!(
+                "{}",
+                serde_json::json!({ "executionId": execution.execution_id, "token": token })
+            );
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    serve_with(config, None)
+}
+
+fn serve_with(config: Config, demo: Option<dev::Demo>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let host = Runtime::start(&config).await?;
+        if let Some(demo) = demo {
+            demo.print(host.local_addr()?.port());
+        }
+        host.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+fn init_logging(config: &Config) {
+    // Our own lines at the configured level; wasmtime's internals only when they matter.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},cranelift=warn,wasmtime=warn,wasmtime_wasi=warn,wasmtime_wasi_http=warn",
+        level = config.log_level
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
