@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cronium_rules::limits;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +23,11 @@ use crate::App;
 use crate::capabilities::backend::now_rfc3339;
 use crate::components::Group;
 use crate::error::ApiError;
+
+/// The most of a refused body read (and discarded) before answering 413.
+const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+/// How long draining a refused body may take.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -145,24 +150,62 @@ async fn read_body(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let expects_continue = request
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (mut parts, body) = request.into_parts();
     if declared.is_some_and(|len| len > limit as u64) {
+        // A client waiting for `100 Continue` never sends the body; others
+        // are already sending it, and get a readable 413 if we drain it.
+        if !expects_continue {
+            drain(body, declared.unwrap_or_default()).await;
+        }
         return Err(ApiError::payload_too_large(limit));
     }
-    let (mut parts, body) = request.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::payload_too_large(limit));
+    let mut body = body;
+    let mut collected = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(ApiError::bad_request("could not read the request body"));
+        };
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                drain(body, 0).await;
+                return Err(ApiError::payload_too_large(limit));
+            }
+            collected.extend_from_slice(&data);
         }
-        Err(_) => return Err(ApiError::bad_request("could not read the request body")),
-    };
+    }
     // wasi:http needs an authority; HTTP/1.0 clients may send no Host.
     if parts.uri.authority().is_none() && !parts.headers.contains_key(HOST) {
         parts
             .headers
             .insert(HOST, HeaderValue::from_static("localhost"));
     }
-    Ok(Request::from_parts(parts, Full::new(body)))
+    Ok(Request::from_parts(
+        parts,
+        Full::new(Bytes::from(collected)),
+    ))
+}
+
+/// Reads and discards what is left of a refused body, so that the client
+/// can read our 413 instead of a reset connection; bounded in bytes and
+/// time, after which the connection is simply closed.
+async fn drain(mut body: Incoming, declared: u64) {
+    if declared > DRAIN_MAX {
+        return;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut drained = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if drained > DRAIN_MAX {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn health() -> Response<Full<Bytes>> {

@@ -1,0 +1,223 @@
+//! What the host survives: misbehaving components, Valkey going away and
+//! coming back, restarts on the embedded defaults, shutdown signals.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{FakeBackend, Host, HostConfig, Valkey, call, token};
+
+const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
+
+async fn get(host: &Host, path: &str, token: &str) -> support::Reply {
+    let auth = format!("Bearer {token}");
+    call("GET", &host.url(path), &[("authorization", &auth)], None).await
+}
+
+/// A host serving the misbehaving test component as its executions group.
+async fn misbehaving_host() -> (Valkey, FakeBackend, Host) {
+    let valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    let host = Host::start(
+        HostConfig::with(&valkey.url(), &backend.url())
+            .env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
+            .env("CRONIUM_REQUEST_TIMEOUT", "1s")
+            .env("CRONIUM_INSTANCE_MEMORY", "32MiB"),
+    )
+    .await;
+    (valkey, backend, host)
+}
+
+#[tokio::test]
+async fn a_trapping_component_answers_json_500_and_the_next_request_succeeds() {
+    let (_valkey, _backend, host) = misbehaving_host().await;
+    let reply = get(&host, "/executions/trap/input", "x").await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.error_message(), "the component failed");
+    let reply = get(&host, "/executions/ok/input", "x").await;
+    assert_eq!(
+        (reply.status, reply.json["data"].as_str()),
+        (200, Some("fine"))
+    );
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_the_deadline_with_json_504() {
+    let (_valkey, _backend, host) = misbehaving_host().await;
+    let started = Instant::now();
+    let reply = get(&host, "/executions/loop/input", "x").await;
+    assert_eq!(reply.status, 504);
+    reply.error_message();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped near its 1 s deadline"
+    );
+    assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_memory_blowup_hits_the_cap_and_answers_json_500() {
+    let (_valkey, _backend, host) = misbehaving_host().await;
+    let reply = get(&host, "/executions/oom/input", "x").await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.error_message(), "the component ran out of memory");
+    assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+}
+
+#[tokio::test]
+async fn misbehaving_requests_in_parallel_do_not_disturb_good_ones() {
+    let (_valkey, _backend, host) = misbehaving_host().await;
+    let bad = ["trap", "loop", "oom", "trap"].map(|kind| {
+        let url = host.url(&format!("/executions/{kind}/input"));
+        tokio::spawn(async move { call("GET", &url, &[], None).await.status })
+    });
+    for _ in 0..20 {
+        assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+    }
+    for task in bad {
+        assert!(matches!(task.await.unwrap(), 500 | 504));
+    }
+}
+
+#[tokio::test]
+async fn with_valkey_killed_requests_go_to_the_backend_and_caching_resumes_when_it_returns() {
+    let mut valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    backend.add_execution("exec-1", "user-1", Some(json!({"k": "v"})));
+    let host = Host::start(HostConfig::with(&valkey.url(), &backend.url())).await;
+    let context = "/api/internal/executions/exec-1/context";
+    let t = token("exec-1");
+
+    assert_eq!(get(&host, "/executions/exec-1/input", &t).await.status, 200);
+    assert_eq!(get(&host, "/executions/exec-1/input", &t).await.status, 200);
+    assert_eq!(
+        backend.count("GET", context),
+        1,
+        "second read was a cache hit"
+    );
+
+    valkey.kill();
+    for _ in 0..5 {
+        let reply = get(&host, "/executions/exec-1/input", &t).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.json["data"], json!({"k": "v"}));
+    }
+    let output = call(
+        "POST",
+        &host.url("/executions/exec-1/output"),
+        &[("authorization", &format!("Bearer {t}"))],
+        Some(br#"{"data":"written while valkey was down"}"#),
+    )
+    .await;
+    assert_eq!(output.status, 200);
+    assert_eq!(backend.state().outputs.len(), 1);
+    assert_eq!(
+        backend.count("GET", context),
+        6,
+        "every read went to the backend"
+    );
+
+    valkey.restart();
+    // The first read after the restart refills the cache (the connection
+    // may need a request or two to come back); then reads are hits again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refilled = false;
+    while !refilled && Instant::now() < deadline {
+        let before = backend.count("GET", context);
+        let first = get(&host, "/executions/exec-1/input", &t).await.status;
+        let second = get(&host, "/executions/exec-1/input", &t).await.status;
+        assert_eq!((first, second), (200, 200));
+        // At most the refill reached the backend: the second was a hit.
+        refilled = backend.count("GET", context) - before <= 1;
+    }
+    assert!(refilled, "caching resumed without restarting the host");
+    let cached: Option<String> = redis::cmd("GET")
+        .arg("cronium:exec:exec-1")
+        .query(&mut valkey.connection())
+        .unwrap();
+    assert!(cached.is_some());
+}
+
+#[tokio::test]
+async fn the_host_starts_while_valkey_is_down_and_serves_through_the_backend() {
+    let mut valkey = Valkey::start();
+    let url = valkey.url();
+    valkey.kill();
+    let backend = FakeBackend::start().await;
+    backend.add_execution("exec-1", "user-1", Some(json!(1)));
+    let host = Host::start(HostConfig::with(&url, &backend.url())).await;
+    let reply = get(&host, "/executions/exec-1/input", &token("exec-1")).await;
+    assert_eq!((reply.status, reply.json["data"].clone()), (200, json!(1)));
+}
+
+#[tokio::test]
+async fn embedded_defaults_keep_executions_and_outputs_across_a_restart() {
+    let mut host = Host::start(HostConfig::default()).await;
+    let created = host.command(&[
+        "execution",
+        "create",
+        "--id",
+        "local-1",
+        "--user",
+        "me",
+        "--job",
+        "j1",
+        "--input",
+        r#"{"x":1}"#,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let t = printed["token"].as_str().unwrap().to_owned();
+
+    let reply = get(&host, "/executions/local-1/input", &t).await;
+    assert_eq!(reply.json, json!({"success": true, "data": {"x": 1}}));
+    let auth = format!("Bearer {t}");
+    let reply = call(
+        "POST",
+        &host.url("/executions/local-1/output"),
+        &[("authorization", &auth)],
+        Some(br#"{"data":{"done":true}}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+
+    host.restart().await;
+    let reply = get(&host, "/executions/local-1/context", &t).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json["data"]["userId"], "me");
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(host.data_dir().join("outputs/local-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["output"], json!({"done": true}));
+    let audit = std::fs::read_to_string(host.data_dir().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"set_output\"")),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_exits_cleanly() {
+    let mut host = Host::start(HostConfig::default()).await;
+    let status = host.stop().unwrap();
+    assert!(status.success(), "{status:?}\n{}", host.log());
+}
+
+#[tokio::test]
+async fn the_host_refuses_to_start_without_a_secret_and_says_why() {
+    let host = Host::start(HostConfig::default()).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cronium-runtime"))
+        .env_clear()
+        .env("PORT", support::free_port().to_string())
+        .env("CRONIUM_DATA_DIR", host.data_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RUNTIME_JWT_SECRET"));
+}

@@ -1,0 +1,212 @@
+//! A fake of the Cronium backend's internal API (`CONTRACT.md`, "The
+//! backend"), on a loopback port, recording every request it gets so that
+//! tests can assert what the host sent.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use super::BACKEND_TOKEN;
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+}
+
+/// What the fake knows and how it behaves.
+#[derive(Debug, Default)]
+pub struct BackendState {
+    /// Execution id -> the context object the backend answers with.
+    pub executions: HashMap<String, Value>,
+    /// (execution id, body) of every output and condition written.
+    pub outputs: Vec<(String, Value)>,
+    pub conditions: Vec<(String, Value)>,
+    /// Bodies of `POST /api/internal/audit`.
+    pub audit: Vec<Value>,
+    pub requests: Vec<Recorded>,
+    /// Answer every request with 503.
+    pub down: bool,
+    /// Answer output writes with this status and body instead.
+    pub output_answer: Option<(u16, Value)>,
+}
+
+pub struct FakeBackend {
+    addr: SocketAddr,
+    state: Arc<Mutex<BackendState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeBackend {
+    /// Starts the fake on a free loopback port.
+    pub async fn start() -> FakeBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(BackendState::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(answer(&state, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeBackend { addr, state, task }
+    }
+
+    /// The base URL for `BACKEND_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The fake's state, to read or change.
+    pub fn state(&self) -> MutexGuard<'_, BackendState> {
+        self.state.lock().unwrap()
+    }
+
+    /// Adds an execution of `user_id` with `input` (none: no input), in
+    /// the backend's own shape, with a nested event.
+    pub fn add_execution(&self, id: &str, user_id: &str, input: Option<Value>) {
+        let mut metadata = json!({});
+        if let Some(input) = input {
+            metadata["input"] = input;
+        }
+        self.state().executions.insert(
+            id.to_owned(),
+            json!({
+                "executionId": id,
+                "jobId": format!("job-{id}"),
+                "eventId": "event-1",
+                "userId": user_id,
+                "metadata": metadata,
+                "event": {"id": "event-1", "name": "Nightly report", "type": "PYTHON"},
+                "user": {"id": user_id, "email": "someone@example.com", "name": "Someone"},
+            }),
+        );
+    }
+
+    /// How many requests reached `path` with `method`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    }
+
+    /// The audit events recorded for `action`.
+    pub fn audit_events(&self, action: &str) -> Vec<Value> {
+        self.state()
+            .audit
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for FakeBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect::<HashMap<_, _>>();
+    let bytes = request.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut state = state.lock().unwrap();
+    state.requests.push(Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        headers: headers.clone(),
+        body: body.clone(),
+    });
+    if state.down {
+        return reply(503, json!({"error": "Service Unavailable"}));
+    }
+    if headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {BACKEND_TOKEN}"))
+    {
+        return reply(
+            401,
+            json!({"error": "Unauthorized", "message": "bad backend token"}),
+        );
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["api", "internal", "executions", id, "context"]) => {
+            match state.executions.get(*id) {
+                Some(context) => reply(200, context.clone()),
+                None => reply(
+                    404,
+                    json!({"error": "Not Found", "message": "execution not found"}),
+                ),
+            }
+        }
+        ("POST", ["api", "internal", "executions", id, "output"]) => {
+            if let Some((status, body)) = state.output_answer.clone() {
+                return reply(status, body);
+            }
+            if !state.executions.contains_key(*id) {
+                return reply(404, json!({"error": "Not Found"}));
+            }
+            state.outputs.push((id.to_string(), body));
+            reply(200, json!({"success": true}))
+        }
+        ("POST", ["api", "internal", "executions", id, "condition"]) => {
+            if !state.executions.contains_key(*id) {
+                return reply(404, json!({"error": "Not Found"}));
+            }
+            state.conditions.push((id.to_string(), body));
+            reply(200, json!({"success": true}))
+        }
+        ("POST", ["api", "internal", "audit"]) => {
+            state.audit.push(body);
+            reply(200, json!({"success": true}))
+        }
+        _ => reply(404, json!({"error": "Not Found"})),
+    }
+}
+
+fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}

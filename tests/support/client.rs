@@ -1,0 +1,137 @@
+//! A small HTTP client for the tests, on hyper.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// A response, with its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub json: Value,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the contract's error shape and returns the message.
+    pub fn error_message(&self) -> &str {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        assert!(self.json["error"].is_string(), "no error field: {self:?}");
+        self.json["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message: {self:?}"))
+    }
+}
+
+/// Sends one request with a fixed-length body.
+pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    let body = Full::new(Bytes::copy_from_slice(body.unwrap_or_default()));
+    send(method, url, headers, body).await
+}
+
+/// Sends one request with a chunked body (`Transfer-Encoding: chunked`,
+/// as the Node SDK sends them).
+pub async fn call_chunked(url: &str, headers: &[(&str, &str)], chunks: Vec<Vec<u8>>) -> Reply {
+    let body = ChunkedBody(chunks.into_iter().map(Bytes::from).collect());
+    send("POST", url, headers, body).await
+}
+
+/// A body of unknown length, so hyper sends it chunked.
+struct ChunkedBody(VecDeque<Bytes>);
+
+impl hyper::body::Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+}
+
+async fn send<B>(method: &str, url: &str, headers: &[(&str, &str)], body: B) -> Reply
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let client: Client<_, B> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.request(request.body(body).unwrap()),
+    )
+    .await
+    .expect("the host answered within a minute")
+    .expect("the request reached the host");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        json,
+        body,
+    }
+}
+
+/// Writes `head` (request line and headers, ending in a blank line) to
+/// `addr`, waits for the interim `100 Continue` as curl does for
+/// `Expect: 100-continue`, then sends `body` and returns the final
+/// response's text.
+pub fn expect_continue(addr: &str, head: &str, body: &[u8]) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let interim = read_until(&mut stream, b"\r\n\r\n");
+    if interim.starts_with("HTTP/1.1 100") {
+        stream.write_all(body).unwrap();
+    }
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    (interim, String::from_utf8_lossy(&rest).into_owned())
+}
+
+fn read_until(stream: &mut TcpStream, end: &[u8]) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(end) {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}

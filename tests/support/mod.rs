@@ -1,0 +1,81 @@
+//! What the end-to-end tests stand on: a real Valkey server, a fake of
+//! the Cronium backend's internal API, the real `cronium-runtime` binary,
+//! each on a free loopback port, and a small HTTP client. Everything is
+//! stopped when its handle is dropped.
+
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod client;
+pub mod host;
+pub mod valkey;
+
+pub use backend::FakeBackend;
+pub use client::{Reply, call};
+pub use host::{Host, HostConfig};
+pub use valkey::Valkey;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cronium_rules::token::{Algorithm, Claims, TokenPolicy, TokenVerifier};
+
+/// The secret every test host is configured with.
+pub const SECRET: &str = "end-to-end-test-secret-0123456789";
+/// The token the hosts use towards the fake backend.
+pub const BACKEND_TOKEN: &str = "backend-token-for-tests";
+
+/// A free loopback port (bound and released; the OS does not hand it out
+/// again immediately).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims of a valid token for `execution_id` (job `job-<id>`, user `user-1`).
+pub fn claims(execution_id: &str) -> Claims {
+    Claims {
+        execution_id: execution_id.into(),
+        job_id: format!("job-{execution_id}"),
+        user_id: Some("user-1".into()),
+        event_id: Some("event-1".into()),
+        capability_token: None,
+        issued_at: now() - 5,
+        expires_at: Some(now() + 600),
+    }
+}
+
+/// A signed token for `claims` with the tests' secret.
+pub fn token_for(claims: &Claims) -> String {
+    TokenVerifier::new(SECRET.as_bytes(), Algorithm::Hs256, TokenPolicy::default())
+        .unwrap()
+        .mint(claims)
+}
+
+/// A valid token for `execution_id`.
+pub fn token(execution_id: &str) -> String {
+    token_for(&claims(execution_id))
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}

