@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (crate, env var naming its `.wasm`). The first group is embedded.
-const EMBEDDED: &[(&str, &str)] = &[("cronium-executions", "CRONIUM_EXECUTIONS_WASM")];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("cronium-executions", "CRONIUM_EXECUTIONS_WASM"),
+    ("cronium-variables", "CRONIUM_VARIABLES_WASM"),
+];
 const TEST_ONLY: &[(&str, &str)] = &[("cronium-test-misbehave", "CRONIUM_TEST_MISBEHAVE_WASM")];
 
 /// The cargo profile the components are built with (see the workspace `Cargo.toml`).

@@ -31,16 +31,19 @@ use crate::error::ApiError;
 pub enum Group {
     /// `/executions/{id}/{input,output,context,condition}`.
     Executions,
+    /// `/executions/{id}/variables/{key...}`.
+    Variables,
 }
 
 impl Group {
     /// Every group.
-    pub const ALL: [Group; 1] = [Group::Executions];
+    pub const ALL: [Group; 2] = [Group::Executions, Group::Variables];
 
     /// The group's name (and its `CRONIUM_COMPONENT_<NAME>` override).
     pub fn name(self) -> &'static str {
         match self {
             Group::Executions => "executions",
+            Group::Variables => "variables",
         }
     }
 
@@ -48,12 +51,13 @@ impl Group {
     fn embedded(self) -> &'static [u8] {
         match self {
             Group::Executions => include_bytes!(env!("CRONIUM_EXECUTIONS_WASM")),
+            Group::Variables => include_bytes!(env!("CRONIUM_VARIABLES_WASM")),
         }
     }
 
     /// The group serving `path`, if any.
     pub fn for_path(path: &str) -> Option<Group> {
-        let mut segments = path.strip_prefix('/')?.split('/');
+        let mut segments = path.strip_prefix('/')?.splitn(4, '/');
         match (
             segments.next(),
             segments.next(),
@@ -66,6 +70,10 @@ impl Group {
                 Some("input" | "output" | "context" | "condition"),
                 None,
             ) if !id.is_empty() => Some(Group::Executions),
+            // The key is the rest of the path, slashes included.
+            (Some("executions"), Some(id), Some("variables"), Some(_)) if !id.is_empty() => {
+                Some(Group::Variables)
+            }
             _ => None,
         }
     }
@@ -410,5 +418,17 @@ mod tests {
         ] {
             assert_eq!(Group::for_path(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn everything_under_variables_belongs_to_the_variables_group() {
+        for path in [
+            "/executions/e1/variables/k",
+            "/executions/e1/variables/a/b/c",
+            "/executions/e1/variables/",
+        ] {
+            assert_eq!(Group::for_path(path), Some(Group::Variables), "{path}");
+        }
+        assert_eq!(Group::for_path("/executions/e1/variables"), None);
     }
 }

@@ -36,6 +36,10 @@ pub struct BackendState {
     /// (execution id, body) of every output and condition written.
     pub outputs: Vec<(String, Value)>,
     pub conditions: Vec<(String, Value)>,
+    /// (user id, key) -> value of every variable.
+    pub variables: HashMap<(String, String), Value>,
+    /// Answer `DELETE` of a variable with 405, as a backend without it would.
+    pub no_variable_delete: bool,
     /// Bodies of `POST /api/internal/audit`.
     pub audit: Vec<Value>,
     pub requests: Vec<Recorded>,
@@ -118,6 +122,14 @@ impl FakeBackend {
             .count()
     }
 
+    /// The value of `user`'s variable `key`, as the backend holds it.
+    pub fn variable(&self, user: &str, key: &str) -> Option<Value> {
+        self.state()
+            .variables
+            .get(&(user.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
     /// The audit events recorded for `action`.
     pub fn audit_events(&self, action: &str) -> Vec<Value> {
         self.state()
@@ -195,12 +207,58 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             state.conditions.push((id.to_string(), body));
             reply(200, json!({"success": true}))
         }
+        ("GET", ["api", "internal", "variables", user, key]) => {
+            let id = (decode(user), decode(key));
+            match state.variables.get(&id) {
+                Some(value) => reply(
+                    200,
+                    json!({"key": id.1, "value": value, "updatedAt": "2026-11-27T00:00:00Z"}),
+                ),
+                None => reply(
+                    404,
+                    json!({"error": "Not Found", "message": "variable not found"}),
+                ),
+            }
+        }
+        ("PUT", ["api", "internal", "variables", user, key]) => {
+            let Some(value) = body.get("value").cloned() else {
+                return reply(400, json!({"error": "Bad Request", "message": "no value"}));
+            };
+            state.variables.insert((decode(user), decode(key)), value);
+            reply(200, json!({"success": true}))
+        }
+        ("DELETE", ["api", "internal", "variables", user, key]) => {
+            if state.no_variable_delete {
+                return reply(405, json!({"error": "Method Not Allowed"}));
+            }
+            match state.variables.remove(&(decode(user), decode(key))) {
+                Some(_) => reply(200, json!({"success": true})),
+                None => reply(404, json!({"error": "Not Found"})),
+            }
+        }
         ("POST", ["api", "internal", "audit"]) => {
             state.audit.push(body);
             reply(200, json!({"success": true}))
         }
         _ => reply(404, json!({"error": "Not Found"})),
     }
+}
+
+/// Percent-decodes a path segment.
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&segment[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {

@@ -13,12 +13,9 @@
 //! backend, the source of truth. Reads that reached the backend and every
 //! write are audited.
 
-use cronium_guest::bindings::audit::{self, AuditEvent};
+use cronium_guest::bindings::backend;
 use cronium_guest::bindings::types::Claims;
-use cronium_guest::bindings::{backend, cache};
-use cronium_guest::{ApiError, Reply, Request, authorize, path};
-use cronium_rules::keys;
-use cronium_rules::wire::Execution;
+use cronium_guest::{ApiError, Reply, Request, audit, authorize, execution, path};
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
@@ -65,14 +62,14 @@ fn route(request: Request) -> Result<Reply, ApiError> {
 }
 
 fn get_input(caller: &Claims) -> Result<Reply, ApiError> {
-    let execution = load_execution(caller, "get_input")?;
+    let execution = execution::load(caller, "get_input")?;
     Ok(Reply::data(
         execution.input().cloned().unwrap_or(Value::Null),
     ))
 }
 
 fn get_context(caller: &Claims) -> Result<Reply, ApiError> {
-    let execution = load_execution(caller, "get_context")?;
+    let execution = execution::load(caller, "get_context")?;
     let data = serde_json::to_value(&execution).map_err(|_| internal())?;
     Ok(Reply::data(data))
 }
@@ -88,7 +85,7 @@ fn set_output(caller: &Claims, request: &Request) -> Result<Reply, ApiError> {
     let body: OutputBody = request.json()?;
     let data = body.data.get();
     let result = backend::set_output(caller, data).map_err(ApiError::from);
-    record(
+    audit::record(
         caller,
         "set_output",
         &result,
@@ -108,69 +105,13 @@ fn set_condition(caller: &Claims, request: &Request) -> Result<Reply, ApiError> 
         return Err(ApiError::bad_request("\"condition\" must be a boolean"));
     };
     let result = backend::set_condition(caller, condition).map_err(ApiError::from);
-    record(
+    audit::record(
         caller,
         "set_condition",
         &result,
         json!({ "condition": condition }),
     );
     result.map(|()| Reply::ok())
-}
-
-/// The caller's execution: from the cache, else from the backend (then
-/// cached, and the read audited as `action`).
-fn load_execution(caller: &Claims, action: &str) -> Result<Execution, ApiError> {
-    let key = keys::execution(&caller.execution_id);
-    if let Ok(Some(cached)) = cache::get(&key) {
-        // A cached record that does not parse (another version wrote it)
-        // is a miss and gets overwritten.
-        if let Ok(execution) = serde_json::from_str::<Execution>(&cached) {
-            return Ok(execution);
-        }
-    }
-    let result = backend::get_execution(caller)
-        .map_err(ApiError::from)
-        .and_then(|e| from_wit(e).ok_or_else(bad_record));
-    record(caller, action, &result, json!({}));
-    let execution = result?;
-    if let Ok(text) = serde_json::to_string(&execution) {
-        // A cache that cannot be written is not an error: the next read
-        // goes to the backend again.
-        let _ = cache::set(&key, &text, None);
-    }
-    Ok(execution)
-}
-
-fn from_wit(e: cronium_guest::bindings::types::Execution) -> Option<Execution> {
-    Some(Execution {
-        execution_id: e.execution_id,
-        job_id: e.job_id,
-        event_id: e.event_id,
-        event_name: e.event_name,
-        event_type: e.event_type,
-        user_id: e.user_id,
-        start_time: e.start_time,
-        metadata: serde_json::from_str(&e.metadata).ok()?,
-    })
-}
-
-/// Audits `action` with its outcome.
-fn record<T>(caller: &Claims, action: &str, result: &Result<T, ApiError>, details: Value) {
-    audit::emit(&AuditEvent {
-        execution_id: caller.execution_id.clone(),
-        action: action.to_owned(),
-        user_id: caller.user_id.clone(),
-        job_id: Some(caller.job_id.clone()),
-        outcome: match result {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => e.kind().to_owned(),
-        },
-        details: details.to_string(),
-    });
-}
-
-fn bad_record() -> ApiError {
-    ApiError::bad_gateway("the Cronium backend returned an unreadable execution")
 }
 
 fn internal() -> ApiError {

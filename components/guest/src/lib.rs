@@ -5,6 +5,8 @@
 //!   handler and writes its [`Reply`] or [`ApiError`] as JSON;
 //! * [`Request`], [`path`]: request parsing and path decoding;
 //! * [`authorize`]: token verification plus the execution-id guard;
+//! * [`execution::load`], [`audit::record`]: the execution record through
+//!   the cache, and audit events;
 //! * [`ApiError`]: the one error type, with the contract's JSON shape and
 //!   the mapping from every capability error to an HTTP status.
 //!
@@ -21,8 +23,10 @@ pub mod bindings {
     pub use cronium::runtime::*;
 }
 
+pub mod audit;
 mod auth;
 pub mod error;
+pub mod execution;
 pub mod path;
 mod reply;
 mod request;

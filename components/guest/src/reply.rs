@@ -9,7 +9,8 @@ use crate::ApiError;
 pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
-    body: Value,
+    /// `None`: no body at all (204).
+    body: Option<Value>,
 }
 
 impl Reply {
@@ -28,7 +29,16 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body,
+            body: Some(body),
+        }
+    }
+
+    /// `204 No Content`.
+    pub fn no_content() -> Self {
+        Reply {
+            status: 204,
+            headers: Vec::new(),
+            body: None,
         }
     }
 
@@ -46,8 +56,13 @@ impl Reply {
     /// Status, headers (with `content-type`) and serialized body.
     pub fn into_parts(self) -> (u16, Vec<(String, String)>, Vec<u8>) {
         let mut headers = self.headers;
-        headers.push(("content-type".into(), "application/json".into()));
-        let body = serde_json::to_vec(&self.body).unwrap_or_else(|_| b"{}".to_vec());
+        let body = match self.body {
+            Some(body) => {
+                headers.push(("content-type".into(), "application/json".into()));
+                serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
+            }
+            None => Vec::new(),
+        };
         (self.status, headers, body)
     }
 }
@@ -56,7 +71,7 @@ impl From<ApiError> for Reply {
     fn from(error: ApiError) -> Self {
         Reply {
             status: error.status,
-            body: error.body(),
+            body: Some(error.body()),
             headers: error.headers,
         }
     }

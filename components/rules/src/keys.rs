@@ -12,6 +12,12 @@ pub fn revoked_job(job_id: &str) -> String {
     format!("cronium:exec-revoked:{job_id}")
 }
 
+/// The cached value of user `user_id`'s variable `key`. The user id is
+/// length-prefixed so that no (user, key) pair can spell another's key.
+pub fn variable(user_id: &str, key: &str) -> String {
+    format!("cronium:var:{}:{user_id}:{key}", user_id.len())
+}
+
 /// Where the lease guarding `key` is stored.
 pub fn lease(key: &str) -> String {
     format!("cronium:lease:{key}")
@@ -29,6 +35,12 @@ mod tests {
     #[test]
     fn revocation_key_is_the_one_the_orchestrator_writes() {
         assert_eq!(revoked_job("job-7"), "cronium:exec-revoked:job-7");
+    }
+
+    #[test]
+    fn variable_keys_of_different_users_never_collide() {
+        assert_ne!(variable("a:b", "c"), variable("a", "b:c"));
+        assert_ne!(variable("u1", "k"), variable("u2", "k"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! * [`keys`]: the cache key formats;
 //! * [`lease`]: the lease scripts and the backoff while waiting for one;
 //! * [`limits`]: request body caps;
+//! * [`variables`]: variable keys, values and ETags;
 //! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
 //!
 //! Nothing here does I/O or reads a clock: callers pass the time in.
@@ -15,4 +16,5 @@ pub mod lease;
 pub mod limits;
 #[cfg(feature = "token")]
 pub mod token;
+pub mod variables;
 pub mod wire;

@@ -69,20 +69,27 @@ pub struct BackendUser {
 
 /// Why a backend answer cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("backend context is unusable: {0}")]
+#[error("backend answer is unusable: {0}")]
 pub struct InvalidContext(pub String);
 
+/// Parses a backend answer, accepting a `{"success":true,"data":{..}}`
+/// envelope around it as well as the bare object (recognised by `field`).
+fn parse_enveloped<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    field: &str,
+) -> Result<T, InvalidContext> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| InvalidContext(e.to_string()))?;
+    let inner = match value.get("data") {
+        Some(data) if data.is_object() && value.get(field).is_none() => data.clone(),
+        _ => value,
+    };
+    serde_json::from_value(inner).map_err(|e| InvalidContext(e.to_string()))
+}
+
 impl BackendContext {
-    /// Parses the backend's JSON, accepting a `{"success":true,"data":{..}}`
-    /// envelope around it as well as the bare object.
+    /// Parses the backend's JSON, enveloped or bare.
     pub fn parse(body: &[u8]) -> Result<Self, InvalidContext> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| InvalidContext(e.to_string()))?;
-        let inner = match value.get("data") {
-            Some(data) if data.is_object() && value.get("executionId").is_none() => data.clone(),
-            _ => value,
-        };
-        serde_json::from_value(inner).map_err(|e| InvalidContext(e.to_string()))
+        parse_enveloped(body, "executionId")
     }
 
     /// The runtime's execution record. The execution id falls back to the
@@ -128,6 +135,41 @@ impl BackendContext {
             metadata,
         })
     }
+}
+
+/// The backend's answer to `GET /api/internal/variables/{userId}/{key}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendVariable {
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Absent and `null` alike mean the variable holds no value.
+    #[serde(default)]
+    pub value: Value,
+    #[serde(default)]
+    pub updated_at: Option<Value>,
+}
+
+impl BackendVariable {
+    /// Parses the backend's JSON, enveloped or bare.
+    pub fn parse(body: &[u8]) -> Result<Self, InvalidContext> {
+        parse_enveloped(body, "value")
+    }
+
+    /// `updatedAt` as text, whatever type the backend used.
+    pub fn updated_at_text(&self) -> Option<String> {
+        match &self.updated_at {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Body of `PUT /api/internal/variables/{userId}/{key}`.
+#[derive(Debug, Serialize)]
+pub struct VariablePut<'a> {
+    pub value: &'a serde_json::value::RawValue,
 }
 
 /// Body of `POST /api/internal/executions/{id}/output`.
@@ -260,6 +302,19 @@ mod tests {
         ] {
             assert!(v.get(field).is_some(), "{field} missing from {v}");
         }
+    }
+
+    #[test]
+    fn variable_answers_parse_bare_or_enveloped() {
+        let bare =
+            BackendVariable::parse(br#"{"key":"k","value":{"a":1},"updatedAt":"t"}"#).unwrap();
+        assert_eq!(bare.value, json!({"a": 1}));
+        assert_eq!(bare.updated_at_text().as_deref(), Some("t"));
+        let wrapped =
+            BackendVariable::parse(br#"{"success":true,"data":{"key":"k","value":[1]}}"#).unwrap();
+        assert_eq!(wrapped.value, json!([1]));
+        let null = BackendVariable::parse(br#"{"key":"k","value":null}"#).unwrap();
+        assert!(null.value.is_null());
     }
 
     #[test]

@@ -68,6 +68,47 @@ impl Backend {
         }
     }
 
+    /// User `user_id`'s variable `key`; `None` when it has no value.
+    pub async fn get_variable(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredVariable>, BackendError> {
+        match self {
+            Backend::Http(b) => b.get_variable(caller, user_id, key).await,
+            Backend::Embedded(s) => s.get_variable(user_id, key).await,
+        }
+    }
+
+    /// Writes user `user_id`'s variable `key` (JSON text).
+    pub async fn set_variable(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), BackendError> {
+        let value = raw_json(value)?;
+        match self {
+            Backend::Http(b) => b.set_variable(caller, user_id, key, &value).await,
+            Backend::Embedded(s) => s.set_variable(user_id, key, &value).await,
+        }
+    }
+
+    /// Deletes user `user_id`'s variable `key`; whether it existed.
+    pub async fn delete_variable(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        key: &str,
+    ) -> Result<bool, BackendError> {
+        match self {
+            Backend::Http(b) => b.delete_variable(caller, user_id, key).await,
+            Backend::Embedded(s) => s.delete_variable(user_id, key).await,
+        }
+    }
+
     /// Delivers one audit event (`{"executionId","action","metadata","timestamp"}`).
     pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
         match self {
@@ -75,6 +116,15 @@ impl Backend {
             Backend::Embedded(s) => s.record_audit(event).await,
         }
     }
+}
+
+/// A user's variable as the backend keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVariable {
+    pub key: String,
+    /// JSON text, never `null`.
+    pub value: String,
+    pub updated_at: Option<String>,
 }
 
 /// An audit event as the backend stores it.
@@ -212,6 +262,75 @@ impl HttpBackend {
         .map(drop)
     }
 
+    async fn get_variable(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredVariable>, BackendError> {
+        let answer = match self
+            .call(
+                Method::GET,
+                &variable_path(user_id, key),
+                Some(caller),
+                None,
+            )
+            .await
+        {
+            Ok(answer) if answer.status == StatusCode::NOT_FOUND => return Ok(None),
+            other => expect_success(other?)?,
+        };
+        let variable = wire::BackendVariable::parse(&answer.body)
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
+        if variable.value.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(StoredVariable {
+            key: variable.key.clone().unwrap_or_else(|| key.to_owned()),
+            value: variable.value.to_string(),
+            updated_at: variable.updated_at_text(),
+        }))
+    }
+
+    async fn set_variable(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        key: &str,
+        value: &serde_json::value::RawValue,
+    ) -> Result<(), BackendError> {
+        let body =
+            serde_json::to_vec(&wire::VariablePut { value }).expect("variable writes serialize");
+        let path = variable_path(user_id, key);
+        expect_success(
+            self.call(Method::PUT, &path, Some(caller), Some(body))
+                .await?,
+        )
+        .map(drop)
+    }
+
+    async fn delete_variable(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        key: &str,
+    ) -> Result<bool, BackendError> {
+        let path = variable_path(user_id, key);
+        let answer = self.call(Method::DELETE, &path, Some(caller), None).await?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(false),
+            // A backend without DELETE: a null value is how helpers delete.
+            StatusCode::METHOD_NOT_ALLOWED => {
+                let null =
+                    serde_json::value::RawValue::from_string("null".into()).expect("null is JSON");
+                self.set_variable(caller, user_id, key, &null)
+                    .await
+                    .map(|()| true)
+            }
+            _ => expect_success(answer).map(|_| true),
+        }
+    }
+
     async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
         let body = event.to_json().into_bytes();
         expect_success(
@@ -221,7 +340,8 @@ impl HttpBackend {
         .map(drop)
     }
 
-    /// One call, with retries when it is idempotent (`GET`), all within
+    /// One call, with retries when it is idempotent (`GET`, `PUT`,
+    /// `DELETE`), all within
     /// the configured timeout.
     async fn call(
         &self,
@@ -358,6 +478,15 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> String {
     } else {
         "the connection to the backend failed".into()
     }
+}
+
+/// `/api/internal/variables/{userId}/{key}`, each one segment.
+fn variable_path(user_id: &str, key: &str) -> String {
+    format!(
+        "/api/internal/variables/{}/{}",
+        encode_segment(user_id),
+        encode_segment(key)
+    )
 }
 
 /// Percent-encodes one path segment (ids are opaque to us).

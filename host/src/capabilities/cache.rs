@@ -75,6 +75,20 @@ impl Cache {
         }
     }
 
+    /// Stores `value` under `key` only if `key` holds nothing; whether it
+    /// was stored.
+    pub async fn add(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.add(key, value, ttl).await,
+            Cache::Memory(c) => Ok(c.add(key, value, Some(ttl.unwrap_or(c.default_ttl)))),
+        }
+    }
+
     /// Removes `key`; whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         match self {
@@ -192,8 +206,28 @@ impl MemoryCache {
     }
 
     fn set(&self, key: &str, value: &str, ttl: Option<Duration>) {
-        let now = Instant::now();
         let mut entries = self.lock();
+        self.insert(&mut entries, key, value, ttl);
+    }
+
+    fn add(&self, key: &str, value: &str, ttl: Option<Duration>) -> bool {
+        let mut entries = self.lock();
+        if entries.get(key).is_some_and(|e| e.live(Instant::now())) {
+            return false;
+        }
+        self.insert(&mut entries, key, value, ttl);
+        true
+    }
+
+    /// Inserts under the caller's lock, evicting when full.
+    fn insert(
+        &self,
+        entries: &mut HashMap<String, Entry>,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) {
+        let now = Instant::now();
         if entries.len() >= self.max_entries && !entries.contains_key(key) {
             entries.retain(|_, e| e.live(now));
             if entries.len() >= self.max_entries {
@@ -366,6 +400,14 @@ mod tests {
             .await
             .unwrap();
         assert!(waited.is_some());
+    }
+
+    #[tokio::test]
+    async fn add_never_overwrites_a_live_entry() {
+        let cache = memory();
+        assert!(cache.add("k", "first", None).await.unwrap());
+        assert!(!cache.add("k", "second", None).await.unwrap());
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("first"));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! <data-dir>/executions/<id>.json   the execution record (created by `cronium-runtime execution create` or `dev`)
 //! <data-dir>/outputs/<id>.json      {"output":..,"timestamp":..}
 //! <data-dir>/conditions/<id>.json   {"condition":..,"timestamp":..}
+//! <data-dir>/variables/<sha256(user)>/<sha256(key)>.json   {"userId","key","value","updatedAt"}
 //! <data-dir>/audit.jsonl            one audit event per line
 //! ```
 
@@ -17,7 +18,7 @@ use cronium_rules::wire::{self, Execution};
 use serde_json::value::RawValue;
 use tokio::sync::Mutex;
 
-use super::backend::{AuditRecord, BackendError, now_rfc3339};
+use super::backend::{AuditRecord, BackendError, StoredVariable, now_rfc3339};
 
 /// Why the store cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,7 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        for sub in ["executions", "outputs", "conditions"] {
+        for sub in ["executions", "outputs", "conditions", "variables"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|source| StoreError { path, source })?;
         }
@@ -109,6 +110,76 @@ impl EmbeddedStore {
         self.write("conditions", id, body).await
     }
 
+    pub(crate) async fn get_variable(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredVariable>, BackendError> {
+        let path = self.variable_path(user_id, key);
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BackendError::Unavailable(format!("embedded store: {e}"))),
+        };
+        let stored: StoredFile = serde_json::from_slice(&bytes)
+            .map_err(|e| BackendError::InvalidResponse(format!("embedded variable: {e}")))?;
+        if stored.value.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(StoredVariable {
+            key: stored.key,
+            value: stored.value.to_string(),
+            updated_at: Some(stored.updated_at),
+        }))
+    }
+
+    pub(crate) async fn set_variable(
+        &self,
+        user_id: &str,
+        key: &str,
+        value: &RawValue,
+    ) -> Result<(), BackendError> {
+        let path = self.variable_path(user_id, key);
+        let stored = StoredFile {
+            user_id: user_id.to_owned(),
+            key: key.to_owned(),
+            value: serde_json::from_str(value.get())
+                .map_err(|e| BackendError::InvalidResponse(e.to_string()))?,
+            updated_at: now_rfc3339(),
+        };
+        let body = serde_json::to_vec(&stored).expect("variables serialize");
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_atomically(&path, &body)
+        })
+        .await
+        .map_err(|e| BackendError::Unavailable(e.to_string()))?
+        .map_err(|e| BackendError::Unavailable(format!("embedded store: {e}")))
+    }
+
+    pub(crate) async fn delete_variable(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<bool, BackendError> {
+        match tokio::fs::remove_file(self.variable_path(user_id, key)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BackendError::Unavailable(format!("embedded store: {e}"))),
+        }
+    }
+
+    /// Variables are filed by hashes of the user and the key, which may
+    /// hold anything.
+    fn variable_path(&self, user_id: &str, key: &str) -> PathBuf {
+        self.dir
+            .join("variables")
+            .join(sha256_hex(user_id))
+            .join(format!("{}.json", sha256_hex(key)))
+    }
+
     pub(crate) async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
         let mut line = event.to_json().into_bytes();
         line.push(b'\n');
@@ -149,6 +220,24 @@ impl EmbeddedStore {
     fn record_path(&self, kind: &str, id: &str) -> Option<PathBuf> {
         valid_id(id).then(|| self.dir.join(kind).join(format!("{id}.json")))
     }
+}
+
+/// A variable as the embedded store files it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredFile {
+    user_id: String,
+    key: String,
+    value: serde_json::Value,
+    updated_at: String,
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Ids used as file names: 1 to 128 of `A-Z a-z 0-9 . _ -`, not starting

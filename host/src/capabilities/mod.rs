@@ -88,6 +88,20 @@ impl wit_cache::Host for RequestState {
         )
     }
 
+    async fn add(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, wit_cache::CacheError> {
+        logged(
+            self.capabilities
+                .cache
+                .add(&key, &value, ttl_ms.map(Duration::from_millis))
+                .await,
+        )
+    }
+
     async fn delete(&mut self, key: String) -> Result<bool, wit_cache::CacheError> {
         logged(self.capabilities.cache.delete(&key).await)
     }
@@ -184,6 +198,55 @@ impl wit_backend::Host for RequestState {
             .set_condition(&claims(caller), condition)
             .await
             .map_err(backend_error)
+    }
+
+    async fn get_variable(
+        &mut self,
+        caller: wit::Claims,
+        user_id: String,
+        key: String,
+    ) -> Result<Option<wit_backend::Variable>, wit_backend::BackendError> {
+        let variable = self
+            .backend()
+            .get_variable(&claims(caller), &user_id, &key)
+            .await
+            .map_err(backend_error)?;
+        Ok(variable.map(|v| wit_backend::Variable {
+            key: v.key,
+            value: v.value,
+            updated_at: v.updated_at,
+        }))
+    }
+
+    async fn set_variable(
+        &mut self,
+        caller: wit::Claims,
+        user_id: String,
+        key: String,
+        value: String,
+    ) -> Result<(), wit_backend::BackendError> {
+        self.backend()
+            .set_variable(&claims(caller), &user_id, &key, &value)
+            .await
+            .map_err(backend_error)
+    }
+
+    async fn delete_variable(
+        &mut self,
+        caller: wit::Claims,
+        user_id: String,
+        key: String,
+    ) -> Result<bool, wit_backend::BackendError> {
+        self.backend()
+            .delete_variable(&claims(caller), &user_id, &key)
+            .await
+            .map_err(backend_error)
+    }
+}
+
+impl RequestState {
+    fn backend(&self) -> &Backend {
+        &self.capabilities.backend
     }
 }
 

@@ -92,6 +92,24 @@ impl ValkeyCache {
             .map_err(cache_error)
     }
 
+    pub(crate) async fn add(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<bool, CacheError> {
+        let stored: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(self.ttl_ms(ttl))
+            .arg("NX")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        Ok(stored.is_some())
+    }
+
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         let removed: u64 = self.conn().del(key).await.map_err(cache_error)?;
         Ok(removed > 0)

@@ -1,0 +1,251 @@
+//! The variables endpoint group: a user's shared variables
+//! (`CONTRACT.md`, "Routes" and "Where we go further").
+//!
+//! | route                                   | what it does                            |
+//! |-----------------------------------------|-----------------------------------------|
+//! | `GET    /executions/{id}/variables/{key}` | the value (`null` if none) and its ETag |
+//! | `PUT    /executions/{id}/variables/{key}` | writes `{"value":..}`                   |
+//! | `DELETE /executions/{id}/variables/{key}` | deletes it (204)                        |
+//!
+//! Variables belong to the execution's user (from its context), never to
+//! the execution. The key is everything after `/variables/`, decoded
+//! (`a/b` and `a%2Fb` are one key). `GET ...?strict=true` answers 404 for
+//! a missing variable instead of `null`.
+//!
+//! Writes hold the variable's lease while they run. `If-Match` and
+//! `If-None-Match` make a write conditional: it then reads the current
+//! value from the backend under the lease and answers 412 (with the
+//! current ETag) when the precondition fails. Without the cache, plain
+//! writes go straight to the backend; conditional ones answer 503.
+//!
+//! The cache holds each variable (or its absence) per user. Writers clear
+//! it before the backend write and rewrite it after; readers fill it only
+//! when empty (`add`), so a slow reader never overwrites a newer value.
+
+use cronium_guest::bindings::backend;
+use cronium_guest::bindings::cache::{self, Lease};
+use cronium_guest::bindings::types::Claims;
+use cronium_guest::{ApiError, Reply, Request, audit, authorize, execution, path};
+use cronium_rules::keys;
+use cronium_rules::variables::{self, Precondition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json, value::RawValue};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    cronium_guest::serve(request, out, route).await
+}
+
+const ALLOWED: &str = "GET, PUT, DELETE";
+
+fn route(request: Request) -> Result<Reply, ApiError> {
+    let (raw_id, raw_key) = request
+        .path
+        .strip_prefix("/executions/")
+        .and_then(|rest| rest.split_once("/variables/"))
+        .filter(|(id, _)| !id.is_empty() && !id.contains('/'))
+        .ok_or_else(|| ApiError::not_found("no such route"))?;
+    if !matches!(request.method, Method::Get | Method::Put | Method::Delete) {
+        return Err(ApiError::method_not_allowed(ALLOWED));
+    }
+    let execution_id = path::decode(raw_id)?;
+    let key = path::decode(raw_key)?;
+    variables::validate_key(&key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let caller = authorize(&request, &execution_id)?;
+    let user = execution::load(&caller, "get_context")?.user_id;
+    let variable = Variable {
+        caller: &caller,
+        user: &user,
+        key: &key,
+        cache_key: keys::variable(&user, &key),
+    };
+    match request.method {
+        Method::Get => variable.get(strict(&request.query)),
+        Method::Put => variable.put(&request),
+        _ => variable.delete(&request),
+    }
+}
+
+/// Whether the query asks for a 404 on a missing variable.
+fn strict(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| matches!(pair, "strict" | "strict=true" | "strict=1"))
+}
+
+/// One variable of one user, as seen by one caller.
+struct Variable<'a> {
+    caller: &'a Claims,
+    user: &'a str,
+    key: &'a str,
+    cache_key: String,
+}
+
+/// What the cache holds for a variable: its canonical JSON, or nothing.
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    value: Option<String>,
+}
+
+/// The body of a PUT.
+#[derive(Deserialize)]
+struct PutBody<'a> {
+    #[serde(borrow)]
+    value: &'a RawValue,
+}
+
+impl Variable<'_> {
+    fn get(&self, strict: bool) -> Result<Reply, ApiError> {
+        match self.read()? {
+            Some(text) => {
+                let value: Value = serde_json::from_str(&text).map_err(|_| corrupt())?;
+                Ok(Reply::data(json!({ "key": self.key, "value": value }))
+                    .with_header("etag", variables::etag(&text)))
+            }
+            None if strict => Err(ApiError::not_found("variable not found")),
+            None => Ok(Reply::data(json!({ "key": self.key, "value": null }))),
+        }
+    }
+
+    fn put(&self, request: &Request) -> Result<Reply, ApiError> {
+        let body: PutBody = request.json()?;
+        let value: Value = serde_json::from_str(body.value.get()).map_err(|_| corrupt())?;
+        // `null` is how the older helpers delete; it stores no value.
+        let new = (!value.is_null()).then(|| value.to_string());
+        let etag = self.write(new, precondition(request), "set_variable")?;
+        Ok(match etag {
+            Some(etag) => Reply::ok().with_header("etag", etag),
+            None => Reply::ok(),
+        })
+    }
+
+    fn delete(&self, request: &Request) -> Result<Reply, ApiError> {
+        self.write(None, precondition(request), "delete_variable")?;
+        Ok(Reply::no_content())
+    }
+
+    /// The current value's canonical JSON: from the cache, else from the
+    /// backend (then cached unless a writer got there first).
+    fn read(&self) -> Result<Option<String>, ApiError> {
+        if let Ok(Some(entry)) = cache::get(&self.cache_key)
+            && let Ok(cached) = serde_json::from_str::<Cached>(&entry)
+        {
+            return Ok(cached.value);
+        }
+        let result = self.read_backend();
+        audit::record(
+            self.caller,
+            "get_variable",
+            &result,
+            json!({ "key": self.key }),
+        );
+        let current = result?;
+        let _ = cache::add(&self.cache_key, &cached(&current), None);
+        Ok(current)
+    }
+
+    fn read_backend(&self) -> Result<Option<String>, ApiError> {
+        let variable = backend::get_variable(self.caller, self.user, self.key)?;
+        match variable {
+            None => Ok(None),
+            Some(v) => {
+                let value: Value = serde_json::from_str(&v.value).map_err(|_| corrupt())?;
+                Ok((!value.is_null()).then(|| value.to_string()))
+            }
+        }
+    }
+
+    /// Writes `new` (`None`: delete) under the variable's lease, when
+    /// `precondition` holds. Returns the new ETag.
+    fn write(
+        &self,
+        new: Option<String>,
+        precondition: Precondition,
+        action: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let conditional = precondition.is_conditional();
+        let result = self.lease(conditional).and_then(|lease| {
+            let written = self.write_leased(&new, &precondition, action);
+            if let Some(lease) = lease {
+                // An expired lease is released by its TTL anyway.
+                let _ = cache::release(&lease);
+            }
+            written
+        });
+        audit::record(
+            self.caller,
+            action,
+            &result,
+            json!({ "key": self.key, "conditional": conditional }),
+        );
+        result
+    }
+
+    fn write_leased(
+        &self,
+        new: &Option<String>,
+        precondition: &Precondition,
+        action: &str,
+    ) -> Result<Option<String>, ApiError> {
+        if precondition.is_conditional() {
+            let current = self.read_backend()?.map(|text| variables::etag(&text));
+            if !precondition.holds(current.as_deref()) {
+                let error = ApiError::new(
+                    412,
+                    "the variable's current value does not match the precondition",
+                );
+                return Err(match current {
+                    Some(etag) => error.with_header("etag", etag),
+                    None => error,
+                });
+            }
+        }
+        // Cleared first: should the rewrite below fail, no stale value
+        // outlives the write.
+        let _ = cache::delete(&self.cache_key);
+        match (new, action) {
+            (None, "delete_variable") => {
+                backend::delete_variable(self.caller, self.user, self.key)?;
+            }
+            (None, _) => backend::set_variable(self.caller, self.user, self.key, "null")?,
+            (Some(text), _) => backend::set_variable(self.caller, self.user, self.key, text)?,
+        }
+        let _ = cache::set(&self.cache_key, &cached(new), None);
+        Ok(new.as_deref().map(variables::etag))
+    }
+
+    /// Takes the variable's lease. Without the cache a plain write goes on
+    /// unleased (the backend stays last-writer-wins); a conditional one
+    /// cannot be made safe and is refused.
+    fn lease(&self, conditional: bool) -> Result<Option<Lease>, ApiError> {
+        match cache::acquire(
+            &self.cache_key,
+            variables::WRITE_LEASE_TTL_MS,
+            variables::WRITE_LEASE_WAIT_MS,
+        ) {
+            Ok(Some(lease)) => Ok(Some(lease)),
+            Ok(None) => Err(ApiError::unavailable("the variable is busy; try again")),
+            Err(_) if conditional => Err(ApiError::unavailable(
+                "conditional writes need the cache, which is unavailable; try again",
+            )),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+fn precondition(request: &Request) -> Precondition {
+    Precondition::from_headers(request.header("if-match"), request.header("if-none-match"))
+}
+
+fn cached(value: &Option<String>) -> String {
+    serde_json::to_string(&Cached {
+        value: value.clone(),
+    })
+    .unwrap_or_default()
+}
+
+fn corrupt() -> ApiError {
+    ApiError::bad_gateway("the variable's stored value is not valid JSON")
+}

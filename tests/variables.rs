@@ -1,0 +1,695 @@
+//! Shared variables end to end: user scope, keys, values, compare-and-set,
+//! leases, caching, and no lost update across two host processes.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{FakeBackend, Host, HostConfig, Reply, Valkey, call, eventually, token};
+
+/// Valkey, the fake backend with executions `exec-1`, `exec-2` (user-1)
+/// and `exec-3` (user-2), and one host.
+struct World {
+    valkey: Valkey,
+    backend: FakeBackend,
+    host: Host,
+}
+
+impl World {
+    async fn start() -> World {
+        let valkey = Valkey::start();
+        let backend = FakeBackend::start().await;
+        backend.add_execution("exec-1", "user-1", None);
+        backend.add_execution("exec-2", "user-1", None);
+        backend.add_execution("exec-3", "user-2", None);
+        let host = Host::start(HostConfig::with(&valkey.url(), &backend.url())).await;
+        World {
+            valkey,
+            backend,
+            host,
+        }
+    }
+}
+
+fn var_path(execution: &str, raw_key: &str) -> String {
+    format!("/executions/{execution}/variables/{raw_key}")
+}
+
+async fn get(host: &Host, execution: &str, raw_key: &str) -> Reply {
+    let auth = format!("Bearer {}", token(execution));
+    call(
+        "GET",
+        &host.url(&var_path(execution, raw_key)),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await
+}
+
+async fn put(
+    host: &Host,
+    execution: &str,
+    raw_key: &str,
+    value: &Value,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let auth = format!("Bearer {}", token(execution));
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    headers.extend_from_slice(extra);
+    let body = json!({ "value": value }).to_string();
+    call(
+        "PUT",
+        &host.url(&var_path(execution, raw_key)),
+        &headers,
+        Some(body.as_bytes()),
+    )
+    .await
+}
+
+async fn delete(host: &Host, execution: &str, raw_key: &str, extra: &[(&str, &str)]) -> Reply {
+    let auth = format!("Bearer {}", token(execution));
+    let mut headers = vec![("authorization", auth.as_str())];
+    headers.extend_from_slice(extra);
+    call(
+        "DELETE",
+        &host.url(&var_path(execution, raw_key)),
+        &headers,
+        None,
+    )
+    .await
+}
+
+// ---- scope ----
+
+#[tokio::test]
+async fn executions_of_one_user_share_variables_at_once() {
+    let w = World::start().await;
+    assert_eq!(
+        put(&w.host, "exec-1", "shared", &json!("from exec-1"), &[])
+            .await
+            .status,
+        200
+    );
+    let reply = get(&w.host, "exec-2", "shared").await;
+    assert_eq!(
+        reply.json,
+        json!({"success": true, "data": {"key": "shared", "value": "from exec-1"}})
+    );
+    assert_eq!(
+        w.backend.variable("user-1", "shared"),
+        Some(json!("from exec-1"))
+    );
+}
+
+#[tokio::test]
+async fn another_user_never_sees_them_whatever_key_they_guess() {
+    let w = World::start().await;
+    put(&w.host, "exec-1", "secret-ish", &json!(42), &[]).await;
+    for key in [
+        "secret-ish",
+        "user-1:secret-ish",
+        "..%2Fuser-1%2Fsecret-ish",
+        "*",
+    ] {
+        let reply = get(&w.host, "exec-3", key).await;
+        assert_eq!(reply.status, 200, "{key}");
+        assert_eq!(reply.json["data"]["value"], Value::Null, "{key}");
+    }
+    put(&w.host, "exec-3", "secret-ish", &json!("user-2's own"), &[]).await;
+    assert_eq!(
+        get(&w.host, "exec-1", "secret-ish").await.json["data"]["value"],
+        42
+    );
+    assert_eq!(
+        w.backend.variable("user-2", "secret-ish"),
+        Some(json!("user-2's own"))
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_another_execution_cannot_touch_its_variables() {
+    let w = World::start().await;
+    let auth = format!("Bearer {}", token("exec-3"));
+    let reply = call(
+        "GET",
+        &w.host.url(&var_path("exec-1", "k")),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+}
+
+// ---- keys and values ----
+
+#[tokio::test]
+async fn slashes_as_segments_or_encoded_spaces_and_unicode_are_keys() {
+    let w = World::start().await;
+    put(&w.host, "exec-1", "a/b/c", &json!(1), &[]).await;
+    let reply = get(&w.host, "exec-1", "a%2Fb%2Fc").await;
+    assert_eq!(reply.json["data"], json!({"key": "a/b/c", "value": 1}));
+    put(
+        &w.host,
+        "exec-1",
+        "with%20space%20caf%C3%A9%20%E2%9C%93",
+        &json!("ok"),
+        &[],
+    )
+    .await;
+    // The same key, encoded with lower-case escapes.
+    let reply = get(&w.host, "exec-1", "with%20space%20caf%c3%a9%20%e2%9c%93").await;
+    assert_eq!(
+        reply.json["data"],
+        json!({"key": "with space café ✓", "value": "ok"})
+    );
+    assert_eq!(
+        w.backend.variable("user-1", "with space café ✓"),
+        Some(json!("ok"))
+    );
+}
+
+#[tokio::test]
+async fn empty_oversized_and_badly_encoded_keys_are_400() {
+    let w = World::start().await;
+    let long = "k".repeat(513);
+    for key in ["", long.as_str(), "%zz", "%FF%FE", "line%0Abreak"] {
+        let reply = get(&w.host, "exec-1", key).await;
+        assert_eq!(reply.status, 400, "{key:?}");
+        reply.error_message();
+    }
+    assert_eq!(
+        put(&w.host, "exec-1", &"k".repeat(512), &json!(1), &[])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn every_json_type_round_trips_exactly() {
+    let w = World::start().await;
+    let values = [
+        json!("text with \"quotes\" and ünïcode"),
+        json!(0),
+        json!(-17),
+        json!(3.25),
+        json!(u64::MAX),
+        json!(true),
+        json!(false),
+        json!({"nested": {"list": [1, {"deep": null}], "empty": {}}}),
+        json!([]),
+        json!([1, "two", [3]]),
+    ];
+    for (i, value) in values.iter().enumerate() {
+        let key = format!("type-{i}");
+        assert_eq!(put(&w.host, "exec-1", &key, value, &[]).await.status, 200);
+        // Once from the cache (rewritten by the write), once from the backend.
+        assert_eq!(
+            &get(&w.host, "exec-1", &key).await.json["data"]["value"],
+            value
+        );
+        let _: () = redis::cmd("FLUSHALL")
+            .query(&mut w.valkey.connection())
+            .unwrap();
+        assert_eq!(
+            &get(&w.host, "exec-2", &key).await.json["data"]["value"],
+            value
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_variable_is_null_or_404_when_asked_for_strictness() {
+    let w = World::start().await;
+    let reply = get(&w.host, "exec-1", "nothing-here").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.json,
+        json!({"success": true, "data": {"key": "nothing-here", "value": null}})
+    );
+    assert!(reply.header("etag").is_none());
+    let reply = get(&w.host, "exec-1", "nothing-here?strict=true").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error_message(), "variable not found");
+}
+
+#[tokio::test]
+async fn a_value_over_the_cap_is_413_and_a_body_without_value_is_400() {
+    let w = World::start().await;
+    let reply = put(
+        &w.host,
+        "exec-1",
+        "big",
+        &json!("x".repeat(1024 * 1024)),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+    let auth = format!("Bearer {}", token("exec-1"));
+    for body in [&b"{}"[..], b"not json", b""] {
+        let reply = call(
+            "PUT",
+            &w.host.url(&var_path("exec-1", "k")),
+            &[("authorization", &auth)],
+            Some(body),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
+    }
+    assert!(w.backend.variable("user-1", "big").is_none());
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let w = World::start().await;
+    let auth = format!("Bearer {}", token("exec-1"));
+    let reply = call(
+        "POST",
+        &w.host.url(&var_path("exec-1", "k")),
+        &[("authorization", &auth)],
+        Some(b"{}"),
+    )
+    .await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("GET, PUT, DELETE"));
+}
+
+// ---- delete ----
+
+#[tokio::test]
+async fn delete_answers_204_and_writing_null_deletes_too() {
+    let w = World::start().await;
+    put(&w.host, "exec-1", "gone", &json!(1), &[]).await;
+    let reply = delete(&w.host, "exec-1", "gone", &[]).await;
+    assert_eq!(reply.status, 204);
+    assert!(reply.body.is_empty());
+    assert_eq!(
+        get(&w.host, "exec-2", "gone").await.json["data"]["value"],
+        Value::Null
+    );
+    assert!(w.backend.variable("user-1", "gone").is_none());
+
+    put(&w.host, "exec-1", "nulled", &json!({"a": 1}), &[]).await;
+    assert_eq!(
+        put(&w.host, "exec-1", "nulled", &Value::Null, &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&w.host, "exec-2", "nulled").await.json["data"]["value"],
+        Value::Null
+    );
+    assert_eq!(get(&w.host, "exec-2", "nulled?strict").await.status, 404);
+}
+
+#[tokio::test]
+async fn a_backend_without_delete_gets_a_null_write_instead() {
+    let w = World::start().await;
+    w.backend.state().no_variable_delete = true;
+    put(&w.host, "exec-1", "old", &json!(1), &[]).await;
+    assert_eq!(delete(&w.host, "exec-1", "old", &[]).await.status, 204);
+    assert_eq!(w.backend.variable("user-1", "old"), Some(Value::Null));
+    assert_eq!(
+        get(&w.host, "exec-1", "old").await.json["data"]["value"],
+        Value::Null
+    );
+}
+
+// ---- compare-and-set ----
+
+#[tokio::test]
+async fn if_match_succeeds_on_the_current_etag_and_412s_on_a_stale_one() {
+    let w = World::start().await;
+    let first = put(&w.host, "exec-1", "cas", &json!(1), &[]).await;
+    let read = get(&w.host, "exec-1", "cas").await;
+    let etag = read.header("etag").unwrap().to_owned();
+    assert_eq!(first.header("etag"), Some(etag.as_str()));
+
+    let won = put(&w.host, "exec-2", "cas", &json!(2), &[("if-match", &etag)]).await;
+    assert_eq!(won.status, 200);
+    let new_etag = won.header("etag").unwrap().to_owned();
+    assert_ne!(new_etag, etag);
+
+    let lost = put(&w.host, "exec-1", "cas", &json!(3), &[("if-match", &etag)]).await;
+    assert_eq!(lost.status, 412);
+    lost.error_message();
+    assert_eq!(
+        lost.header("etag"),
+        Some(new_etag.as_str()),
+        "412 carries the current ETag"
+    );
+    assert_eq!(w.backend.variable("user-1", "cas"), Some(json!(2)));
+}
+
+#[tokio::test]
+async fn if_none_match_star_creates_only_once() {
+    let w = World::start().await;
+    let created = put(
+        &w.host,
+        "exec-1",
+        "once",
+        &json!("first"),
+        &[("if-none-match", "*")],
+    )
+    .await;
+    assert_eq!(created.status, 200);
+    let again = put(
+        &w.host,
+        "exec-2",
+        "once",
+        &json!("second"),
+        &[("if-none-match", "*")],
+    )
+    .await;
+    assert_eq!(again.status, 412);
+    assert_eq!(w.backend.variable("user-1", "once"), Some(json!("first")));
+}
+
+#[tokio::test]
+async fn if_match_on_a_missing_variable_is_412_and_plain_puts_stay_last_writer_wins() {
+    let w = World::start().await;
+    let reply = put(
+        &w.host,
+        "exec-1",
+        "absent",
+        &json!(1),
+        &[("if-match", "\"abc\"")],
+    )
+    .await;
+    assert_eq!(reply.status, 412);
+    assert!(w.backend.variable("user-1", "absent").is_none());
+    put(&w.host, "exec-1", "lww", &json!(1), &[]).await;
+    put(&w.host, "exec-2", "lww", &json!(2), &[]).await;
+    assert_eq!(get(&w.host, "exec-1", "lww").await.json["data"]["value"], 2);
+}
+
+#[tokio::test]
+async fn conditional_delete_honours_if_match() {
+    let w = World::start().await;
+    let etag = put(&w.host, "exec-1", "d", &json!(1), &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        delete(&w.host, "exec-1", "d", &[("if-match", "\"stale\"")])
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        delete(&w.host, "exec-1", "d", &[("if-match", &etag)])
+            .await
+            .status,
+        204
+    );
+    assert!(w.backend.variable("user-1", "d").is_none());
+}
+
+// ---- concurrency ----
+
+/// Reads the counter and writes it plus one with `If-Match` (or
+/// `If-None-Match: *` when it does not exist yet), until a write wins.
+async fn increment(host: &Host, execution: &str) -> u32 {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let read = get(host, execution, "counter").await;
+        assert_eq!(read.status, 200, "{read:?}");
+        let current = read.json["data"]["value"].as_u64();
+        let reply = match (current, read.header("etag")) {
+            (Some(n), Some(etag)) => {
+                put(
+                    host,
+                    execution,
+                    "counter",
+                    &json!(n + 1),
+                    &[("if-match", etag)],
+                )
+                .await
+            }
+            _ => {
+                put(
+                    host,
+                    execution,
+                    "counter",
+                    &json!(1),
+                    &[("if-none-match", "*")],
+                )
+                .await
+            }
+        };
+        match reply.status {
+            200 => return attempts,
+            412 => continue,
+            503 => {
+                assert!(reply.header("retry-after").is_some());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => panic!("unexpected {other}: {reply:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_update_is_lost_with_16_clients_on_two_hosts() {
+    let valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    for i in 0..16 {
+        backend.add_execution(&format!("exec-{i}"), "user-1", None);
+    }
+    let config = HostConfig::with(&valkey.url(), &backend.url()).env("LOG_LEVEL", "warn");
+    let hosts = Arc::new([Host::start(config.clone()).await, Host::start(config).await]);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let hosts = hosts.clone();
+            tokio::spawn(async move {
+                let mut attempts = 0;
+                for round in 0..25 {
+                    // Each client alternates between the two hosts.
+                    attempts += increment(&hosts[(i + round) % 2], &format!("exec-{i}")).await;
+                }
+                attempts
+            })
+        })
+        .collect();
+    let mut attempts = 0;
+    for client in clients {
+        attempts += client.await.unwrap();
+    }
+    assert_eq!(backend.variable("user-1", "counter"), Some(json!(400)));
+    let reply = get(&hosts[0], "exec-0", "counter").await;
+    assert_eq!(reply.json["data"]["value"], 400);
+    eprintln!(
+        "400 increments in {:?} with {attempts} attempts",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_write_on_one_host_is_read_at_once_on_another() {
+    let w = World::start().await;
+    let other = Host::start(HostConfig::with(&w.valkey.url(), &w.backend.url())).await;
+    for n in 0..10 {
+        // Both hosts have the variable cached before each write.
+        get(&w.host, "exec-1", "fresh").await;
+        get(&other, "exec-2", "fresh").await;
+        assert_eq!(
+            put(&w.host, "exec-1", "fresh", &json!(n), &[]).await.status,
+            200
+        );
+        assert_eq!(
+            get(&other, "exec-2", "fresh").await.json["data"]["value"],
+            n
+        );
+    }
+}
+
+// ---- leases and failures ----
+
+#[tokio::test]
+async fn a_dead_holders_lease_blocks_the_key_no_longer_than_its_ttl() {
+    let w = World::start().await;
+    put(&w.host, "exec-1", "leased", &json!(0), &[]).await;
+    let lease_key = format!(
+        "cronium:lease:{}",
+        cronium_rules::keys::variable("user-1", "leased")
+    );
+    // A holder that took the lease for 1.5 s and died.
+    let _: () = redis::cmd("SET")
+        .arg(&lease_key)
+        .arg("dead-owner")
+        .arg("PX")
+        .arg(1500)
+        .query(&mut w.valkey.connection())
+        .unwrap();
+    let started = Instant::now();
+    let reply = put(&w.host, "exec-1", "leased", &json!(1), &[]).await;
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        waited >= Duration::from_millis(1300),
+        "waited for the stale lease: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(4000),
+        "not much longer than its TTL: {waited:?}"
+    );
+    assert_eq!(w.backend.variable("user-1", "leased"), Some(json!(1)));
+}
+
+#[tokio::test]
+async fn a_lease_held_past_the_wait_is_a_503_with_retry_after_never_a_500() {
+    let w = World::start().await;
+    let lease_key = format!(
+        "cronium:lease:{}",
+        cronium_rules::keys::variable("user-1", "busy")
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&lease_key)
+        .arg("someone")
+        .arg("PX")
+        .arg(30_000)
+        .query(&mut w.valkey.connection())
+        .unwrap();
+    let reply = put(&w.host, "exec-1", "busy", &json!(1), &[]).await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.header("retry-after").is_some());
+    assert!(w.backend.variable("user-1", "busy").is_none());
+}
+
+#[tokio::test]
+async fn with_valkey_stopped_reads_and_plain_writes_reach_the_backend_and_conditional_writes_503() {
+    let mut w = World::start().await;
+    put(&w.host, "exec-1", "k", &json!("before"), &[]).await;
+    let etag = get(&w.host, "exec-1", "k")
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    w.valkey.kill();
+
+    let reply = put(&w.host, "exec-1", "k", &json!("during"), &[]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(w.backend.variable("user-1", "k"), Some(json!("during")));
+    assert_eq!(
+        get(&w.host, "exec-2", "k").await.json["data"]["value"],
+        "during"
+    );
+
+    let reply = put(
+        &w.host,
+        "exec-1",
+        "k",
+        &json!("cas"),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(w.backend.variable("user-1", "k"), Some(json!("during")));
+
+    w.valkey.restart();
+    let fresh = get(&w.host, "exec-1", "k").await;
+    assert_eq!(fresh.json["data"]["value"], "during");
+}
+
+// ---- audit ----
+
+#[tokio::test]
+async fn variable_reads_that_reach_the_backend_and_every_write_are_audited_without_values() {
+    let w = World::start().await;
+    put(
+        &w.host,
+        "exec-1",
+        "audited",
+        &json!("the value itself"),
+        &[],
+    )
+    .await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut w.valkey.connection())
+        .unwrap();
+    get(&w.host, "exec-1", "audited").await;
+    get(&w.host, "exec-1", "audited").await;
+    delete(&w.host, "exec-1", "audited", &[]).await;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            w.backend.audit_events("delete_variable").len() == 1
+                && w.backend.audit_events("get_variable").len() == 1
+        })
+        .await
+    );
+    let set = &w.backend.audit_events("set_variable")[0];
+    assert_eq!(set["metadata"]["key"], "audited");
+    assert_eq!(set["metadata"]["userId"], "user-1");
+    assert_eq!(set["metadata"]["outcome"], "ok");
+    let all = w
+        .backend
+        .state()
+        .audit
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    assert!(!all.contains("the value itself"));
+}
+
+// ---- embedded defaults ----
+
+#[tokio::test]
+async fn the_embedded_store_supports_variables_and_keeps_them_across_a_restart() {
+    let mut host = Host::start(HostConfig::default()).await;
+    for (id, user) in [("e1", "u1"), ("e2", "u1"), ("e3", "u2")] {
+        let out = host.command(&[
+            "execution",
+            "create",
+            "--id",
+            id,
+            "--user",
+            user,
+            "--job",
+            "j",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let etag = put(&host, "e1", "a%2Fb", &json!({"n": 1}), &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        put(&host, "e2", "a/b", &json!({"n": 2}), &[("if-match", &etag)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        put(&host, "e2", "a/b", &json!({"n": 3}), &[("if-match", &etag)])
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        get(&host, "e3", "a/b").await.json["data"]["value"],
+        Value::Null
+    );
+
+    host.restart().await;
+    assert_eq!(
+        get(&host, "e1", "a/b").await.json["data"]["value"],
+        json!({"n": 2})
+    );
+    assert_eq!(delete(&host, "e1", "a/b", &[]).await.status, 204);
+    assert_eq!(get(&host, "e2", "a/b?strict").await.status, 404);
+}
