@@ -3,8 +3,8 @@
 //! in its own target directory (`target/components`), so it never waits on
 //! the outer build's lock.
 //!
-//! The production components are embedded in the binary; the test-only
-//! ones are only built, and their paths handed to the tests.
+//! The production components are embedded in the binary; the test and
+//! benchmark ones are only built, and their paths handed to the tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +14,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("cronium-executions", "CRONIUM_EXECUTIONS_WASM"),
     ("cronium-variables", "CRONIUM_VARIABLES_WASM"),
 ];
-const TEST_ONLY: &[(&str, &str)] = &[("cronium-test-misbehave", "CRONIUM_TEST_MISBEHAVE_WASM")];
+const TEST_ONLY: &[(&str, &str)] = &[
+    ("cronium-test-misbehave", "CRONIUM_TEST_MISBEHAVE_WASM"),
+    ("cronium-bench-hello", "CRONIUM_BENCH_HELLO_WASM"),
+];
 
 /// The cargo profile the components are built with (see the workspace `Cargo.toml`).
 const PROFILE: &str = "component";
@@ -29,6 +32,7 @@ fn main() {
         "components",
         "wit",
         "tests/components",
+        "bench/components",
         "Cargo.toml",
         "Cargo.lock",
     ] {

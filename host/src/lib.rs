@@ -64,23 +64,10 @@ pub enum StartError {
     },
 }
 
-/// What every request handler shares.
-pub struct App {
-    pub(crate) components: Components,
-    pub capabilities: Arc<Capabilities>,
-}
-
-/// A started host: components loaded, capabilities up, socket bound.
-pub struct Runtime {
-    app: Arc<App>,
-    audit: AuditWorker,
-    listener: TcpListener,
-}
-
-impl Runtime {
-    /// Builds the capabilities and components of `config` and binds its
-    /// address. Valkey is connected lazily: it may come up later.
-    pub async fn start(config: &Config) -> Result<Runtime, StartError> {
+impl Capabilities {
+    /// The capabilities `config` selects, and the audit delivery task
+    /// (which must run inside a Tokio runtime).
+    pub fn from_config(config: &Config) -> Result<(Capabilities, AuditWorker), StartError> {
         let secret = config.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
         let verifier =
             TokenVerifier::new(secret.as_bytes(), config.jwt_algorithm, config.token_policy)?;
@@ -98,12 +85,35 @@ impl Runtime {
             None => Backend::Embedded(EmbeddedStore::open(&config.data_dir)?),
         });
         let (audit, audit_worker) = AuditSink::start(backend.clone());
-        let capabilities = Arc::new(Capabilities {
+        let capabilities = Capabilities {
             auth,
             cache,
             backend,
             audit,
-        });
+        };
+        Ok((capabilities, audit_worker))
+    }
+}
+
+/// What every request handler shares.
+pub struct App {
+    pub(crate) components: Components,
+    pub capabilities: Arc<Capabilities>,
+}
+
+/// A started host: components loaded, capabilities up, socket bound.
+pub struct Runtime {
+    app: Arc<App>,
+    audit: AuditWorker,
+    listener: TcpListener,
+}
+
+impl Runtime {
+    /// Builds the capabilities and components of `config` and binds its
+    /// address. Valkey is connected lazily: it may come up later.
+    pub async fn start(config: &Config) -> Result<Runtime, StartError> {
+        let (capabilities, audit_worker) = Capabilities::from_config(config)?;
+        let capabilities = Arc::new(capabilities);
         let components = Components::load(config, capabilities.clone())?;
         let listener =
             TcpListener::bind(config.listen)

@@ -43,6 +43,8 @@ pub struct BackendState {
     /// Bodies of `POST /api/internal/audit`.
     pub audit: Vec<Value>,
     pub requests: Vec<Recorded>,
+    /// Keep no record of requests (for long benchmark runs).
+    pub quiet: bool,
     /// Answer every request with 503.
     pub down: bool,
     /// Answer output writes with this status and body instead.
@@ -163,12 +165,14 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let mut state = state.lock().unwrap();
-    state.requests.push(Recorded {
-        method: method.clone(),
-        path: path.clone(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
+    if !state.quiet {
+        state.requests.push(Recorded {
+            method: method.clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        });
+    }
     if state.down {
         return reply(503, json!({"error": "Service Unavailable"}));
     }
@@ -197,7 +201,9 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             if !state.executions.contains_key(*id) {
                 return reply(404, json!({"error": "Not Found"}));
             }
-            state.outputs.push((id.to_string(), body));
+            if !state.quiet {
+                state.outputs.push((id.to_string(), body));
+            }
             reply(200, json!({"success": true}))
         }
         ("POST", ["api", "internal", "executions", id, "condition"]) => {
@@ -237,7 +243,9 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             }
         }
         ("POST", ["api", "internal", "audit"]) => {
-            state.audit.push(body);
+            if !state.quiet {
+                state.audit.push(body);
+            }
             reply(200, json!({"success": true}))
         }
         _ => reply(404, json!({"error": "Not Found"})),

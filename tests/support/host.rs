@@ -11,6 +11,8 @@ use super::{BACKEND_TOKEN, SECRET, free_port};
 /// The environment of a test host, beyond port, secret and data dir.
 #[derive(Debug, Clone, Default)]
 pub struct HostConfig {
+    /// The program to run; `cronium-runtime` when `None`.
+    pub binary: Option<PathBuf>,
     pub valkey_url: Option<String>,
     pub backend_url: Option<String>,
     pub env: Vec<(String, String)>,
@@ -20,6 +22,7 @@ impl HostConfig {
     /// A host on `valkey` and `backend`.
     pub fn with(valkey_url: &str, backend_url: &str) -> Self {
         HostConfig {
+            binary: None,
             valkey_url: Some(valkey_url.into()),
             backend_url: Some(backend_url.into()),
             env: Vec::new(),
@@ -75,6 +78,11 @@ impl Host {
     /// The host's data directory (the embedded store).
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// What the host has logged so far.
@@ -148,7 +156,12 @@ impl Host {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cronium-runtime"));
+        let binary = self
+            .config
+            .binary
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cronium-runtime")));
+        let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdout(Stdio::null())

@@ -1,0 +1,335 @@
+//! The load benchmark: `cargo bench -p cronium-host --bench load`.
+//!
+//! Builds in release mode (cargo's bench profile), starts a real Valkey
+//! and the fake backend, then drives with `wrk` (installed with apt-get
+//! when missing) three servers side by side in one run:
+//!
+//! * `host`: `cronium-runtime`, the components on wasmtime;
+//! * `native`: the same routes as plain Rust on the same capabilities
+//!   (`bench/native_baseline.rs`): host/native is the price of isolation;
+//! * `hello`: a minimal `wasi:http` component on our host, and on
+//!   `wasmtime serve` when a `wasmtime` 48 CLI is on the PATH.
+//!
+//! It prints one table (requests/s, latency percentiles, errors, peak RSS
+//! of the server during the run), the ratios, and cold-start times.
+//! `-- --smoke` runs every scenario for one second at one concurrency, to
+//! keep the harness working in CI; `-- --seconds N` sets the run length.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{FakeBackend, Host, HostConfig, Valkey, token};
+
+const NATIVE: &str = env!("CARGO_BIN_EXE_cronium-native-baseline");
+const HELLO: &str = env!("CRONIUM_BENCH_HELLO_WASM");
+
+/// One load pattern.
+struct Scenario {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: Body,
+    /// Vary the variable key per request (uncontended writes).
+    spread_keys: bool,
+    connections: &'static [u32],
+    /// Which servers take part.
+    targets: &'static [Target],
+}
+
+#[derive(Clone, Copy)]
+enum Body {
+    None,
+    Json(&'static str),
+    /// `{"data":"xxx…"}` of this many bytes.
+    Output(usize),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Target {
+    Host,
+    Native,
+    Hello,
+    WasmtimeServe,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Host => "host",
+            Target::Native => "native",
+            Target::Hello => "host+hello",
+            Target::WasmtimeServe => "wasmtime-serve+hello",
+        }
+    }
+}
+
+const ALL_CONNS: &[u32] = &[1, 16, 64, 256];
+const SERVERS: &[Target] = &[Target::Host, Target::Native];
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario { name: "health", method: "GET", path: "/health", body: Body::None, spread_keys: false, connections: ALL_CONNS, targets: SERVERS },
+        Scenario { name: "input (cache hit)", method: "GET", path: "/executions/bench-1/input", body: Body::None, spread_keys: false, connections: ALL_CONNS, targets: SERVERS },
+        Scenario { name: "context", method: "GET", path: "/executions/bench-1/context", body: Body::None, spread_keys: false, connections: &[16, 64], targets: SERVERS },
+        Scenario { name: "output 1 KiB", method: "POST", path: "/executions/bench-1/output", body: Body::Output(1024), spread_keys: false, connections: &[16, 64], targets: SERVERS },
+        Scenario { name: "output 1 MiB", method: "POST", path: "/executions/bench-1/output", body: Body::Output(1024 * 1024), spread_keys: false, connections: &[1, 16], targets: SERVERS },
+        Scenario { name: "PUT variable, uncontended", method: "PUT", path: "/executions/bench-1/variables/", body: Body::Json(r#"{"value":{"n":1}}"#), spread_keys: true, connections: &[16, 64], targets: SERVERS },
+        Scenario { name: "PUT variable, contended (one key)", method: "PUT", path: "/executions/bench-1/variables/hot", body: Body::Json(r#"{"value":{"n":1}}"#), spread_keys: false, connections: &[16], targets: SERVERS },
+        Scenario { name: "hello component", method: "GET", path: "/executions/x/input", body: Body::None, spread_keys: false, connections: ALL_CONNS, targets: &[Target::Hello, Target::WasmtimeServe] },
+    ]
+}
+
+/// What `wrk` measured.
+#[derive(Debug, Clone)]
+struct Measured {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    errors: u64,
+    peak_rss_mib: Option<f64>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let seconds: u64 = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke { 1 } else { 5 });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(run(smoke, seconds));
+}
+
+async fn run(smoke: bool, seconds: u64) {
+    let wrk = ensure_wrk();
+    let work = tempfile::tempdir().unwrap();
+    let valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    backend.state().quiet = true;
+    backend.add_execution("bench-1", "bench-user", Some(json!({"rows": 3, "source": "bench"})));
+    backend.add_execution("x", "bench-user", None);
+
+    let quiet = |c: HostConfig| c.env("LOG_LEVEL", "warn");
+    let base = HostConfig::with(&valkey.url(), &backend.url());
+    let mut servers: BTreeMap<Target, Host> = BTreeMap::new();
+    servers.insert(Target::Host, Host::start(quiet(base.clone())).await);
+    let mut native = quiet(base.clone());
+    native.binary = Some(PathBuf::from(NATIVE));
+    servers.insert(Target::Native, Host::start(native).await);
+    servers.insert(
+        Target::Hello,
+        Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await,
+    );
+    let wasmtime_serve = WasmtimeServe::start(Path::new(HELLO));
+
+    let token = token("bench-1");
+    let mut rows = Vec::new();
+    for scenario in scenarios() {
+        let connections: Vec<u32> = if smoke { vec![scenario.connections[0]] } else { scenario.connections.to_vec() };
+        for &conns in &connections {
+            for &target in scenario.targets {
+                let (url, pid) = match target {
+                    Target::WasmtimeServe => match &wasmtime_serve {
+                        Some(serve) => (serve.url.clone(), Some(serve.child.id())),
+                        None => continue,
+                    },
+                    _ => (servers[&target].base(), servers[&target].pid()),
+                };
+                let script = script(work.path(), &scenario, &token);
+                reset_peak_rss(pid);
+                let measured = wrk_run(&wrk, &format!("{url}{}", scenario.path), &script, conns, seconds, pid);
+                eprintln!("{:<36} {:<22} c={:<4} {:>10.0} req/s", scenario.name, target.name(), conns, measured.requests_per_sec);
+                rows.push((scenario.name, target, conns, measured));
+            }
+        }
+    }
+    print_table(&rows);
+    print_ratios(&rows);
+    if !smoke {
+        cold_start(&valkey, &backend).await;
+    }
+}
+
+/// The Lua script that shapes `wrk`'s requests and reports the result.
+fn script(dir: &Path, scenario: &Scenario, token: &str) -> PathBuf {
+    let mut lua = format!(
+        "wrk.method = \"{}\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        scenario.method
+    );
+    match scenario.body {
+        Body::None => {}
+        Body::Json(json) => lua.push_str(&format!("wrk.body = '{json}'\n")),
+        Body::Output(size) => {
+            let file = dir.join(format!("output-{size}.json"));
+            let pad = size.saturating_sub(11);
+            std::fs::write(&file, format!("{{\"data\":\"{}\"}}", "x".repeat(pad))).unwrap();
+            lua.push_str(&format!("local f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n", file.display()));
+        }
+    }
+    if scenario.spread_keys {
+        lua.push_str(&format!(
+            "request = function()\n  return wrk.format(nil, \"{}k-\" .. math.random(1, 1000000000))\nend\n",
+            scenario.path
+        ));
+    }
+    lua.push_str(
+        "done = function(summary, latency, requests)\n\
+         local e = summary.errors\n\
+         io.write(string.format('RESULT %d %d %d %d %d %d %d\\n', summary.requests, summary.duration, \
+         e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))\n\
+         end\n",
+    );
+    let path = dir.join(format!("{}.lua", scenario.name.replace([' ', ',', '(', ')'], "_")));
+    std::fs::write(&path, lua).unwrap();
+    path
+}
+
+/// Runs `wrk` against `url` and reads what the script's `done` printed.
+fn wrk_run(wrk: &Path, url: &str, script: &Path, conns: u32, seconds: u64, pid: Option<u32>) -> Measured {
+    let threads = conns.clamp(1, 2);
+    let out = Command::new(wrk)
+        .args(["-t", &threads.to_string(), "-c", &conns.to_string(), "-d", &format!("{seconds}s")])
+        .args(["--timeout", "10s", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("running wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("wrk printed no result:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let n: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    Measured {
+        requests_per_sec: n[0] / (n[1] / 1e6),
+        errors: (n[2] + n[3]) as u64,
+        p50_ms: n[4] / 1000.0,
+        p99_ms: n[5] / 1000.0,
+        p999_ms: n[6] / 1000.0,
+        peak_rss_mib: pid.and_then(peak_rss_mib),
+    }
+}
+
+fn reset_peak_rss(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        // "5" resets the peak resident set size (VmHWM) of the process.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn print_table(rows: &[(&str, Target, u32, Measured)]) {
+    println!("\n| scenario | server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, target, conns, m) in rows {
+        println!(
+            "| {name} | {} | {conns} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            target.name(),
+            m.requests_per_sec,
+            m.p50_ms,
+            m.p99_ms,
+            m.p999_ms,
+            m.errors,
+            m.peak_rss_mib.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
+    println!("\n| scenario | conns | ratio | value |");
+    println!("|---|---:|---|---:|");
+    let find = |name: &str, target: Target, conns: u32| {
+        rows.iter().find(|(n, t, c, _)| *n == name && *t == target && *c == conns).map(|r| r.3.requests_per_sec)
+    };
+    for (name, target, conns, m) in rows {
+        let (other, label) = match target {
+            Target::Host => (Target::Native, "host / native"),
+            Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),
+            _ => continue,
+        };
+        if let Some(base) = find(name, other, *conns) {
+            println!("| {name} | {conns} | {label} | {:.2} |", m.requests_per_sec / base);
+        }
+    }
+}
+
+/// Time from process start to the first 200 on `GET input`.
+async fn cold_start(valkey: &Valkey, backend: &FakeBackend) {
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let host = Host::start(HostConfig::with(&valkey.url(), &backend.url()).env("LOG_LEVEL", "warn")).await;
+        let auth = format!("Bearer {}", token("bench-1"));
+        let reply = support::call("GET", &host.url("/executions/bench-1/input"), &[("authorization", &auth)], None).await;
+        assert_eq!(reply.status, 200);
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    println!("\ncold start (process start to first 200 on GET input), median of 3: {:?}", samples[1]);
+}
+
+/// `wasmtime serve` on the hello component, when a wasmtime CLI is installed.
+struct WasmtimeServe {
+    url: String,
+    child: std::process::Child,
+}
+
+impl WasmtimeServe {
+    fn start(component: &Path) -> Option<WasmtimeServe> {
+        let version = Command::new("wasmtime").arg("--version").output().ok()?;
+        eprintln!("reference host: {}", String::from_utf8_lossy(&version.stdout).trim());
+        let port = support::free_port();
+        let child = Command::new("wasmtime")
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "-Scli"])
+            .arg(component)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(WasmtimeServe { url: format!("http://127.0.0.1:{port}"), child });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `wrk` from the PATH, installed from Debian's packages when missing.
+fn ensure_wrk() -> PathBuf {
+    let found = |name: &str| {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    };
+    if let Some(path) = found("wrk") {
+        return path;
+    }
+    eprintln!("installing wrk (apt-get)");
+    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let _ = Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]).status();
+    found("wrk").expect("wrk is needed: apt-get install wrk")
+}

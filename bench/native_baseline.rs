@@ -1,0 +1,186 @@
+//! The benchmark's native baseline: the hot routes of the runtime API as
+//! plain Rust handlers on the host's own capability implementations (the
+//! same token rules, Valkey client, backend client and audit sink), with
+//! no WebAssembly in between. Its throughput divided into the host's is
+//! the price of isolation.
+//!
+//! Configured like `cronium-runtime`; serves `/health`, `GET input`,
+//! `GET context`, `POST output` and plain `PUT variables/{key}`, doing
+//! the same capability calls as the components do.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cronium_host::capabilities::Capabilities;
+use cronium_host::capabilities::backend::{AuditRecord, now_rfc3339};
+use cronium_host::config::Config;
+use cronium_rules::token::Claims;
+use cronium_rules::wire::Execution;
+use cronium_rules::{keys, variables};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+type Reply = Response<Full<Bytes>>;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let (capabilities, _audit) = Capabilities::from_config(&config)?;
+        let capabilities = Arc::new(capabilities);
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let caps = capabilities.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let caps = caps.clone();
+                    async move { Ok::<_, Infallible>(handle(&caps, request).await) }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    })
+}
+
+async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) -> Reply {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if path == "/health" {
+        return json_reply(200, json!({"status": "healthy", "time": now_rfc3339()}));
+    }
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let limit = cronium_rules::limits::body_max_for_path(&path);
+    let Ok(body) = Limited::new(request.into_body(), limit).collect().await else {
+        return error(413, "request body too large");
+    };
+    let body = body.to_bytes();
+    let segments: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
+    let (id, rest) = match segments.as_slice() {
+        ["executions", id, rest @ ..] => (*id, rest.join("/")),
+        _ => return error(404, "no such route"),
+    };
+    let caller = match caps.auth.verify(authorization.as_deref(), &caps.cache).await {
+        Ok(claims) if claims.execution_id == id => claims,
+        Ok(_) => return error(403, "token is not valid for this execution"),
+        Err(e) => return error(401, &e.to_string()),
+    };
+    match (method, rest.as_str()) {
+        (Method::GET, "input") => match execution(caps, &caller).await {
+            Ok(e) => json_reply(200, json!({"success": true, "data": e.input().cloned()})),
+            Err(reply) => reply,
+        },
+        (Method::GET, "context") => match execution(caps, &caller).await {
+            Ok(e) => json_reply(200, json!({"success": true, "data": e})),
+            Err(reply) => reply,
+        },
+        (Method::POST, "output") => {
+            let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(&body) else {
+                return error(400, "invalid body");
+            };
+            let Some(data) = parsed.get("data") else { return error(400, "no data") };
+            let result = caps.backend.set_output(&caller, &data.to_string()).await;
+            audit(caps, &caller, "set_output", result.is_ok(), json!({"bytes": body.len()}));
+            match result {
+                Ok(()) => json_reply(200, json!({"success": true})),
+                Err(e) => error(502, &e.to_string()),
+            }
+        }
+        (Method::PUT, rest) if rest.starts_with("variables/") => {
+            let key = &rest["variables/".len()..];
+            put_variable(caps, &caller, key, &body).await
+        }
+        _ => error(404, "no such route"),
+    }
+}
+
+/// The execution record through the cache, as the components read it.
+async fn execution(caps: &Capabilities, caller: &Claims) -> Result<Execution, Reply> {
+    let key = keys::execution(&caller.execution_id);
+    if let Ok(Some(text)) = caps.cache.get(&key).await
+        && let Ok(execution) = serde_json::from_str(&text)
+    {
+        return Ok(execution);
+    }
+    let execution = caps
+        .backend
+        .get_execution(caller)
+        .await
+        .map_err(|e| error(502, &e.to_string()))?;
+    let _ = caps.cache.set(&key, &serde_json::to_string(&execution).unwrap(), None).await;
+    Ok(execution)
+}
+
+/// A plain variable write with the same calls as the component's.
+async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u8]) -> Reply {
+    let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "invalid body");
+    };
+    let Some(value) = parsed.get("value") else { return error(400, "no value") };
+    let user = match execution(caps, caller).await {
+        Ok(e) => e.user_id,
+        Err(reply) => return reply,
+    };
+    let cache_key = keys::variable(&user, key);
+    let lease = caps
+        .cache
+        .acquire(
+            &cache_key,
+            Duration::from_millis(variables::WRITE_LEASE_TTL_MS),
+            Duration::from_millis(variables::WRITE_LEASE_WAIT_MS),
+        )
+        .await;
+    let lease = match lease {
+        Ok(Some(lease)) => Some(lease),
+        Ok(None) => return error(503, "busy"),
+        Err(_) => None,
+    };
+    let text = value.to_string();
+    let _ = caps.cache.delete(&cache_key).await;
+    let result = caps.backend.set_variable(caller, &user, key, &text).await;
+    let cached = json!({ "value": text }).to_string();
+    let _ = caps.cache.set(&cache_key, &cached, None).await;
+    if let Some(lease) = lease {
+        let _ = caps.cache.release(&lease).await;
+    }
+    audit(caps, caller, "set_variable", result.is_ok(), json!({"key": key}));
+    match result {
+        Ok(()) => json_reply(200, json!({"success": true})),
+        Err(e) => error(502, &e.to_string()),
+    }
+}
+
+fn audit(caps: &Capabilities, caller: &Claims, action: &str, ok: bool, mut details: Value) {
+    details["userId"] = json!(caller.user_id);
+    details["jobId"] = json!(caller.job_id);
+    details["outcome"] = json!(if ok { "ok" } else { "error" });
+    caps.audit.emit(AuditRecord {
+        execution_id: caller.execution_id.clone(),
+        action: action.into(),
+        metadata: details,
+        timestamp: now_rfc3339(),
+    });
+}
+
+fn json_reply(status: u16, body: Value) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+fn error(status: u16, message: &str) -> Reply {
+    json_reply(status, json!({"error": status.to_string(), "message": message}))
+}
