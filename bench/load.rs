@@ -13,7 +13,8 @@
 //! It prints one table (requests/s, latency percentiles, errors, peak RSS
 //! of the server during the run), the ratios, and cold-start times.
 //! `-- --smoke` runs every scenario for one second at one concurrency, to
-//! keep the harness working in CI; `-- --seconds N` sets the run length.
+//! keep the harness working in CI; `-- --seconds N` sets the run length;
+//! `-- --only <text>` runs the scenarios whose name contains it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -74,14 +75,78 @@ const SERVERS: &[Target] = &[Target::Host, Target::Native];
 
 fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario { name: "health", method: "GET", path: "/health", body: Body::None, spread_keys: false, connections: ALL_CONNS, targets: SERVERS },
-        Scenario { name: "input (cache hit)", method: "GET", path: "/executions/bench-1/input", body: Body::None, spread_keys: false, connections: ALL_CONNS, targets: SERVERS },
-        Scenario { name: "context", method: "GET", path: "/executions/bench-1/context", body: Body::None, spread_keys: false, connections: &[16, 64], targets: SERVERS },
-        Scenario { name: "output 1 KiB", method: "POST", path: "/executions/bench-1/output", body: Body::Output(1024), spread_keys: false, connections: &[16, 64], targets: SERVERS },
-        Scenario { name: "output 1 MiB", method: "POST", path: "/executions/bench-1/output", body: Body::Output(1024 * 1024), spread_keys: false, connections: &[1, 16], targets: SERVERS },
-        Scenario { name: "PUT variable, uncontended", method: "PUT", path: "/executions/bench-1/variables/", body: Body::Json(r#"{"value":{"n":1}}"#), spread_keys: true, connections: &[16, 64], targets: SERVERS },
-        Scenario { name: "PUT variable, contended (one key)", method: "PUT", path: "/executions/bench-1/variables/hot", body: Body::Json(r#"{"value":{"n":1}}"#), spread_keys: false, connections: &[16], targets: SERVERS },
-        Scenario { name: "hello component", method: "GET", path: "/executions/x/input", body: Body::None, spread_keys: false, connections: ALL_CONNS, targets: &[Target::Hello, Target::WasmtimeServe] },
+        Scenario {
+            name: "health",
+            method: "GET",
+            path: "/health",
+            body: Body::None,
+            spread_keys: false,
+            connections: ALL_CONNS,
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "input (cache hit)",
+            method: "GET",
+            path: "/executions/bench-1/input",
+            body: Body::None,
+            spread_keys: false,
+            connections: ALL_CONNS,
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "context",
+            method: "GET",
+            path: "/executions/bench-1/context",
+            body: Body::None,
+            spread_keys: false,
+            connections: &[16, 64],
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "output 1 KiB",
+            method: "POST",
+            path: "/executions/bench-1/output",
+            body: Body::Output(1024),
+            spread_keys: false,
+            connections: &[16, 64],
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "output 1 MiB",
+            method: "POST",
+            path: "/executions/bench-1/output",
+            body: Body::Output(1024 * 1024),
+            spread_keys: false,
+            connections: &[1, 16],
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "PUT variable, uncontended",
+            method: "PUT",
+            path: "/executions/bench-1/variables/",
+            body: Body::Json(r#"{"value":{"n":1}}"#),
+            spread_keys: true,
+            connections: &[16, 64],
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "PUT variable, contended (one key)",
+            method: "PUT",
+            path: "/executions/bench-1/variables/hot",
+            body: Body::Json(r#"{"value":{"n":1}}"#),
+            spread_keys: false,
+            connections: &[16],
+            targets: SERVERS,
+        },
+        Scenario {
+            name: "hello component",
+            method: "GET",
+            path: "/executions/x/input",
+            body: Body::None,
+            spread_keys: false,
+            connections: ALL_CONNS,
+            targets: &[Target::Hello, Target::WasmtimeServe],
+        },
     ]
 }
 
@@ -105,17 +170,29 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(if smoke { 1 } else { 5 });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(run(smoke, seconds));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(smoke, seconds, only));
 }
 
-async fn run(smoke: bool, seconds: u64) {
+async fn run(smoke: bool, seconds: u64, only: Option<String>) {
     let wrk = ensure_wrk();
     let work = tempfile::tempdir().unwrap();
     let valkey = Valkey::start();
     let backend = FakeBackend::start().await;
     backend.state().quiet = true;
-    backend.add_execution("bench-1", "bench-user", Some(json!({"rows": 3, "source": "bench"})));
+    backend.add_execution(
+        "bench-1",
+        "bench-user",
+        Some(json!({"rows": 3, "source": "bench"})),
+    );
     backend.add_execution("x", "bench-user", None);
 
     let quiet = |c: HostConfig| c.env("LOG_LEVEL", "warn");
@@ -133,8 +210,15 @@ async fn run(smoke: bool, seconds: u64) {
 
     let token = token("bench-1");
     let mut rows = Vec::new();
-    for scenario in scenarios() {
-        let connections: Vec<u32> = if smoke { vec![scenario.connections[0]] } else { scenario.connections.to_vec() };
+    let chosen = scenarios()
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)));
+    for scenario in chosen {
+        let connections: Vec<u32> = if smoke {
+            vec![scenario.connections[0]]
+        } else {
+            scenario.connections.to_vec()
+        };
         for &conns in &connections {
             for &target in scenario.targets {
                 let (url, pid) = match target {
@@ -146,8 +230,21 @@ async fn run(smoke: bool, seconds: u64) {
                 };
                 let script = script(work.path(), &scenario, &token);
                 reset_peak_rss(pid);
-                let measured = wrk_run(&wrk, &format!("{url}{}", scenario.path), &script, conns, seconds, pid);
-                eprintln!("{:<36} {:<22} c={:<4} {:>10.0} req/s", scenario.name, target.name(), conns, measured.requests_per_sec);
+                let measured = wrk_run(
+                    &wrk,
+                    &format!("{url}{}", scenario.path),
+                    &script,
+                    conns,
+                    seconds,
+                    pid,
+                );
+                eprintln!(
+                    "{:<36} {:<22} c={:<4} {:>10.0} req/s",
+                    scenario.name,
+                    target.name(),
+                    conns,
+                    measured.requests_per_sec
+                );
                 rows.push((scenario.name, target, conns, measured));
             }
         }
@@ -172,7 +269,10 @@ fn script(dir: &Path, scenario: &Scenario, token: &str) -> PathBuf {
             let file = dir.join(format!("output-{size}.json"));
             let pad = size.saturating_sub(11);
             std::fs::write(&file, format!("{{\"data\":\"{}\"}}", "x".repeat(pad))).unwrap();
-            lua.push_str(&format!("local f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n", file.display()));
+            lua.push_str(&format!(
+                "local f = io.open(\"{}\", \"rb\")\nwrk.body = f:read(\"*a\")\nf:close()\n",
+                file.display()
+            ));
         }
     }
     if scenario.spread_keys {
@@ -188,16 +288,33 @@ fn script(dir: &Path, scenario: &Scenario, token: &str) -> PathBuf {
          e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))\n\
          end\n",
     );
-    let path = dir.join(format!("{}.lua", scenario.name.replace([' ', ',', '(', ')'], "_")));
+    let path = dir.join(format!(
+        "{}.lua",
+        scenario.name.replace([' ', ',', '(', ')'], "_")
+    ));
     std::fs::write(&path, lua).unwrap();
     path
 }
 
 /// Runs `wrk` against `url` and reads what the script's `done` printed.
-fn wrk_run(wrk: &Path, url: &str, script: &Path, conns: u32, seconds: u64, pid: Option<u32>) -> Measured {
+fn wrk_run(
+    wrk: &Path,
+    url: &str,
+    script: &Path,
+    conns: u32,
+    seconds: u64,
+    pid: Option<u32>,
+) -> Measured {
     let threads = conns.clamp(1, 2);
     let out = Command::new(wrk)
-        .args(["-t", &threads.to_string(), "-c", &conns.to_string(), "-d", &format!("{seconds}s")])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &conns.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+        ])
         .args(["--timeout", "10s", "-s"])
         .arg(script)
         .arg(url)
@@ -207,8 +324,16 @@ fn wrk_run(wrk: &Path, url: &str, script: &Path, conns: u32, seconds: u64, pid: 
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("wrk printed no result:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    let n: Vec<f64> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+        .unwrap_or_else(|| {
+            panic!(
+                "wrk printed no result:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let n: Vec<f64> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
     Measured {
         requests_per_sec: n[0] / (n[1] / 1e6),
         errors: (n[2] + n[3]) as u64,
@@ -228,12 +353,21 @@ fn reset_peak_rss(pid: Option<u32>) {
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }
 
 fn print_table(rows: &[(&str, Target, u32, Measured)]) {
-    println!("\n| scenario | server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB |");
+    println!(
+        "\n| scenario | server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, target, conns, m) in rows {
         println!(
@@ -244,7 +378,9 @@ fn print_table(rows: &[(&str, Target, u32, Measured)]) {
             m.p99_ms,
             m.p999_ms,
             m.errors,
-            m.peak_rss_mib.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
+            m.peak_rss_mib
+                .map(|r| format!("{r:.0}"))
+                .unwrap_or_else(|| "-".into())
         );
     }
 }
@@ -253,7 +389,9 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
     println!("\n| scenario | conns | ratio | value |");
     println!("|---|---:|---|---:|");
     let find = |name: &str, target: Target, conns: u32| {
-        rows.iter().find(|(n, t, c, _)| *n == name && *t == target && *c == conns).map(|r| r.3.requests_per_sec)
+        rows.iter()
+            .find(|(n, t, c, _)| *n == name && *t == target && *c == conns)
+            .map(|r| r.3.requests_per_sec)
     };
     for (name, target, conns, m) in rows {
         let (other, label) = match target {
@@ -262,7 +400,10 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
             _ => continue,
         };
         if let Some(base) = find(name, other, *conns) {
-            println!("| {name} | {conns} | {label} | {:.2} |", m.requests_per_sec / base);
+            println!(
+                "| {name} | {conns} | {label} | {:.2} |",
+                m.requests_per_sec / base
+            );
         }
     }
 }
@@ -272,14 +413,25 @@ async fn cold_start(valkey: &Valkey, backend: &FakeBackend) {
     let mut samples = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let host = Host::start(HostConfig::with(&valkey.url(), &backend.url()).env("LOG_LEVEL", "warn")).await;
+        let host =
+            Host::start(HostConfig::with(&valkey.url(), &backend.url()).env("LOG_LEVEL", "warn"))
+                .await;
         let auth = format!("Bearer {}", token("bench-1"));
-        let reply = support::call("GET", &host.url("/executions/bench-1/input"), &[("authorization", &auth)], None).await;
+        let reply = support::call(
+            "GET",
+            &host.url("/executions/bench-1/input"),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
         assert_eq!(reply.status, 200);
         samples.push(started.elapsed());
     }
     samples.sort();
-    println!("\ncold start (process start to first 200 on GET input), median of 3: {:?}", samples[1]);
+    println!(
+        "\ncold start (process start to first 200 on GET input), median of 3: {:?}",
+        samples[1]
+    );
 }
 
 /// `wasmtime serve` on the hello component, when a wasmtime CLI is installed.
@@ -291,7 +443,10 @@ struct WasmtimeServe {
 impl WasmtimeServe {
     fn start(component: &Path) -> Option<WasmtimeServe> {
         let version = Command::new("wasmtime").arg("--version").output().ok()?;
-        eprintln!("reference host: {}", String::from_utf8_lossy(&version.stdout).trim());
+        eprintln!(
+            "reference host: {}",
+            String::from_utf8_lossy(&version.stdout).trim()
+        );
         let port = support::free_port();
         let child = Command::new("wasmtime")
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "-Scli"])
@@ -303,7 +458,10 @@ impl WasmtimeServe {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(WasmtimeServe { url: format!("http://127.0.0.1:{port}"), child });
+                return Some(WasmtimeServe {
+                    url: format!("http://127.0.0.1:{port}"),
+                    child,
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -330,6 +488,8 @@ fn ensure_wrk() -> PathBuf {
     }
     eprintln!("installing wrk (apt-get)");
     let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-    let _ = Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "wrk"])
+        .status();
     found("wrk").expect("wrk is needed: apt-get install wrk")
 }

@@ -28,9 +28,15 @@ use std::time::Duration;
 
 type Reply = Response<Full<Bytes>>;
 
+// The same allocator as cronium-runtime, so that the ratio measures isolation only.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let (capabilities, _audit) = Capabilities::from_config(&config)?;
         let capabilities = Arc::new(capabilities);
@@ -44,7 +50,9 @@ fn main() -> anyhow::Result<()> {
                     let caps = caps.clone();
                     async move { Ok::<_, Infallible>(handle(&caps, request).await) }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     })
@@ -71,7 +79,11 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
         ["executions", id, rest @ ..] => (*id, rest.join("/")),
         _ => return error(404, "no such route"),
     };
-    let caller = match caps.auth.verify(authorization.as_deref(), &caps.cache).await {
+    let caller = match caps
+        .auth
+        .verify(authorization.as_deref(), &caps.cache)
+        .await
+    {
         Ok(claims) if claims.execution_id == id => claims,
         Ok(_) => return error(403, "token is not valid for this execution"),
         Err(e) => return error(401, &e.to_string()),
@@ -89,9 +101,17 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
             let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(&body) else {
                 return error(400, "invalid body");
             };
-            let Some(data) = parsed.get("data") else { return error(400, "no data") };
+            let Some(data) = parsed.get("data") else {
+                return error(400, "no data");
+            };
             let result = caps.backend.set_output(&caller, &data.to_string()).await;
-            audit(caps, &caller, "set_output", result.is_ok(), json!({"bytes": body.len()}));
+            audit(
+                caps,
+                &caller,
+                "set_output",
+                result.is_ok(),
+                json!({"bytes": body.len()}),
+            );
             match result {
                 Ok(()) => json_reply(200, json!({"success": true})),
                 Err(e) => error(502, &e.to_string()),
@@ -118,7 +138,10 @@ async fn execution(caps: &Capabilities, caller: &Claims) -> Result<Execution, Re
         .get_execution(caller)
         .await
         .map_err(|e| error(502, &e.to_string()))?;
-    let _ = caps.cache.set(&key, &serde_json::to_string(&execution).unwrap(), None).await;
+    let _ = caps
+        .cache
+        .set(&key, &serde_json::to_string(&execution).unwrap(), None)
+        .await;
     Ok(execution)
 }
 
@@ -127,7 +150,9 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
     let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(body) else {
         return error(400, "invalid body");
     };
-    let Some(value) = parsed.get("value") else { return error(400, "no value") };
+    let Some(value) = parsed.get("value") else {
+        return error(400, "no value");
+    };
     let user = match execution(caps, caller).await {
         Ok(e) => e.user_id,
         Err(reply) => return reply,
@@ -154,7 +179,13 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
     if let Some(lease) = lease {
         let _ = caps.cache.release(&lease).await;
     }
-    audit(caps, caller, "set_variable", result.is_ok(), json!({"key": key}));
+    audit(
+        caps,
+        caller,
+        "set_variable",
+        result.is_ok(),
+        json!({"key": key}),
+    );
     match result {
         Ok(()) => json_reply(200, json!({"success": true})),
         Err(e) => error(502, &e.to_string()),
@@ -182,5 +213,8 @@ fn json_reply(status: u16, body: Value) -> Reply {
 }
 
 fn error(status: u16, message: &str) -> Reply {
-    json_reply(status, json!({"error": status.to_string(), "message": message}))
+    json_reply(
+        status,
+        json!({"error": status.to_string(), "message": message}),
+    )
 }

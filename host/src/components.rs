@@ -296,69 +296,72 @@ impl Components {
             }
         };
 
-        let task = tokio::spawn(async move {
+        // The guest runs in this task (no spawn, no cross-thread wake-up);
+        // its store is dropped as soon as it returns, which also settles
+        // the response channel if it never answered.
+        let guest = async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
                 .await
-        });
-        let abort = task.abort_handle();
+        };
+        // Reads the answer, body included, while the guest writes it.
+        let answer = async move {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => return Answer::ErrorCode(format!("{code:?}")),
+                Err(_) => return Answer::None,
+            };
+            let (parts, body) = response.into_parts();
+            match body.collect().await {
+                Ok(collected) => {
+                    Answer::Response(Response::from_parts(parts, Full::new(collected.to_bytes())))
+                }
+                Err(_) => Answer::None,
+            }
+        };
 
         // The deadline covers the whole call, host calls included; the
         // epoch deadline stops a guest that spins without calling out.
         let outcome = tokio::time::timeout(self.timeout + EPOCH_TICK * 10, async {
-            let response = match receiver.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(code)) => {
-                    tracing::warn!(?code, "component answered with an error code");
-                    return Err(ApiError::internal("the component failed"));
+            tokio::pin!(guest, answer);
+            let (ended, answered) = tokio::select! {
+                ended = &mut guest => (ended, answer.await),
+                answered = &mut answer => (guest.await, answered),
+            };
+            match (ended, answered) {
+                (Ok(()), Answer::Response(response)) => Ok(response),
+                (Ok(()), Answer::ErrorCode(code)) => {
+                    tracing::warn!(code, "component answered with an error code");
+                    Err(ApiError::internal("the component failed"))
                 }
-                // The sender is dropped with the store: the guest ended
-                // (or trapped) without answering.
-                Err(_) => return Err(failure(task.await, &memory_hit)),
-            };
-            let (parts, body) = response.into_parts();
-            let body = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return Err(failure(task.await, &memory_hit)),
-            };
-            // The guest finishes right after its body; a late trap still
-            // counts, as the client has seen nothing yet.
-            match task.await {
-                Ok(Ok(())) => Ok(Response::from_parts(parts, Full::new(body))),
-                other => Err(failure(other, &memory_hit)),
+                (Ok(()), Answer::None) => {
+                    tracing::error!("component returned without a response");
+                    Err(ApiError::internal("the component did not answer"))
+                }
+                // A trap counts even after the body: the client has seen nothing yet.
+                (Err(error), _) => Err(failure(error, &memory_hit)),
             }
         })
         .await;
 
-        match outcome {
-            Ok(result) => result,
-            Err(_) => {
-                abort.abort();
-                tracing::warn!(group = group.name(), "component call ran past its deadline");
-                Err(ApiError::deadline_exceeded())
-            }
-        }
+        outcome.unwrap_or_else(|_| {
+            tracing::warn!(group = group.name(), "component call ran past its deadline");
+            Err(ApiError::deadline_exceeded())
+        })
     }
 }
 
-/// Turns the end of a failed guest task into the caller's error.
-fn failure(
-    joined: Result<wasmtime::Result<()>, tokio::task::JoinError>,
-    memory_hit: &AtomicBool,
-) -> ApiError {
-    let error = match joined {
-        Ok(Ok(())) => {
-            tracing::error!("component returned without a response");
-            return ApiError::internal("the component did not answer");
-        }
-        Ok(Err(error)) => error,
-        Err(join) => {
-            tracing::error!(error = %join, "component task failed");
-            return ApiError::internal("the component failed");
-        }
-    };
+/// What the guest handed back through its response outparam.
+enum Answer {
+    Response(Response<Full<Bytes>>),
+    ErrorCode(String),
+    None,
+}
+
+/// Turns a failed guest call into the caller's error.
+fn failure(error: wasmtime::Error, memory_hit: &AtomicBool) -> ApiError {
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         tracing::warn!("component interrupted at its deadline");
         return ApiError::deadline_exceeded();
@@ -386,9 +389,15 @@ fn engine(config: &Config) -> wasmtime::Result<Engine> {
     // shootdowns it causes) on every request (shared/FACTS.md).
     pool.linear_memory_keep_resident(2 << 20);
     pool.table_keep_resident(2 << 20);
+    // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages
+    // a request dirtied instead of memsetting the whole resident prefix.
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
 
     let mut wasm = wasmtime::Config::new();
     wasm.wasm_component_model(true)
+        // Our components are wasi:http 0.2 (no component-model async):
+        // skipping the concurrency state makes every store cheaper.
+        .concurrency_support(false)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm)
