@@ -221,3 +221,41 @@ async fn the_host_refuses_to_start_without_a_secret_and_says_why() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RUNTIME_JWT_SECRET"));
 }
+
+#[tokio::test]
+async fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = HostConfig::default().env("CRONIUM_CACHE_DIR", cache.path().display().to_string());
+    let mut host = Host::start(config).await;
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 2, "one per endpoint group: {entries:?}");
+    for entry in &entries {
+        std::fs::write(entry, b"not a compiled component").unwrap();
+    }
+    host.restart().await;
+    let out = host.command(&[
+        "execution",
+        "create",
+        "--id",
+        "c1",
+        "--user",
+        "u",
+        "--job",
+        "j",
+    ]);
+    assert!(out.status.success());
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reply = get(&host, "/executions/c1/input", t["token"].as_str().unwrap()).await;
+    assert_eq!(reply.status, 200);
+    for entry in &entries {
+        assert!(
+            std::fs::metadata(entry).unwrap().len() > 1000,
+            "rewritten: {}",
+            entry.display()
+        );
+    }
+}

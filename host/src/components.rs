@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::capabilities::{Capabilities, bindings::Endpoint};
+use crate::compile_cache::CompileCache;
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -205,6 +206,7 @@ impl Components {
         Endpoint::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(LoadError::Engine)?;
 
+        let cache = CompileCache::new(config.compile_cache.clone());
         let mut groups = HashMap::new();
         for group in Group::ALL {
             let component = match config.component_overrides.get(group.name()) {
@@ -214,9 +216,9 @@ impl Components {
                         source,
                     })?;
                     tracing::info!(group = group.name(), path = %path.display(), "serving an override component");
-                    Component::new(&engine, bytes)
+                    cache.component(&engine, group.name(), &bytes)
                 }
-                None => Component::new(&engine, group.embedded()),
+                None => cache.component(&engine, group.name(), group.embedded()),
             }
             .map_err(|source| LoadError::Component {
                 group: group.name(),

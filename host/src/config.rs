@@ -82,6 +82,9 @@ pub struct Config {
     pub component_memory: usize,
     /// `CRONIUM_MAX_INSTANCES` (1000): component instances alive at once.
     pub max_instances: u32,
+    /// `CRONIUM_CACHE_DIR` (`<temp dir>/cronium-runtime`, `off` to disable):
+    /// where compiled components are kept between starts.
+    pub compile_cache: Option<PathBuf>,
     /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
     /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
     pub component_overrides: HashMap<String, PathBuf>,
@@ -213,6 +216,13 @@ impl Config {
                     .parse()
                     .map_err(|_| ConfigError::new("CRONIUM_MAX_INSTANCES", "not an integer"))?,
                 None => 1000,
+            },
+            compile_cache: match vars.get("CRONIUM_CACHE_DIR") {
+                Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => {
+                    None
+                }
+                Some(v) => Some(PathBuf::from(v)),
+                None => Some(std::env::temp_dir().join("cronium-runtime")),
             },
             component_overrides,
         })

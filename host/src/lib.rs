@@ -6,11 +6,13 @@
 //! * [`server`]: HTTP, native `/health`, routing, body caps, request log;
 //! * [`components`]: the engine, one pre-instantiated component per group,
 //!   a fresh bounded store per request;
+//! * [`compile_cache`]: compiled components kept on disk between starts;
 //! * [`capabilities`]: `auth`, `cache` (Valkey or in-process), `backend`
 //!   (the Cronium API or the embedded store) and `audit`;
 //! * [`error`]: the JSON errors the host answers itself.
 
 pub mod capabilities;
+pub mod compile_cache;
 pub mod components;
 pub mod config;
 pub mod error;

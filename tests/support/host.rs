@@ -182,7 +182,7 @@ impl Host {
                     return;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         panic!("cronium-runtime did not become healthy:\n{}", self.log());
     }

@@ -3,7 +3,8 @@
 //! each on a free loopback port, and a small HTTP client. Everything is
 //! stopped when its handle is dropped.
 
-#![allow(dead_code)]
+// Shared by every test file and the benchmark; none uses all of it.
+#![allow(dead_code, unused_imports)]
 
 pub mod backend;
 pub mod client;
