@@ -81,7 +81,7 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
     };
     let caller = match caps
         .auth
-        .verify(authorization.as_deref(), &caps.cache)
+        .verify(authorization.as_deref(), None, &caps.cache)
         .await
     {
         Ok(claims) if claims.execution_id == id => claims,

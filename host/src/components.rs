@@ -5,6 +5,7 @@
 //! and touches nothing else.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +106,8 @@ pub struct RequestState {
     hooks: NoOutgoingHttp,
     limits: MemoryLimit,
     pub(crate) capabilities: Arc<Capabilities>,
+    /// The client's address (rate limits of failing tokens).
+    pub(crate) peer: Option<IpAddr>,
 }
 
 impl WasiView for RequestState {
@@ -260,6 +263,7 @@ impl Components {
         &self,
         group: Group,
         request: Request<Full<Bytes>>,
+        peer: Option<IpAddr>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let pre = self.groups[&group].clone();
         let memory_hit = Arc::new(AtomicBool::new(false));
@@ -275,6 +279,7 @@ impl Components {
                     hit: memory_hit.clone(),
                 },
                 capabilities: self.capabilities.clone(),
+                peer,
             },
         );
         store.limiter(|state| &mut state.limits);

@@ -64,6 +64,9 @@ pub struct Config {
     /// `REVOCATION_FAIL_CLOSED` (false): refuse requests (503) when
     /// revocation cannot be checked for longer than the grace window.
     pub revocation_fail_closed: bool,
+    /// `RATE_LIMIT_PER_MIN` (1000; 0 disables): requests an execution may
+    /// make a minute, across every host sharing the Valkey.
+    pub rate_limit_per_min: u32,
     /// `VALKEY_URL`, `VALKEY_PASSWORD`, `VALKEY_DB`; none: in-process cache.
     pub valkey: Option<ValkeyConfig>,
     /// `CACHE_TTL` (5m): the default TTL of cached entries.
@@ -199,6 +202,12 @@ impl Config {
             jwt_algorithm,
             token_policy,
             revocation_fail_closed: vars.boolean("REVOCATION_FAIL_CLOSED", false)?,
+            rate_limit_per_min: match vars.get("RATE_LIMIT_PER_MIN") {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ConfigError::new("RATE_LIMIT_PER_MIN", "not a whole number"))?,
+                None => 1000,
+            },
             valkey,
             cache_ttl: vars.duration("CACHE_TTL", Duration::from_secs(300))?,
             backend,

@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cronium_rules::rate_limit::Quota;
 use cronium_rules::token::{TokenVerifier, WeakSecret};
 use tokio::net::TcpListener;
 
@@ -77,6 +78,7 @@ impl Capabilities {
             verifier,
             config.revocation_fail_closed,
             config.token_policy.max_lifetime,
+            (config.rate_limit_per_min > 0).then(|| Quota::per_minute(config.rate_limit_per_min)),
         );
         let cache = match &config.valkey {
             Some(valkey) => Cache::Valkey(ValkeyCache::new(valkey, config.cache_ttl)?),

@@ -106,7 +106,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Resp
     let request_id = request_id(&request);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = route(app, request)
+    let mut response = route(app, request, peer)
         .await
         .unwrap_or_else(ApiError::into_response);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -124,7 +124,11 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Resp
     response
 }
 
-async fn route(app: &App, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route(
+    app: &App,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = request.uri().path();
     if path == "/health" {
         return match *request.method() {
@@ -135,7 +139,7 @@ async fn route(app: &App, request: Request<Incoming>) -> Result<Response<Full<By
     let group = Group::for_path(path).ok_or_else(ApiError::no_route)?;
     let limit = limits::body_max_for_path(path);
     let request = read_body(request, limit).await?;
-    app.components.call(group, request).await
+    app.components.call(group, request, Some(peer.ip())).await
 }
 
 /// Reads the body up to `limit`: 413 as soon as it is known to be larger

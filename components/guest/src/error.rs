@@ -91,6 +91,7 @@ impl ApiError {
             409 => "conflict",
             412 => "precondition_failed",
             413 => "payload_too_large",
+            429 => "rate_limited",
             502 => "bad_gateway",
             503 => "unavailable",
             504 => "timeout",
@@ -123,6 +124,8 @@ impl From<AuthError> for ApiError {
             AuthError::Unavailable(_) => {
                 Self::unavailable("token revocation cannot be checked right now")
             }
+            AuthError::RateLimited(seconds) => Self::new(429, "rate limit exceeded; slow down")
+                .with_header("retry-after", seconds.to_string()),
         }
     }
 }

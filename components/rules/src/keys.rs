@@ -18,6 +18,16 @@ pub fn variable(user_id: &str, key: &str) -> String {
     format!("cronium:var:{}:{user_id}:{key}", user_id.len())
 }
 
+/// The rate limiter of an execution.
+pub fn rate_limit_execution(execution_id: &str) -> String {
+    format!("cronium:rl:exec:{execution_id}")
+}
+
+/// The rate limiter of a client address whose requests fail to authenticate.
+pub fn rate_limit_address(address: &str) -> String {
+    format!("cronium:rl:addr:{address}")
+}
+
 /// Where the lease guarding `key` is stored.
 pub fn lease(key: &str) -> String {
     format!("cronium:lease:{key}")

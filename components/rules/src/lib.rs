@@ -6,6 +6,7 @@
 //! * [`keys`]: the cache key formats;
 //! * [`lease`]: the lease scripts and the backoff while waiting for one;
 //! * [`limits`]: request body caps;
+//! * [`rate_limit`]: the GCRA rate limit and its Valkey scripts;
 //! * [`variables`]: variable keys, values and ETags;
 //! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
 //!
@@ -14,6 +15,7 @@
 pub mod keys;
 pub mod lease;
 pub mod limits;
+pub mod rate_limit;
 #[cfg(feature = "token")]
 pub mod token;
 pub mod variables;

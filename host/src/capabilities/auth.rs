@@ -6,6 +6,11 @@
 //! last successful check requests pass; past that they pass too unless
 //! the operator chose fail-closed (`REVOCATION_FAIL_CLOSED=true`), which
 //! answers 503. Every such decision is logged and counted.
+//!
+//! The same round trip counts the request against the execution's rate
+//! limit (`RATE_LIMIT_PER_MIN`, shared by every host through Valkey, or
+//! counted by this host alone while Valkey is down); requests whose token
+//! fails are counted per client address instead.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,9 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cronium_rules::keys;
+use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::token::{Claims, TokenError, TokenVerifier};
+use std::net::IpAddr;
 
-use super::cache::Cache;
+use super::cache::{Cache, MemoryCache};
+
+/// Rate-limit counters kept locally at most (when Valkey is down).
+const LOCAL_LIMITERS: usize = 100_000;
 
 /// How long after the last successful revocation check requests are let
 /// through while the cache is down.
@@ -30,6 +40,8 @@ pub enum AuthFailure {
     Revoked,
     #[error("revocation cannot be checked: {0}")]
     Unavailable(String),
+    #[error("rate limited for {0} s")]
+    RateLimited(u32),
 }
 
 /// Token verification plus revocation.
@@ -44,12 +56,21 @@ pub struct Auth {
     last_check_ok: AtomicU64,
     /// Requests let through without a revocation check.
     pub unchecked: AtomicU64,
+    /// `RATE_LIMIT_PER_MIN`, unless disabled.
+    quota: Option<Quota>,
+    /// Counts of this host alone, for when Valkey cannot be reached.
+    local: MemoryCache,
 }
 
 impl Auth {
     /// Verifies with `verifier`; `remember_for` is how long a seen
     /// revocation is kept locally (the tokens' maximum lifetime).
-    pub fn new(verifier: TokenVerifier, fail_closed: bool, remember_for: Duration) -> Self {
+    pub fn new(
+        verifier: TokenVerifier,
+        fail_closed: bool,
+        remember_for: Duration,
+        quota: Option<Quota>,
+    ) -> Self {
         Auth {
             verifier,
             fail_closed,
@@ -58,6 +79,8 @@ impl Auth {
             started: Instant::now(),
             last_check_ok: AtomicU64::new(0),
             unchecked: AtomicU64::new(0),
+            quota,
+            local: MemoryCache::new(Duration::from_secs(60), LOCAL_LIMITERS),
         }
     }
 
@@ -66,30 +89,67 @@ impl Auth {
         &self.verifier
     }
 
-    /// Verifies an `Authorization` header value.
+    /// Verifies an `Authorization` header value from `peer`, and counts
+    /// the request against its rate limit: the execution's for a valid
+    /// token, the client address's for a failing one.
     pub async fn verify(
         &self,
         authorization: Option<&str>,
+        peer: Option<IpAddr>,
         cache: &Cache,
     ) -> Result<Claims, AuthFailure> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let claims = self.verifier.verify_header(authorization, now)?;
-        match cache.exists(&keys::revoked_job(&claims.job_id)).await {
-            Ok(revoked) => {
+        let claims = match self.verifier.verify_header(authorization, now) {
+            Ok(claims) => claims,
+            Err(error) => {
+                if let (Some(quota), Some(peer)) = (self.quota, peer) {
+                    let key = keys::rate_limit_address(&peer.to_string());
+                    let wait = match cache.limit(&key, quota).await {
+                        Ok(wait) => wait,
+                        Err(_) => self.local.limit(&key, quota),
+                    };
+                    if wait > 0 {
+                        return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
+                    }
+                }
+                return Err(error.into());
+            }
+        };
+        let revoked_key = keys::revoked_job(&claims.job_id);
+        let limiter_key = keys::rate_limit_execution(&claims.execution_id);
+        match cache
+            .check_access(&revoked_key, &limiter_key, self.quota)
+            .await
+        {
+            Ok(access) => {
                 self.last_check_ok.store(
                     self.started.elapsed().as_millis().max(1) as u64,
                     Ordering::Relaxed,
                 );
-                if revoked {
+                if access.revoked {
                     self.remember_revoked(&claims.job_id);
                     return Err(AuthFailure::Revoked);
                 }
+                if access.retry_after_us > 0 {
+                    return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(
+                        access.retry_after_us,
+                    )));
+                }
                 Ok(claims)
             }
-            Err(error) => self.without_cache(claims, &error.to_string()),
+            Err(error) => {
+                // The region's count is out of reach: this host counts alone.
+                if let Some(quota) = self.quota {
+                    let wait = self.local.limit(&limiter_key, quota);
+                    if wait > 0 {
+                        return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
+                    }
+                }
+                self.without_cache(claims, &error.to_string())
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::{keys, lease};
 
 use super::valkey::ValkeyCache;
@@ -27,6 +28,15 @@ pub struct Lease {
     pub key: String,
     pub owner: String,
     pub fence: u64,
+}
+
+/// What the per-request access check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// The job's tokens are revoked.
+    pub revoked: bool,
+    /// Microseconds until the execution may send again (0: it may now).
+    pub retry_after_us: u64,
 }
 
 /// The outcome of one attempt to take a lease.
@@ -56,6 +66,38 @@ impl Cache {
         match self {
             Cache::Valkey(c) => c.exists(key).await,
             Cache::Memory(c) => Ok(c.get(key).is_some()),
+        }
+    }
+
+    /// Whether `revoked_key` is set and, when a `quota` applies, whether
+    /// one more request may pass `limiter_key`: one round trip to Valkey.
+    pub async fn check_access(
+        &self,
+        revoked_key: &str,
+        limiter_key: &str,
+        quota: Option<Quota>,
+    ) -> Result<Access, CacheError> {
+        match (self, quota) {
+            (Cache::Valkey(c), Some(quota)) => {
+                c.check_access(revoked_key, limiter_key, quota).await
+            }
+            (Cache::Memory(c), Some(quota)) => Ok(Access {
+                revoked: c.get(revoked_key).is_some(),
+                retry_after_us: c.limit(limiter_key, quota),
+            }),
+            (_, None) => Ok(Access {
+                revoked: self.exists(revoked_key).await?,
+                retry_after_us: 0,
+            }),
+        }
+    }
+
+    /// One request against `limiter_key`'s `quota`: microseconds to wait
+    /// (0: it passed).
+    pub async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
+        match self {
+            Cache::Valkey(c) => c.limit(limiter_key, quota).await,
+            Cache::Memory(c) => Ok(c.limit(limiter_key, quota)),
         }
     }
 
@@ -280,6 +322,29 @@ impl MemoryCache {
             },
         );
         Ok(next)
+    }
+
+    /// GCRA on the in-process map (see [`rate_limit::gcra`]).
+    pub(crate) fn limit(&self, key: &str, quota: Quota) -> u64 {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        let mut entries = self.lock();
+        let stored = entries
+            .get(key)
+            .filter(|e| e.live(Instant::now()))
+            .and_then(|e| e.value.parse().ok());
+        let decision = rate_limit::gcra(stored, now_us, quota);
+        if decision.retry_after_us == 0 {
+            self.insert(
+                &mut entries,
+                key,
+                &decision.tat.to_string(),
+                Some(quota.period),
+            );
+        }
+        decision.retry_after_us
     }
 
     fn try_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Attempt {

@@ -54,7 +54,7 @@ impl wit_auth::Host for RequestState {
         let caps = &self.capabilities;
         let claims = caps
             .auth
-            .verify(authorization.as_deref(), &caps.cache)
+            .verify(authorization.as_deref(), self.peer, &caps.cache)
             .await
             .map_err(auth_error)?;
         Ok(wit::Claims {
@@ -294,6 +294,7 @@ fn auth_error(failure: AuthFailure) -> wit_auth::AuthError {
         AuthFailure::Token(T::MissingClaim(claim)) => W::MissingClaim(claim),
         AuthFailure::Revoked => W::Revoked,
         AuthFailure::Unavailable(why) => W::Unavailable(why),
+        AuthFailure::RateLimited(seconds) => W::RateLimited(seconds),
     }
 }
 

@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
+use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::{keys, lease};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 
-use super::cache::{Attempt, CacheError, Lease};
+use super::cache::{Access, Attempt, CacheError, Lease};
 use crate::config::ValkeyConfig;
 
 /// How long one Valkey call may take before it counts as unavailable:
@@ -23,6 +24,8 @@ pub struct ValkeyCache {
     default_ttl: Duration,
     acquire: Script,
     release: Script,
+    access: Script,
+    limit: Script,
 }
 
 impl ValkeyCache {
@@ -52,6 +55,8 @@ impl ValkeyCache {
             default_ttl,
             acquire: Script::new(lease::ACQUIRE_SCRIPT),
             release: Script::new(lease::RELEASE_SCRIPT),
+            access: Script::new(rate_limit::ACCESS_SCRIPT),
+            limit: Script::new(rate_limit::LIMIT_SCRIPT),
         })
     }
 
@@ -157,6 +162,39 @@ impl ValkeyCache {
         } else {
             Attempt::Held(Duration::from_millis(answer.unsigned_abs()))
         })
+    }
+
+    pub(crate) async fn check_access(
+        &self,
+        revoked_key: &str,
+        limiter_key: &str,
+        quota: Quota,
+    ) -> Result<Access, CacheError> {
+        let answer: i64 = self
+            .access
+            .key(revoked_key)
+            .key(limiter_key)
+            .arg(quota.interval_us())
+            .arg(quota.period_us())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        Ok(Access {
+            revoked: answer < 0,
+            retry_after_us: answer.max(0) as u64,
+        })
+    }
+
+    pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
+        let wait: i64 = self
+            .limit
+            .key(limiter_key)
+            .arg(quota.interval_us())
+            .arg(quota.period_us())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)?;
+        Ok(wait.max(0) as u64)
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {

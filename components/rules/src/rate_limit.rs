@@ -1,0 +1,184 @@
+//! Rate limits (`CONTRACT.md`, "Configuration compatibility"): within any
+//! minute the first `RATE_LIMIT_PER_MIN` requests of an execution pass,
+//! the rest get 429 with `Retry-After`. Counted per execution for valid
+//! tokens, and per client address for requests whose token fails.
+//!
+//! The algorithm is GCRA (the "generic cell rate algorithm"): one stored
+//! number per key, the theoretical arrival time `tat`, in microseconds
+//! (so that limits far above one request a millisecond stay exact). A
+//! request at `now` passes when `max(tat, now) + interval - period <= now`
+//! and moves `tat` on by one `interval` (`period / limit`). A flood gets
+//! a burst of `limit` requests, then one per `interval`: `limit` per
+//! `period` sustained, and never a 500-request spike after a quiet spell
+//! beyond the burst. [`gcra`] is the rule; [`ACCESS_SCRIPT`] and
+//! [`LIMIT_SCRIPT`] apply the same rule inside Valkey in one round trip,
+//! on Valkey's clock, so every host of a region shares the count.
+
+use std::time::Duration;
+
+/// A rate: `limit` requests per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub limit: u32,
+    pub period: Duration,
+}
+
+impl Quota {
+    /// `per_minute` requests a minute.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Quota {
+            limit: per_minute.max(1),
+            period: Duration::from_secs(60),
+        }
+    }
+
+    /// Microseconds between two requests at the sustained rate.
+    pub fn interval_us(&self) -> u64 {
+        (self.period.as_micros() as u64 / u64::from(self.limit)).max(1)
+    }
+
+    /// Microseconds of the period.
+    pub fn period_us(&self) -> u64 {
+        self.period.as_micros() as u64
+    }
+}
+
+/// The outcome of one request against a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Microseconds until a request would pass; 0 when this one passed.
+    pub retry_after_us: u64,
+    /// The new `tat` to store (unchanged when refused).
+    pub tat: u64,
+}
+
+/// Applies GCRA to a request at `now_us` given the stored `tat`.
+pub fn gcra(stored_tat: Option<u64>, now_us: u64, quota: Quota) -> Decision {
+    let tat = stored_tat.unwrap_or(now_us).max(now_us);
+    let new_tat = tat + quota.interval_us();
+    let allow_at = new_tat.saturating_sub(quota.period_us());
+    if allow_at <= now_us {
+        Decision {
+            retry_after_us: 0,
+            tat: new_tat,
+        }
+    } else {
+        Decision {
+            retry_after_us: allow_at - now_us,
+            tat,
+        }
+    }
+}
+
+/// Seconds for `Retry-After` (at least 1).
+pub fn retry_after_secs(retry_after_us: u64) -> u32 {
+    retry_after_us
+        .div_ceil(1_000_000)
+        .clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// GCRA in Valkey, in microseconds. `KEYS[1]` the limiter key; `ARGV[1]`
+/// interval, `ARGV[2]` period. Returns the microseconds to wait (0: passed).
+pub const LIMIT_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if allow_at <= now then
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(period / 1000))
+  return 0
+end
+return allow_at - now
+"#;
+
+/// The per-request access check of a valid token in one round trip:
+/// `KEYS[1]` the job's revocation key, `KEYS[2]` the execution's limiter
+/// key; `ARGV` as [`LIMIT_SCRIPT`]. Returns -1 when the job is revoked,
+/// else what [`LIMIT_SCRIPT`] returns.
+pub const ACCESS_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[2]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if allow_at <= now then
+  redis.call('SET', KEYS[2], new_tat, 'PX', math.ceil(period / 1000))
+  return 0
+end
+return allow_at - now
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `n` requests at `now` through the rule.
+    fn burst(tat: &mut Option<u64>, now: u64, n: u32, quota: Quota) -> u32 {
+        let mut passed = 0;
+        for _ in 0..n {
+            let d = gcra(*tat, now, quota);
+            if d.retry_after_us == 0 {
+                passed += 1;
+                *tat = Some(d.tat);
+            }
+        }
+        passed
+    }
+
+    #[test]
+    fn the_first_limit_requests_of_a_minute_pass_and_the_rest_wait() {
+        let quota = Quota::per_minute(10);
+        let mut tat = None;
+        assert_eq!(burst(&mut tat, 1_000_000_000, 25, quota), 10);
+        let refused = gcra(tat, 1_000_000_000, quota);
+        assert_eq!(
+            refused.retry_after_us, 6_000_000,
+            "one slot frees every 6 s"
+        );
+        assert_eq!(retry_after_secs(refused.retry_after_us), 6);
+    }
+
+    #[test]
+    fn a_steady_flood_gets_the_burst_then_the_sustained_rate() {
+        let quota = Quota::per_minute(10);
+        let mut tat = None;
+        let mut passed = 0;
+        for now in (0..180_000_000u64).step_by(100_000) {
+            let d = gcra(tat, now, quota);
+            if d.retry_after_us == 0 {
+                tat = Some(d.tat);
+                passed += 1;
+            }
+        }
+        // A burst of 10, then one every 6 s for three minutes.
+        assert_eq!(passed, 10 + 180 / 6 - 1);
+    }
+
+    #[test]
+    fn limits_far_above_one_a_millisecond_stay_exact() {
+        let quota = Quota::per_minute(1_000_000_000);
+        assert_eq!(
+            quota.interval_us(),
+            1,
+            "60e6 us / 1e9 rounds up to the 1 us floor"
+        );
+        let mut tat = None;
+        assert_eq!(burst(&mut tat, 0, 1000, quota), 1000);
+    }
+
+    #[test]
+    fn an_idle_key_gets_its_whole_burst_back() {
+        let quota = Quota::per_minute(5);
+        let mut tat = None;
+        assert_eq!(burst(&mut tat, 0, 5, quota), 5);
+        assert_eq!(burst(&mut tat, 60_000_000, 10, quota), 5);
+    }
+}
