@@ -132,7 +132,9 @@ fn scenarios() -> Vec<Scenario> {
         Scenario {
             name: "PUT variable, contended (one key)",
             method: "PUT",
-            path: "/executions/bench-1/variables/hot",
+            // One hot key per server: requests a server still finishes
+            // after wrk stops must not hold the next server's lease.
+            path: "/executions/bench-1/variables/hot-{server}",
             body: Body::Json(r#"{"value":{"n":1}}"#),
             spread_keys: false,
             connections: &[16],
@@ -237,7 +239,7 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
                 reset_peak_rss(pid);
                 let measured = wrk_run(
                     &wrk,
-                    &format!("{url}{}", scenario.path),
+                    &format!("{url}{}", scenario.path.replace("{server}", target.name())),
                     &script,
                     conns,
                     seconds,

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use cronium_rules::token::Claims;
+use cronium_rules::token::{Algorithm, Claims};
 use serde_json::{Value, json};
 use support::client::{call_chunked, expect_continue};
 use support::{
@@ -576,14 +576,8 @@ async fn authorization_that_is_not_a_bearer_token_is_401() {
 
 #[tokio::test]
 async fn a_token_signed_with_another_secret_is_401() {
-    use cronium_rules::token::{Algorithm, TokenPolicy, TokenVerifier};
     let w = World::start().await;
-    let other = TokenVerifier::new(
-        b"some-other-secret-entirely",
-        Algorithm::Hs256,
-        TokenPolicy::default(),
-    )
-    .unwrap();
+    let other = support::signer(b"some-other-secret-entirely", Algorithm::Hs256);
     let (status, message) = status_with_header(
         &w,
         Some(&format!("Bearer {}", other.mint(&claims("exec-1")))),
@@ -630,14 +624,8 @@ async fn a_token_past_its_absolute_lifetime_is_401_even_before_exp() {
 
 #[tokio::test]
 async fn a_token_with_another_algorithm_is_401() {
-    use cronium_rules::token::{Algorithm, TokenPolicy, TokenVerifier};
     let w = World::start().await;
-    let hs512 = TokenVerifier::new(
-        support::SECRET.as_bytes(),
-        Algorithm::Hs512,
-        TokenPolicy::default(),
-    )
-    .unwrap();
+    let hs512 = support::signer(support::SECRET.as_bytes(), Algorithm::Hs512);
     let (status, message) = status_with_header(
         &w,
         Some(&format!("Bearer {}", hs512.mint(&claims("exec-1")))),
@@ -664,14 +652,8 @@ async fn an_unsigned_alg_none_token_is_401() {
 
 #[tokio::test]
 async fn tokens_without_execution_id_or_job_id_are_401() {
-    use cronium_rules::token::{Algorithm, TokenPolicy, TokenVerifier};
     let w = World::start().await;
-    let verifier = TokenVerifier::new(
-        support::SECRET.as_bytes(),
-        Algorithm::Hs256,
-        TokenPolicy::default(),
-    )
-    .unwrap();
+    let verifier = support::signer(support::SECRET.as_bytes(), Algorithm::Hs256);
     let no_job = verifier.mint(&Claims {
         job_id: String::new(),
         ..claims("exec-1")

@@ -306,8 +306,11 @@ impl Components {
         // The guest runs in this task (no spawn, no cross-thread wake-up);
         // its store is dropped as soon as it returns, which also settles
         // the response channel if it never answered.
+        let metrics = self.capabilities.metrics.clone();
         let guest = async move {
+            let started = std::time::Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
+            metrics.instantiation.observe(started.elapsed());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)

@@ -88,6 +88,17 @@ pub struct Config {
     /// `CRONIUM_CACHE_DIR` (`<temp dir>/cronium-runtime`, `off` to disable):
     /// where compiled components are kept between starts.
     pub compile_cache: Option<PathBuf>,
+    /// `ENABLE_CORS` (true) and `ALLOWED_ORIGINS` (`*`, or a comma list).
+    pub cors: Option<Vec<String>>,
+    /// `CRONIUM_MAX_CONNECTIONS` (10000): open client connections at most;
+    /// further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// `CRONIUM_MAX_IN_FLIGHT` (`CRONIUM_MAX_INSTANCES`): component
+    /// requests answered at once; more get 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// `CRONIUM_BODY_TIMEOUT` (30s): the longest a client may take to send
+    /// a request body (408 past it).
+    pub body_timeout: Duration,
     /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
     /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
     pub component_overrides: HashMap<String, PathBuf>,
@@ -196,6 +207,7 @@ impl Config {
             })
             .collect();
 
+        let max_instances: u32 = vars.number("CRONIUM_MAX_INSTANCES", 1000)?;
         Ok(Config {
             listen,
             jwt_secret,
@@ -220,12 +232,7 @@ impl Config {
                     .ok_or_else(|| ConfigError::new("CRONIUM_INSTANCE_MEMORY", "use e.g. 64MiB"))?,
                 None => 64 << 20,
             },
-            max_instances: match get("CRONIUM_MAX_INSTANCES") {
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| ConfigError::new("CRONIUM_MAX_INSTANCES", "not an integer"))?,
-                None => 1000,
-            },
+
             compile_cache: match vars.get("CRONIUM_CACHE_DIR") {
                 Some(v) if matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "false") => {
                     None
@@ -233,6 +240,22 @@ impl Config {
                 Some(v) => Some(PathBuf::from(v)),
                 None => Some(std::env::temp_dir().join("cronium-runtime")),
             },
+            cors: if vars.boolean("ENABLE_CORS", true)? {
+                Some(
+                    vars.get("ALLOWED_ORIGINS")
+                        .unwrap_or("*")
+                        .split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect(),
+                )
+            } else {
+                None
+            },
+            max_connections: vars.number("CRONIUM_MAX_CONNECTIONS", 10_000)?,
+            max_in_flight: vars.number("CRONIUM_MAX_IN_FLIGHT", max_instances as usize)?,
+            body_timeout: vars.duration("CRONIUM_BODY_TIMEOUT", Duration::from_secs(30))?,
+            max_instances,
             component_overrides,
         })
     }
@@ -254,6 +277,19 @@ impl Vars {
                     format!("{v:?} is not a duration (e.g. 30s, 5m, 1h30m)"),
                 )
             }),
+            None => Ok(default),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::new(name, format!("{v:?} is not a whole number"))),
             None => Ok(default),
         }
     }

@@ -9,13 +9,15 @@
 //! * [`compile_cache`]: compiled components kept on disk between starts;
 //! * [`capabilities`]: `auth`, `cache` (Valkey or in-process), `backend`
 //!   (the Cronium API or the embedded store) and `audit`;
-//! * [`error`]: the JSON errors the host answers itself.
+//! * [`error`]: the JSON errors the host answers itself;
+//! * [`metrics`]: the Prometheus metrics of `/metrics`.
 
 pub mod capabilities;
 pub mod compile_cache;
 pub mod components;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ use crate::capabilities::embedded::{EmbeddedStore, StoreError};
 use crate::capabilities::valkey::ValkeyCache;
 use crate::components::{Components, LoadError};
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Entries the in-process cache keeps at most.
 const MEMORY_CACHE_ENTRIES: usize = 100_000;
@@ -88,12 +91,14 @@ impl Capabilities {
             Some(backend) => Backend::Http(HttpBackend::new(backend)),
             None => Backend::Embedded(EmbeddedStore::open(&config.data_dir)?),
         });
-        let (audit, audit_worker) = AuditSink::start(backend.clone());
+        let (audit, audit_worker) =
+            AuditSink::start(backend.clone(), config.data_dir.join("audit-spool"));
         let capabilities = Capabilities {
             auth,
             cache,
             backend,
             audit,
+            metrics: Arc::new(Metrics::default()),
         };
         Ok((capabilities, audit_worker))
     }
@@ -103,6 +108,7 @@ impl Capabilities {
 pub struct App {
     pub(crate) components: Components,
     pub capabilities: Arc<Capabilities>,
+    pub(crate) front: server::Front,
 }
 
 /// A started host: components loaded, capabilities up, socket bound.
@@ -136,6 +142,7 @@ impl Runtime {
             app: Arc::new(App {
                 components,
                 capabilities,
+                front: server::Front::from_config(config),
             }),
             audit: audit_worker,
             listener,

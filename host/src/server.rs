@@ -1,33 +1,64 @@
-//! The HTTP front: hyper, one task per connection. `/health` is answered
-//! here; every other route goes to the component that owns it, after the
-//! body cap of its route. One log line per request, with a request id.
+//! The HTTP front: hyper, one task per connection. `/health`, `/ready`,
+//! `/metrics` and CORS preflights are answered here; every other route
+//! goes to the component that owns it, after the connection and
+//! in-flight caps, the body cap of its route and the body deadline. One
+//! log line and one metrics sample per request, with a request id.
+
+mod cors;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cronium_rules::limits;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST, HeaderValue, ORIGIN, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::App;
 use crate::capabilities::backend::now_rfc3339;
+use crate::capabilities::cache::Cache;
 use crate::components::Group;
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Gauges;
 
 /// The most of a refused body read (and discarded) before answering 413.
 const DRAIN_MAX: u64 = 16 * 1024 * 1024;
 /// How long draining a refused body may take.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The front's limits and policies, from the configuration.
+pub struct Front {
+    pub(crate) cors: Option<Vec<String>>,
+    pub(crate) in_flight: Semaphore,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) body_timeout: Duration,
+}
+
+impl Front {
+    /// The front `config` asks for.
+    pub fn from_config(config: &Config) -> Self {
+        let max_in_flight = config.max_in_flight.max(1);
+        Front {
+            cors: config.cors.clone(),
+            in_flight: Semaphore::new(max_in_flight),
+            max_in_flight,
+            max_connections: config.max_connections,
+            body_timeout: config.body_timeout,
+        }
+    }
+}
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,8 +73,14 @@ pub async fn serve(
 ) {
     let (stop, stopped) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(app.front.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // At the connection cap, further clients wait in the listen backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -56,7 +93,11 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                connections.spawn(connection(stream, peer, app.clone(), stopped.clone()));
+                let (app, stopped) = (app.clone(), stopped.clone());
+                connections.spawn(async move {
+                    connection(stream, peer, app, stopped).await;
+                    drop(slot);
+                });
                 while connections.try_join_next().is_some() {}
             }
             () = &mut shutdown => break,
@@ -106,22 +147,48 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Resp
     let request_id = request_id(&request);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = route(app, request, peer)
-        .await
-        .unwrap_or_else(ApiError::into_response);
+    let origin = request.headers().get(ORIGIN).cloned();
+    let route_name = route_name(&path);
+    let mut response = match cors::preflight(app.front.cors.as_deref(), &request) {
+        Some(preflight) => preflight,
+        None => route(app, request, peer)
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    };
+    cors::decorate(
+        app.front.cors.as_deref(),
+        origin.as_ref(),
+        response.headers_mut(),
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.capabilities
+        .metrics
+        .request(route_name, status, elapsed);
     tracing::info!(
         request_id,
         %method,
         path,
-        status = response.status().as_u16(),
-        duration_us = started.elapsed().as_micros() as u64,
+        status,
+        duration_us = elapsed.as_micros() as u64,
         peer = %peer.ip(),
         "request"
     );
     response
+}
+
+/// The metrics label of a path.
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/health" => "health",
+        "/ready" => "ready",
+        "/metrics" => "metrics",
+        "/openapi.json" => "openapi",
+        _ => Group::for_path(path).map_or("unknown", Group::name),
+    }
 }
 
 async fn route(
@@ -130,17 +197,65 @@ async fn route(
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = request.uri().path();
-    if path == "/health" {
-        return match *request.method() {
-            Method::GET | Method::HEAD => Ok(health()),
-            _ => Err(ApiError::method_not_allowed()),
-        };
+    let native = match path {
+        "/health" => Some(Native::Health),
+        "/ready" => Some(Native::Ready),
+        "/metrics" => Some(Native::Metrics),
+        "/openapi.json" => Some(Native::OpenApi),
+        _ => None,
+    };
+    if let Some(native) = native {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return Err(ApiError::method_not_allowed());
+        }
+        return Ok(match native {
+            Native::Health => health(),
+            Native::Ready => ready(app).await,
+            Native::Metrics => metrics(app),
+            Native::OpenApi => {
+                let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+        });
     }
     let group = Group::for_path(path).ok_or_else(ApiError::no_route)?;
+    // Past the in-flight cap, shed load at once rather than queue it.
+    let Ok(_in_flight) = app.front.in_flight.try_acquire() else {
+        app.capabilities
+            .metrics
+            .rejected_overload
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::unavailable(
+            "the runtime is at capacity; try again",
+            1,
+        ));
+    };
     let limit = limits::body_max_for_path(path);
-    let request = read_body(request, limit).await?;
+    let request = tokio::time::timeout(app.front.body_timeout, read_body(request, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            )
+        })??;
     app.components.call(group, request, Some(peer.ip())).await
 }
+
+/// The routes the host answers itself.
+enum Native {
+    Health,
+    Ready,
+    Metrics,
+    OpenApi,
+}
+
+/// The OpenAPI 3.1 document of the public API (`host/api/openapi.json`),
+/// kept true by `tests/operations.rs`.
+const OPENAPI: &str = include_str!("../api/openapi.json");
 
 /// Reads the body up to `limit`: 413 as soon as it is known to be larger
 /// (from `Content-Length`, before reading, or while reading), so that an
@@ -213,9 +328,67 @@ async fn drain(mut body: Incoming, declared: u64) {
 }
 
 fn health() -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "status": "healthy", "time": now_rfc3339() });
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "healthy", "time": now_rfc3339() }),
+    )
+}
+
+/// Readiness: the backend must be reachable; a cache that is down only
+/// degrades (requests still succeed through the backend).
+async fn ready(app: &App) -> Response<Full<Bytes>> {
+    let caps = &app.capabilities;
+    let (backend_ok, cache) = tokio::join!(caps.backend.ping(), async {
+        match &caps.cache {
+            Cache::Valkey(valkey) => match valkey.ping().await {
+                Ok(()) => "ok",
+                Err(_) => "degraded",
+            },
+            Cache::Memory(_) => "in-process",
+        }
+    });
+    let body = serde_json::json!({
+        "status": if backend_ok { "ready" } else { "not ready" },
+        "checks": { "backend": if backend_ok { "ok" } else { "unreachable" }, "cache": cache },
+    });
+    let mut response = json_response(
+        if backend_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    );
+    if !backend_ok {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+fn metrics(app: &App) -> Response<Full<Bytes>> {
+    let caps = &app.capabilities;
+    let stats = caps.audit.stats();
+    let text = caps.metrics.render(&Gauges {
+        audit_backlog: caps.audit.backlog(),
+        audit_delivered: stats.delivered.load(Ordering::Relaxed),
+        audit_spooled: stats.spooled.load(Ordering::Relaxed),
+        audit_lost: stats.lost.load(Ordering::Relaxed),
+        revocation_unchecked: caps.auth.unchecked.load(Ordering::Relaxed),
+        in_flight: (app.front.max_in_flight - app.front.in_flight.available_permits()) as u64,
+    });
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = StatusCode::OK;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -57,11 +57,14 @@ pub fn claims(execution_id: &str) -> Claims {
     }
 }
 
+/// Signs tokens with `secret` and `algorithm` (the default policy).
+pub fn signer(secret: &[u8], algorithm: Algorithm) -> TokenVerifier {
+    TokenVerifier::new(secret, algorithm, TokenPolicy::default()).unwrap()
+}
+
 /// A signed token for `claims` with the tests' secret.
 pub fn token_for(claims: &Claims) -> String {
-    TokenVerifier::new(SECRET.as_bytes(), Algorithm::Hs256, TokenPolicy::default())
-        .unwrap()
-        .mint(claims)
+    signer(SECRET.as_bytes(), Algorithm::Hs256).mint(claims)
 }
 
 /// A valid token for `execution_id`.

@@ -9,10 +9,10 @@
 //! request at `now` passes when `max(tat, now) + interval - period <= now`
 //! and moves `tat` on by one `interval` (`period / limit`). A flood gets
 //! a burst of `limit` requests, then one per `interval`: `limit` per
-//! `period` sustained, and never a 500-request spike after a quiet spell
-//! beyond the burst. [`gcra`] is the rule; [`ACCESS_SCRIPT`] and
-//! [`LIMIT_SCRIPT`] apply the same rule inside Valkey in one round trip,
-//! on Valkey's clock, so every host of a region shares the count.
+//! `period` sustained; a quiet spell never buys more than the burst.
+//! [`gcra`] is the rule; [`LIMIT_SCRIPT`] applies the same rule inside
+//! Valkey in one round trip, on Valkey's clock, so every host of a region
+//! shares the count.
 
 use std::time::Duration;
 
@@ -77,40 +77,27 @@ pub fn retry_after_secs(retry_after_us: u64) -> u32 {
         .clamp(1, u64::from(u32::MAX)) as u32
 }
 
-/// GCRA in Valkey, in microseconds. `KEYS[1]` the limiter key; `ARGV[1]`
-/// interval, `ARGV[2]` period. Returns the microseconds to wait (0: passed).
+/// GCRA in Valkey, in microseconds, on Valkey's clock. With one key,
+/// `KEYS[1]` is the limiter; with two, `KEYS[1]` is a job's revocation key
+/// (checked first, so that a request's access check is one round trip)
+/// and `KEYS[2]` the limiter. `ARGV[1]` interval, `ARGV[2]` period.
+/// Returns -1 when revoked, else the microseconds to wait (0: passed).
 pub const LIMIT_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
-local interval = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - period
-if allow_at <= now then
-  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(period / 1000))
-  return 0
+local limiter = KEYS[1]
+if #KEYS == 2 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  limiter = KEYS[2]
 end
-return allow_at - now
-"#;
-
-/// The per-request access check of a valid token in one round trip:
-/// `KEYS[1]` the job's revocation key, `KEYS[2]` the execution's limiter
-/// key; `ARGV` as [`LIMIT_SCRIPT`]. Returns -1 when the job is revoked,
-/// else what [`LIMIT_SCRIPT`] returns.
-pub const ACCESS_SCRIPT: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[2]) or now)
+local tat = tonumber(redis.call('GET', limiter) or now)
 if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - period
 if allow_at <= now then
-  redis.call('SET', KEYS[2], new_tat, 'PX', math.ceil(period / 1000))
+  redis.call('SET', limiter, new_tat, 'PX', math.ceil(period / 1000))
   return 0
 end
 return allow_at - now

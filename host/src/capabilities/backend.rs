@@ -109,6 +109,15 @@ impl Backend {
         }
     }
 
+    /// Whether the backend can be reached: any HTTP answer below 500 from
+    /// the HTTP backend, a readable directory for the embedded store.
+    pub async fn ping(&self) -> bool {
+        match self {
+            Backend::Http(b) => b.ping().await,
+            Backend::Embedded(s) => tokio::fs::metadata(s.dir()).await.is_ok_and(|m| m.is_dir()),
+        }
+    }
+
     /// Delivers one audit event (`{"executionId","action","metadata","timestamp"}`).
     pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
         match self {
@@ -138,6 +147,25 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// Reads back what [`AuditRecord::to_json`] wrote.
+    pub fn from_json(line: &str) -> Option<AuditRecord> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Line {
+            execution_id: String,
+            action: String,
+            metadata: Value,
+            timestamp: String,
+        }
+        let line: Line = serde_json::from_str(line).ok()?;
+        Some(AuditRecord {
+            execution_id: line.execution_id,
+            action: line.action,
+            metadata: line.metadata,
+            timestamp: line.timestamp,
+        })
+    }
+
     /// The JSON body of `POST /api/internal/audit`.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&wire::AuditRequest {
@@ -208,6 +236,16 @@ impl HttpBackend {
             authorization,
             timeout: config.timeout,
         }
+    }
+
+    async fn ping(&self) -> bool {
+        let Ok(request) = self.request(&Method::GET, "/", None, None) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.send(request)).await,
+            Ok(Ok(answer)) if !answer.status.is_server_error()
+        )
     }
 
     async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {

@@ -12,7 +12,8 @@ pub mod embedded;
 pub mod valkey;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use cronium_rules::token;
 
@@ -21,6 +22,7 @@ use self::auth::{Auth, AuthFailure};
 use self::backend::{AuditRecord, Backend, BackendError};
 use self::cache::{Cache, CacheError, Lease};
 use crate::components::RequestState;
+use crate::metrics::Metrics;
 
 /// Generated bindings of the `cronium:runtime/endpoint` world.
 pub mod bindings {
@@ -42,6 +44,7 @@ pub struct Capabilities {
     pub cache: Cache,
     pub backend: Arc<Backend>,
     pub audit: AuditSink,
+    pub metrics: Arc<Metrics>,
 }
 
 impl wit::Host for RequestState {}
@@ -52,11 +55,14 @@ impl wit_auth::Host for RequestState {
         authorization: Option<String>,
     ) -> Result<wit::Claims, wit_auth::AuthError> {
         let caps = &self.capabilities;
-        let claims = caps
+        let verified = caps
             .auth
             .verify(authorization.as_deref(), self.peer, &caps.cache)
-            .await
-            .map_err(auth_error)?;
+            .await;
+        if matches!(verified, Err(AuthFailure::RateLimited(_))) {
+            caps.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        let claims = verified.map_err(auth_error)?;
         Ok(wit::Claims {
             execution_id: claims.execution_id,
             job_id: claims.job_id,
@@ -71,7 +77,14 @@ impl wit_auth::Host for RequestState {
 
 impl wit_cache::Host for RequestState {
     async fn get(&mut self, key: String) -> Result<Option<String>, wit_cache::CacheError> {
-        logged(self.capabilities.cache.get(&key).await)
+        let result = self.capabilities.cache.get(&key).await;
+        let metrics = &self.capabilities.metrics;
+        match &result {
+            Ok(Some(_)) => metrics.cache_hits.fetch_add(1, Ordering::Relaxed),
+            Ok(None) => metrics.cache_misses.fetch_add(1, Ordering::Relaxed),
+            Err(_) => metrics.cache_errors.fetch_add(1, Ordering::Relaxed),
+        };
+        logged(result)
     }
 
     async fn set(
@@ -158,12 +171,9 @@ impl wit_backend::Host for RequestState {
         &mut self,
         caller: wit::Claims,
     ) -> Result<wit::Execution, wit_backend::BackendError> {
-        let e = self
-            .capabilities
-            .backend
-            .get_execution(&claims(caller))
-            .await
-            .map_err(backend_error)?;
+        let started = Instant::now();
+        let result = self.backend().get_execution(&claims(caller)).await;
+        let e = self.observed(started, result)?;
         Ok(wit::Execution {
             execution_id: e.execution_id,
             job_id: e.job_id,
@@ -181,11 +191,9 @@ impl wit_backend::Host for RequestState {
         caller: wit::Claims,
         output: String,
     ) -> Result<(), wit_backend::BackendError> {
-        self.capabilities
-            .backend
-            .set_output(&claims(caller), &output)
-            .await
-            .map_err(backend_error)
+        let started = Instant::now();
+        let result = self.backend().set_output(&claims(caller), &output).await;
+        self.observed(started, result)
     }
 
     async fn set_condition(
@@ -193,11 +201,12 @@ impl wit_backend::Host for RequestState {
         caller: wit::Claims,
         condition: bool,
     ) -> Result<(), wit_backend::BackendError> {
-        self.capabilities
-            .backend
+        let started = Instant::now();
+        let result = self
+            .backend()
             .set_condition(&claims(caller), condition)
-            .await
-            .map_err(backend_error)
+            .await;
+        self.observed(started, result)
     }
 
     async fn get_variable(
@@ -206,11 +215,12 @@ impl wit_backend::Host for RequestState {
         user_id: String,
         key: String,
     ) -> Result<Option<wit_backend::Variable>, wit_backend::BackendError> {
-        let variable = self
+        let started = Instant::now();
+        let result = self
             .backend()
             .get_variable(&claims(caller), &user_id, &key)
-            .await
-            .map_err(backend_error)?;
+            .await;
+        let variable = self.observed(started, result)?;
         Ok(variable.map(|v| wit_backend::Variable {
             key: v.key,
             value: v.value,
@@ -225,10 +235,12 @@ impl wit_backend::Host for RequestState {
         key: String,
         value: String,
     ) -> Result<(), wit_backend::BackendError> {
-        self.backend()
+        let started = Instant::now();
+        let result = self
+            .backend()
             .set_variable(&claims(caller), &user_id, &key, &value)
-            .await
-            .map_err(backend_error)
+            .await;
+        self.observed(started, result)
     }
 
     async fn delete_variable(
@@ -237,16 +249,39 @@ impl wit_backend::Host for RequestState {
         user_id: String,
         key: String,
     ) -> Result<bool, wit_backend::BackendError> {
-        self.backend()
+        let started = Instant::now();
+        let result = self
+            .backend()
             .delete_variable(&claims(caller), &user_id, &key)
-            .await
-            .map_err(backend_error)
+            .await;
+        self.observed(started, result)
     }
 }
 
 impl RequestState {
     fn backend(&self) -> &Backend {
         &self.capabilities.backend
+    }
+
+    /// Records a backend call's latency (and error kind), then maps its
+    /// error for the component.
+    fn observed<T>(
+        &self,
+        started: Instant,
+        result: Result<T, BackendError>,
+    ) -> Result<T, wit_backend::BackendError> {
+        let metrics = &self.capabilities.metrics;
+        metrics.backend_latency.observe(started.elapsed());
+        if let Err(error) = &result {
+            metrics.backend_error(match error {
+                BackendError::NotFound => "not_found",
+                BackendError::Rejected { .. } => "rejected",
+                BackendError::Unavailable(_) => "unavailable",
+                BackendError::Timeout => "timeout",
+                BackendError::InvalidResponse(_) => "invalid_response",
+            });
+        }
+        result.map_err(backend_error)
     }
 }
 

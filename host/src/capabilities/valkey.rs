@@ -24,7 +24,6 @@ pub struct ValkeyCache {
     default_ttl: Duration,
     acquire: Script,
     release: Script,
-    access: Script,
     limit: Script,
 }
 
@@ -55,7 +54,6 @@ impl ValkeyCache {
             default_ttl,
             acquire: Script::new(lease::ACQUIRE_SCRIPT),
             release: Script::new(lease::RELEASE_SCRIPT),
-            access: Script::new(rate_limit::ACCESS_SCRIPT),
             limit: Script::new(rate_limit::LIMIT_SCRIPT),
         })
     }
@@ -170,15 +168,7 @@ impl ValkeyCache {
         limiter_key: &str,
         quota: Quota,
     ) -> Result<Access, CacheError> {
-        let answer: i64 = self
-            .access
-            .key(revoked_key)
-            .key(limiter_key)
-            .arg(quota.interval_us())
-            .arg(quota.period_us())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
+        let answer = self.run_limit(&[revoked_key, limiter_key], quota).await?;
         Ok(Access {
             revoked: answer < 0,
             retry_after_us: answer.max(0) as u64,
@@ -186,15 +176,21 @@ impl ValkeyCache {
     }
 
     pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
-        let wait: i64 = self
-            .limit
-            .key(limiter_key)
+        Ok(self.run_limit(&[limiter_key], quota).await?.max(0) as u64)
+    }
+
+    /// [`rate_limit::LIMIT_SCRIPT`] on `keys` (see there).
+    async fn run_limit(&self, keys: &[&str], quota: Quota) -> Result<i64, CacheError> {
+        let mut invocation = self.limit.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        invocation
             .arg(quota.interval_us())
             .arg(quota.period_us())
             .invoke_async(&mut self.conn())
             .await
-            .map_err(cache_error)?;
-        Ok(wait.max(0) as u64)
+            .map_err(cache_error)
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {

@@ -5,6 +5,7 @@
 //! * `trap`: panics (a trap, since components abort on panic);
 //! * `loop`: spins forever (stopped by the epoch deadline);
 //! * `oom`: allocates until the memory cap is hit;
+//! * `slow`: answers after two seconds;
 //! * anything else: answers `200 {"success":true,"data":"fine"}`.
 
 use cronium_guest::{ApiError, Reply, Request, path};
@@ -31,6 +32,12 @@ fn misbehave(request: Request) -> Result<Reply, ApiError> {
                 hoard.push(vec![1u8; 1 << 20]);
                 std::hint::black_box(&hoard);
             }
+        }
+        ["executions", "slow", _] => {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            Ok(Reply::data(serde_json::Value::String(
+                "slow but fine".into(),
+            )))
         }
         _ => Ok(Reply::data(serde_json::Value::String("fine".into()))),
     }

@@ -1,0 +1,446 @@
+//! What operators rely on: metrics, readiness, CORS, load shedding and
+//! timeouts, durable audit, graceful shutdown.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{FakeBackend, Host, HostConfig, Valkey, call, eventually, token};
+
+const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
+
+async fn world() -> (Valkey, FakeBackend, HostConfig) {
+    let valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    backend.add_execution("exec-1", "user-1", Some(json!({"n": 1})));
+    let config = HostConfig::with(&valkey.url(), &backend.url());
+    (valkey, backend, config)
+}
+
+fn auth(execution: &str) -> String {
+    format!("Bearer {}", token(execution))
+}
+
+/// The value of a metric line that starts with `prefix`.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_the_requests_a_test_made_by_route_and_status() {
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config).await;
+    for _ in 0..3 {
+        let reply = call(
+            "GET",
+            &host.url("/executions/exec-1/input"),
+            &[("authorization", &auth("exec-1"))],
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+    }
+    call("GET", &host.url("/nope"), &[], None).await;
+    let reply = call("GET", &host.url("/metrics"), &[], None).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert_eq!(
+        metric(
+            &text,
+            "cronium_requests_total{route=\"executions\",status=\"200\"}"
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "cronium_requests_total{route=\"unknown\",status=\"404\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "cronium_cache_lookups_total{result=\"hit\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "cronium_cache_lookups_total{result=\"miss\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "cronium_component_instantiation_seconds_count"),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&text, "cronium_backend_request_duration_seconds_count"),
+        Some(1.0)
+    );
+    assert!(text.contains("# TYPE cronium_audit_backlog gauge"));
+}
+
+#[tokio::test]
+async fn every_request_is_logged_once_with_its_request_id() {
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config).await;
+    call(
+        "GET",
+        &host.url("/executions/exec-1/context"),
+        &[
+            ("authorization", &auth("exec-1")),
+            ("x-request-id", "trace-me-42"),
+        ],
+        None,
+    )
+    .await;
+    let found = eventually(Duration::from_secs(5), || {
+        host.log().contains("trace-me-42")
+    })
+    .await;
+    assert!(found);
+    let line = host
+        .log()
+        .lines()
+        .find(|l| l.contains("trace-me-42"))
+        .unwrap()
+        .to_owned();
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["path"], "/executions/exec-1/context");
+    assert_eq!(entry["status"], 200);
+    assert!(!line.contains(&token("exec-1")), "no token in the log");
+}
+
+#[tokio::test]
+async fn ready_reflects_the_backend_and_the_cache_while_health_stays_live() {
+    let (mut valkey, backend, config) = world().await;
+    let host = Host::start(config).await;
+    let reply = call("GET", &host.url("/ready"), &[], None).await;
+    assert_eq!(
+        (reply.status, reply.json["checks"].clone()),
+        (200, json!({"backend": "ok", "cache": "ok"}))
+    );
+
+    valkey.kill();
+    let reply = call("GET", &host.url("/ready"), &[], None).await;
+    assert_eq!(
+        (reply.status, reply.json["checks"]["cache"].clone()),
+        (200, json!("degraded"))
+    );
+
+    backend.state().down = true;
+    let reply = call("GET", &host.url("/ready"), &[], None).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json["checks"]["backend"], "unreachable");
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(
+        call("GET", &host.url("/health"), &[], None).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_by_the_host_for_allowed_origins_only() {
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config.env("ALLOWED_ORIGINS", "https://app.example.com")).await;
+    let url = host.url("/executions/exec-1/variables/k");
+    let preflight = |origin: &'static str| {
+        let url = url.clone();
+        async move {
+            call(
+                "OPTIONS",
+                &url,
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "PUT"),
+                    ("access-control-request-headers", "if-match"),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let allowed = preflight("https://app.example.com").await;
+    assert_eq!(allowed.status, 204);
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(
+        allowed
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("PUT")
+    );
+    assert!(
+        allowed
+            .header("access-control-allow-headers")
+            .unwrap()
+            .contains("If-Match")
+    );
+    let refused = preflight("https://evil.example.com").await;
+    assert!(refused.header("access-control-allow-origin").is_none());
+
+    let reply = call(
+        "GET",
+        &host.url("/executions/exec-1/input"),
+        &[
+            ("authorization", &auth("exec-1")),
+            ("origin", "https://app.example.com"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(
+        reply
+            .header("access-control-expose-headers")
+            .unwrap()
+            .contains("ETag")
+    );
+}
+
+#[tokio::test]
+async fn over_the_in_flight_cap_requests_get_503_with_retry_after() {
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(
+        config
+            .env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
+            .env("CRONIUM_MAX_IN_FLIGHT", "1"),
+    )
+    .await;
+    let slow_url = host.url("/executions/slow/input");
+    let slow = tokio::spawn(async move { call("GET", &slow_url, &[], None).await.status });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shed = call("GET", &host.url("/executions/ok/input"), &[], None).await;
+    assert_eq!(shed.status, 503);
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    shed.error_message();
+    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(
+        call("GET", &host.url("/executions/ok/input"), &[], None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    use std::io::{Read, Write};
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config.env("CRONIUM_BODY_TIMEOUT", "1s")).await;
+    let addr = host.addr();
+    let head = format!(
+        "POST /executions/exec-1/output HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 100\r\n\r\n{{\"data\":",
+        auth("exec-1")
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn audit_events_survive_a_backend_outage_and_arrive_in_order() {
+    let (_valkey, backend, config) = world().await;
+    let host = Host::start(config).await;
+    // Warm the cache so that writes are the only backend traffic.
+    call(
+        "GET",
+        &host.url("/executions/exec-1/input"),
+        &[("authorization", &auth("exec-1"))],
+        None,
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), || backend
+            .audit_events("get_input")
+            .len()
+            == 1)
+        .await
+    );
+
+    backend.state().down = true;
+    for n in 0..10 {
+        let body = json!({ "condition": n % 2 == 0 }).to_string();
+        let reply = call(
+            "POST",
+            &host.url("/executions/exec-1/condition"),
+            &[("authorization", &auth("exec-1"))],
+            Some(body.as_bytes()),
+        )
+        .await;
+        assert_eq!(
+            reply.status, 503,
+            "the write itself fails while the backend is down"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics =
+        String::from_utf8_lossy(&call("GET", &host.url("/metrics"), &[], None).await.body)
+            .into_owned();
+    assert_eq!(
+        metric(&metrics, "cronium_audit_backlog"),
+        Some(10.0),
+        "{metrics}"
+    );
+
+    backend.state().down = false;
+    assert!(
+        eventually(Duration::from_secs(10), || backend
+            .audit_events("set_condition")
+            .len()
+            == 10)
+        .await
+    );
+    let conditions: Vec<bool> = backend
+        .audit_events("set_condition")
+        .iter()
+        .map(|e| e["metadata"]["condition"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        conditions,
+        (0..10).map(|n| n % 2 == 0).collect::<Vec<_>>(),
+        "in order"
+    );
+    assert!(
+        backend
+            .audit_events("set_condition")
+            .iter()
+            .all(|e| e["metadata"]["outcome"] == "unavailable")
+    );
+}
+
+#[tokio::test]
+async fn spooled_audit_events_are_delivered_after_a_restart() {
+    let (_valkey, backend, config) = world().await;
+    let mut host = Host::start(config).await;
+    backend.state().down = true;
+    call(
+        "POST",
+        &host.url("/executions/exec-1/output"),
+        &[("authorization", &auth("exec-1"))],
+        Some(br#"{"data":1}"#),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(host.stop().unwrap().success());
+    backend.state().down = false;
+    host.restart().await;
+    assert!(
+        eventually(Duration::from_secs(10), || backend
+            .audit_events("set_output")
+            .len()
+            == 1)
+        .await
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_a_slow_request_lets_it_finish_then_exits_cleanly() {
+    let (_valkey, _backend, config) = world().await;
+    let mut host = Host::start(config.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)).await;
+    let url = host.url("/executions/slow/input");
+    let slow = tokio::spawn(async move { call("GET", &url, &[], None).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = host.stop();
+        (status, host)
+    })
+    .await
+    .unwrap();
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json["data"], "slow but fine");
+    assert!(status.0.unwrap().success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "waited for the request"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_operation_answers_only_documented_statuses() {
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config).await;
+    let doc = call("GET", &host.url("/openapi.json"), &[], None)
+        .await
+        .json;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let path = template
+                .replace("{id}", "exec-1")
+                .replace("{key}", "a%2Fkey");
+            let body: Option<&[u8]> = match (method.as_str(), template.rsplit('/').next()) {
+                ("post", Some("output")) => Some(br#"{"data":{"x":1}}"#),
+                ("post", Some("condition")) => Some(br#"{"condition":true}"#),
+                ("put", _) => Some(br#"{"value":[1,2]}"#),
+                _ => None,
+            };
+            let secured = operation.get("security").is_none();
+            let documented = |status: u16| operation["responses"].get(status.to_string()).is_some();
+            let token = auth("exec-1");
+            let mut attempts = vec![(
+                vec![("authorization", token.as_str())],
+                body,
+                "as documented",
+            )];
+            if secured {
+                attempts.push((vec![], body, "without a token"));
+                attempts.push((
+                    vec![("authorization", "Bearer x.y.z")],
+                    body,
+                    "with a bad token",
+                ));
+                if body.is_some() {
+                    attempts.push((
+                        vec![("authorization", token.as_str())],
+                        Some(&b"{not json"[..]),
+                        "with a bad body",
+                    ));
+                }
+            }
+            for (headers, body, how) in attempts {
+                let reply = call(&method.to_uppercase(), &host.url(&path), &headers, body).await;
+                assert!(
+                    documented(reply.status),
+                    "{} {template} {how}: {} is not documented",
+                    method.to_uppercase(),
+                    reply.status
+                );
+                if reply.status >= 400 {
+                    reply.error_message();
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 28, "checked {checked} calls");
+}
