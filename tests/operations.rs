@@ -444,3 +444,18 @@ async fn every_documented_operation_answers_only_documented_statuses() {
     }
     assert!(checked >= 28, "checked {checked} calls");
 }
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_are_a_json_431() {
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config).await;
+    let names: Vec<String> = (0..150).map(|i| format!("x-extra-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let reply = call("GET", &host.url("/health"), &many, None).await;
+    assert_eq!(reply.status, 431);
+    reply.error_message();
+    let big = "x".repeat(40 * 1024);
+    let reply = call("GET", &host.url("/health"), &[("x-big", &big)], None).await;
+    assert_eq!(reply.status, 431);
+    reply.error_message();
+}

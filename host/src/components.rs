@@ -439,6 +439,13 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_paths_route_without_panicking(path in "/?[ -~]{0,200}") {
+            let _ = Group::for_path(&path);
+        }
+    }
+
     #[test]
     fn everything_under_variables_belongs_to_the_variables_group() {
         for path in [

@@ -425,6 +425,13 @@ mod tests {
         assert!(config(&[("VALKEY_URL", "http://cache")]).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_durations_parse_or_are_refused(text in "\\PC{0,40}") {
+            let _ = parse_duration(&text);
+        }
+    }
+
     #[test]
     fn go_durations_parse() {
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 /// An error the host answers itself.
@@ -13,7 +13,8 @@ use hyper::{Response, StatusCode};
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
-    pub retry_after: Option<u32>,
+    /// Headers the status calls for (`Retry-After`, `Allow`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -22,7 +23,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -36,9 +37,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "no such route")
     }
 
-    /// 405 for a native route.
+    /// 405 for a native route, which take `GET` and `HEAD`.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        let mut error = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed; this route accepts GET, HEAD",
+        );
+        error
+            .headers
+            .push((ALLOW, HeaderValue::from_static("GET, HEAD")));
+        error
     }
 
     /// 413 for a body over `limit` bytes.
@@ -57,10 +65,11 @@ impl ApiError {
 
     /// 503 with `Retry-After`.
     pub fn unavailable(message: impl Into<String>, retry_after: u32) -> Self {
-        ApiError {
-            retry_after: Some(retry_after),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
-        }
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, message);
+        error
+            .headers
+            .push((RETRY_AFTER, HeaderValue::from(retry_after)));
+        error
     }
 
     /// 504: the component ran past its deadline.
@@ -81,8 +90,8 @@ impl ApiError {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(secs) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
         }
         response
     }

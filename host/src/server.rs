@@ -60,6 +60,13 @@ impl Front {
     }
 }
 
+/// Request headers answered with a JSON 431 beyond these. hyper itself
+/// refuses (with a plain 431) beyond `HYPER_MAX_HEADERS` headers or its
+/// read buffer, so ours are the smaller limits.
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+const HYPER_MAX_HEADERS: usize = 200;
+
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -132,6 +139,7 @@ async fn connection(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -196,6 +204,7 @@ async fn route(
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    check_headers(request.headers())?;
     let path = request.uri().path();
     let native = match path {
         "/health" => Some(Native::Health),
@@ -332,6 +341,21 @@ fn health() -> Response<Full<Bytes>> {
         StatusCode::OK,
         &serde_json::json!({ "status": "healthy", "time": now_rfc3339() }),
     )
+}
+
+/// 431 for too many or too large request headers.
+fn check_headers(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request headers exceed {MAX_HEADERS} fields or {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Readiness: the backend must be reachable; a cache that is down only

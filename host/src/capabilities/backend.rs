@@ -544,6 +544,24 @@ pub fn encode_segment(segment: &str) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn spooled_audit_lines_read_back_or_are_refused(line in "\\PC{0,300}") {
+            let _ = AuditRecord::from_json(&line);
+        }
+
+        #[test]
+        fn audit_records_round_trip_through_the_spool(id in "\\PC{0,40}", action in "[a-z_]{1,20}") {
+            let record = AuditRecord {
+                execution_id: id,
+                action,
+                metadata: serde_json::json!({"k": 1}),
+                timestamp: now_rfc3339(),
+            };
+            proptest::prop_assert_eq!(AuditRecord::from_json(&record.to_json()), Some(record));
+        }
+    }
+
     #[test]
     fn path_segments_are_encoded() {
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
