@@ -459,3 +459,94 @@ async fn too_many_or_too_large_headers_are_a_json_431() {
     assert_eq!(reply.status, 431);
     reply.error_message();
 }
+
+#[tokio::test]
+async fn a_minute_long_backend_outage_loses_no_audit_event() {
+    let (_valkey, backend, config) = world().await;
+    let host = Host::start(config).await;
+    call(
+        "GET",
+        &host.url("/executions/exec-1/input"),
+        &[("authorization", &auth("exec-1"))],
+        None,
+    )
+    .await;
+    backend.state().down = true;
+    let outage = Instant::now();
+    let mut written = 0;
+    while outage.elapsed() < Duration::from_secs(60) {
+        let reply = call(
+            "POST",
+            &host.url("/executions/exec-1/output"),
+            &[("authorization", &auth("exec-1"))],
+            Some(br#"{"data":"x"}"#),
+        )
+        .await;
+        assert_eq!(reply.status, 503);
+        written += 1;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    backend.state().down = false;
+    assert!(
+        eventually(Duration::from_secs(15), || backend
+            .audit_events("set_output")
+            .len()
+            == written)
+        .await
+    );
+    let metrics =
+        String::from_utf8_lossy(&call("GET", &host.url("/metrics"), &[], None).await.body)
+            .into_owned();
+    assert_eq!(metric(&metrics, "cronium_audit_lost_total"), Some(0.0));
+    assert_eq!(metric(&metrics, "cronium_audit_backlog"), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    use std::io::{Read, Write};
+    let (_valkey, _backend, config) = world().await;
+    let host = Host::start(config.env("CRONIUM_WRITE_TIMEOUT", "1s")).await;
+    let big = json!({ "value": "x".repeat(1_000_000) }).to_string();
+    let reply = call(
+        "PUT",
+        &host.url("/executions/exec-1/variables/big"),
+        &[("authorization", &auth("exec-1"))],
+        Some(big.as_bytes()),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let addr = host.addr();
+    let request = format!(
+        "GET /executions/exec-1/variables/big HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+        auth("exec-1")
+    );
+    let received = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        for _ in 0..30 {
+            if stream.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(4));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    })
+    .await
+    .unwrap();
+    assert!(
+        received < 30 * 1_000_000,
+        "the connection was cut ({received} bytes read)"
+    );
+    let reply = call("GET", &host.url("/health"), &[], None).await;
+    assert_eq!(reply.status, 200);
+}

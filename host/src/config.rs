@@ -99,6 +99,9 @@ pub struct Config {
     /// `CRONIUM_BODY_TIMEOUT` (30s): the longest a client may take to send
     /// a request body (408 past it).
     pub body_timeout: Duration,
+    /// `CRONIUM_WRITE_TIMEOUT` (30s): the longest a client may leave an
+    /// answer unread before it is disconnected.
+    pub write_timeout: Duration,
     /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
     /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
     pub component_overrides: HashMap<String, PathBuf>,
@@ -255,6 +258,7 @@ impl Config {
             max_connections: vars.number("CRONIUM_MAX_CONNECTIONS", 10_000)?,
             max_in_flight: vars.number("CRONIUM_MAX_IN_FLIGHT", max_instances as usize)?,
             body_timeout: vars.duration("CRONIUM_BODY_TIMEOUT", Duration::from_secs(30))?,
+            write_timeout: vars.duration("CRONIUM_WRITE_TIMEOUT", Duration::from_secs(30))?,
             max_instances,
             component_overrides,
         })

@@ -5,6 +5,7 @@
 //! log line and one metrics sample per request, with a request id.
 
 mod cors;
+mod timed_io;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ pub struct Front {
     pub(crate) max_in_flight: usize,
     pub(crate) max_connections: usize,
     pub(crate) body_timeout: Duration,
+    pub(crate) write_timeout: Duration,
 }
 
 impl Front {
@@ -56,6 +58,7 @@ impl Front {
             max_in_flight,
             max_connections: config.max_connections,
             body_timeout: config.body_timeout,
+            write_timeout: config.write_timeout,
         }
     }
 }
@@ -131,6 +134,7 @@ async fn connection(
     app: Arc<App>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let write_timeout = app.front.write_timeout;
     let service = service_fn(move |request| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(handle(&app, request, peer).await) }
@@ -141,7 +145,8 @@ async fn connection(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(timed_io::TimedIo::new(stream, write_timeout));
+    let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
