@@ -700,24 +700,25 @@ async fn a_revoked_jobs_token_is_403_on_every_route() {
         .arg("1")
         .query(&mut w.valkey.connection())
         .unwrap();
-    let t = token("exec-1");
-    for (method, op) in [
-        ("GET", "input"),
-        ("GET", "context"),
-        ("POST", "output"),
-        ("POST", "condition"),
+    let auth = format!("Bearer {}", token("exec-1"));
+    let body = br#"{"data":1,"condition":true,"value":1}"#;
+    for (method, path) in [
+        ("GET", "/executions/exec-1/input"),
+        ("GET", "/executions/exec-1/context"),
+        ("POST", "/executions/exec-1/output"),
+        ("POST", "/executions/exec-1/condition"),
+        ("GET", "/executions/exec-1/variables/k"),
+        ("PUT", "/executions/exec-1/variables/k"),
+        ("DELETE", "/executions/exec-1/variables/k"),
     ] {
-        let reply = if method == "GET" {
-            w.get(&format!("/executions/exec-1/{op}"), &t).await
-        } else {
-            w.post(
-                &format!("/executions/exec-1/{op}"),
-                &t,
-                br#"{"data":1,"condition":true}"#,
-            )
-            .await
-        };
-        assert_eq!(reply.status, 403, "{op}");
+        let reply = call(
+            method,
+            &w.host.url(path),
+            &[("authorization", &auth)],
+            Some(body),
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{method} {path}");
         assert_eq!(reply.error_message(), "this job's tokens have been revoked");
     }
     assert!(w.backend.state().outputs.is_empty());
