@@ -5,51 +5,15 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::json;
 use support::{FakeBackend, Host, HostConfig, Valkey, token};
 
-/// A `PYTHONPATH` under which `schemathesis` imports, installing it when needed.
-fn schemathesis() -> Option<PathBuf> {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/schemathesis");
-    let importable = |dir: &PathBuf| {
-        Command::new("python3")
-            .args(["-c", "import schemathesis"])
-            .env("PYTHONPATH", dir)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if importable(&target) {
-        return Some(target);
-    }
-    let staging = target.with_extension(format!("tmp-{}", std::process::id()));
-    let installed = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--target",
-        ])
-        .arg(&staging)
-        .arg("schemathesis==4.32.5")
-        .status()
-        .ok()?;
-    if !installed.success() {
-        return None;
-    }
-    if std::fs::rename(&staging, &target).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    importable(&target).then_some(target)
-}
-
 #[tokio::test]
 async fn the_api_fuzzer_finds_no_server_error_and_nothing_contrary_to_the_document() {
-    let pythonpath = schemathesis().expect("schemathesis could not be installed with pip");
+    let pythonpath = support::pip_target("schemathesis", "schemathesis==4.32.5", "schemathesis")
+        .expect("schemathesis could not be installed with pip");
     let valkey = Valkey::start();
     let backend = FakeBackend::start().await;
     backend.add_execution("exec-1", "user-1", Some(json!({"a": 1})));

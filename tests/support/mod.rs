@@ -72,6 +72,48 @@ pub fn token(execution_id: &str) -> String {
     token_for(&claims(execution_id))
 }
 
+/// A `PYTHONPATH` under which `module` imports: `target/<folder>`, where
+/// `package` is installed with pip on first use. Test binaries running at
+/// once install into their own staging folder and the first rename wins.
+pub fn pip_target(folder: &str, package: &str, module: &str) -> Option<std::path::PathBuf> {
+    use std::process::Command;
+    let target = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(folder);
+    let importable = |dir: &std::path::Path| {
+        dir.is_dir()
+            && Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .env("PYTHONPATH", dir)
+                .output()
+                .is_ok_and(|o| o.status.success())
+    };
+    if importable(&target) {
+        return Some(target);
+    }
+    let staging = target.with_extension(format!("tmp-{}", std::process::id()));
+    let installed = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&staging)
+        .arg(package)
+        .status()
+        .ok()?;
+    if !installed.success() {
+        return None;
+    }
+    if std::fs::rename(&staging, &target).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    importable(&target).then_some(target)
+}
+
 /// Polls `check` until it returns true or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

