@@ -14,7 +14,8 @@
 //! of the server during the run), the ratios, and cold-start times.
 //! `-- --smoke` runs every scenario for one second at one concurrency, to
 //! keep the harness working in CI; `-- --seconds N` sets the run length;
-//! `-- --only <text>` runs the scenarios whose name contains it.
+//! `-- --only <text>` runs the scenarios whose name contains it;
+//! `-- --no-rate-limit` turns rate limiting off in every server.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -198,11 +199,13 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
     backend.add_execution("x", "bench-user", None);
 
     // Rate limiting stays on (its cost is part of every request) but high
-    // enough never to refuse the load.
-    let quiet = |c: HostConfig| {
-        c.env("LOG_LEVEL", "warn")
-            .env("RATE_LIMIT_PER_MIN", "1000000000")
+    // enough never to refuse the load; `--no-rate-limit` measures without it.
+    let limit = if std::env::args().any(|a| a == "--no-rate-limit") {
+        "0"
+    } else {
+        "1000000000"
     };
+    let quiet = |c: HostConfig| c.env("LOG_LEVEL", "warn").env("RATE_LIMIT_PER_MIN", limit);
     let base = HostConfig::with(&valkey.url(), &backend.url());
     let mut servers: BTreeMap<Target, Host> = BTreeMap::new();
     servers.insert(Target::Host, Host::start(quiet(base.clone())).await);
