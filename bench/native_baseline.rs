@@ -104,7 +104,7 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
             let Some(data) = parsed.get("data") else {
                 return error(400, "no data");
             };
-            let result = caps.backend.set_output(&caller, &data.to_string()).await;
+            let result = caps.backend.set_output(&caller, data.to_string()).await;
             audit(
                 caps,
                 &caller,
@@ -173,7 +173,10 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
     };
     let text = value.to_string();
     let _ = caps.cache.delete(&cache_key).await;
-    let result = caps.backend.set_variable(caller, &user, key, &text).await;
+    let result = caps
+        .backend
+        .set_variable(caller, &user, key, text.clone())
+        .await;
     let cached = json!({ "value": text }).to_string();
     let _ = caps.cache.set(&cache_key, &cached, None).await;
     if let Some(lease) = lease {

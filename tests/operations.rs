@@ -22,6 +22,12 @@ fn auth(execution: &str) -> String {
     format!("Bearer {}", token(execution))
 }
 
+/// `GET /executions/exec-1/input` with a valid token.
+async fn get_input(host: &Host) -> support::Reply {
+    let url = host.url("/executions/exec-1/input");
+    call("GET", &url, &[("authorization", &auth("exec-1"))], None).await
+}
+
 /// The value of a metric line that starts with `prefix`.
 fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -35,14 +41,7 @@ async fn metrics_count_the_requests_a_test_made_by_route_and_status() {
     let (_valkey, _backend, config) = world().await;
     let host = Host::start(config).await;
     for _ in 0..3 {
-        let reply = call(
-            "GET",
-            &host.url("/executions/exec-1/input"),
-            &[("authorization", &auth("exec-1"))],
-            None,
-        )
-        .await;
-        assert_eq!(reply.status, 200);
+        assert_eq!(get_input(&host).await.status, 200);
     }
     call("GET", &host.url("/nope"), &[], None).await;
     let reply = call("GET", &host.url("/metrics"), &[], None).await;
@@ -266,13 +265,7 @@ async fn audit_events_survive_a_backend_outage_and_arrive_in_order() {
     let (_valkey, backend, config) = world().await;
     let host = Host::start(config).await;
     // Warm the cache so that writes are the only backend traffic.
-    call(
-        "GET",
-        &host.url("/executions/exec-1/input"),
-        &[("authorization", &auth("exec-1"))],
-        None,
-    )
-    .await;
+    get_input(&host).await;
     assert!(
         eventually(Duration::from_secs(5), || backend
             .audit_events("get_input")
@@ -464,13 +457,7 @@ async fn too_many_or_too_large_headers_are_a_json_431() {
 async fn a_minute_long_backend_outage_loses_no_audit_event() {
     let (_valkey, backend, config) = world().await;
     let host = Host::start(config).await;
-    call(
-        "GET",
-        &host.url("/executions/exec-1/input"),
-        &[("authorization", &auth("exec-1"))],
-        None,
-    )
-    .await;
+    get_input(&host).await;
     backend.state().down = true;
     let outage = Instant::now();
     let mut written = 0;

@@ -110,11 +110,12 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<Demo> {
     })
 }
 
-/// The verifier of the configured secret, else of `dev`'s secret.
-pub fn verifier(config: &Config) -> anyhow::Result<TokenVerifier> {
+/// The verifier of the configured secret, else of `dev`'s secret (made
+/// now when `create_dev_secret` is set and there is none yet).
+pub fn verifier(config: &Config, create_dev_secret: bool) -> anyhow::Result<TokenVerifier> {
     let secret = match &config.jwt_secret {
         Some(secret) => secret.clone(),
-        None => dev_secret(&config.data_dir, false)?,
+        None => dev_secret(&config.data_dir, create_dev_secret)?,
     };
     Ok(TokenVerifier::new(
         secret.as_bytes(),
@@ -152,13 +153,8 @@ pub fn create_execution(
         start_time: Some(started),
         metadata: Value::Object(metadata),
     };
-    let verifier = if config.jwt_secret.is_none() {
-        // `execution create` before any `dev`: make the dev secret now.
-        dev_secret(&config.data_dir, true)?;
-        verifier(config)?
-    } else {
-        verifier(config)?
-    };
+    // `execution create` before any `dev` makes the dev secret now.
+    let verifier = verifier(config, true)?;
     EmbeddedStore::open(&config.data_dir)?.put_execution(&execution)?;
     let now = now();
     let token = verifier.mint(&Claims {

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             data_dir,
         } => {
             config.data_dir = data_dir;
-            let verifier = dev::verifier(&config)?;
+            let verifier = dev::verifier(&config, false)?;
             let now = now();
             let claims = Claims {
                 execution_id,

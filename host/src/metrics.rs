@@ -120,8 +120,12 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
-        out.push_str("# HELP cronium_requests_total Requests answered, by route and status.\n");
-        out.push_str("# TYPE cronium_requests_total counter\n");
+        describe(
+            &mut out,
+            "cronium_requests_total",
+            "counter",
+            "Requests answered, by route and status.",
+        );
         for ((route, status), n) in self
             .requests
             .lock()
@@ -133,10 +137,12 @@ impl Metrics {
                 "cronium_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        out.push_str(
-            "# HELP cronium_request_duration_seconds Time to answer a request, by route.\n",
+        describe(
+            &mut out,
+            "cronium_request_duration_seconds",
+            "histogram",
+            "Time to answer a request, by route.",
         );
-        out.push_str("# TYPE cronium_request_duration_seconds histogram\n");
         for (route, histogram) in ROUTES.iter().zip(&self.latency) {
             histogram.render(
                 &mut out,
@@ -144,12 +150,20 @@ impl Metrics {
                 &format!("route=\"{route}\""),
             );
         }
-        out.push_str("# HELP cronium_component_instantiation_seconds Time to instantiate a component for a request.\n");
-        out.push_str("# TYPE cronium_component_instantiation_seconds histogram\n");
+        describe(
+            &mut out,
+            "cronium_component_instantiation_seconds",
+            "histogram",
+            "Time to instantiate a component for a request.",
+        );
         self.instantiation
             .render(&mut out, "cronium_component_instantiation_seconds", "");
-        out.push_str("# HELP cronium_cache_lookups_total Cache reads by components, by result.\n");
-        out.push_str("# TYPE cronium_cache_lookups_total counter\n");
+        describe(
+            &mut out,
+            "cronium_cache_lookups_total",
+            "counter",
+            "Cache reads by components, by result.",
+        );
         for (result, n) in [
             ("hit", &self.cache_hits),
             ("miss", &self.cache_misses),
@@ -161,14 +175,20 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
-        out.push_str("# HELP cronium_backend_request_duration_seconds Time of calls to the Cronium backend.\n");
-        out.push_str("# TYPE cronium_backend_request_duration_seconds histogram\n");
+        describe(
+            &mut out,
+            "cronium_backend_request_duration_seconds",
+            "histogram",
+            "Time of calls to the Cronium backend.",
+        );
         self.backend_latency
             .render(&mut out, "cronium_backend_request_duration_seconds", "");
-        out.push_str(
-            "# HELP cronium_backend_errors_total Failed calls to the Cronium backend, by kind.\n",
+        describe(
+            &mut out,
+            "cronium_backend_errors_total",
+            "counter",
+            "Failed calls to the Cronium backend, by kind.",
         );
-        out.push_str("# TYPE cronium_backend_errors_total counter\n");
         for (kind, n) in self
             .backend_errors
             .lock()
@@ -210,10 +230,8 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            describe(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
         }
         let gauges = [
             (
@@ -228,13 +246,16 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            describe(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {value}");
         }
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]

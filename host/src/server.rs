@@ -161,10 +161,10 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Resp
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let origin = request.headers().get(ORIGIN).cloned();
-    let route_name = route_name(&path);
+    let target = Target::of(&path);
     let mut response = match cors::preflight(app.front.cors.as_deref(), &request) {
         Some(preflight) => preflight,
-        None => route(app, request, peer)
+        None => route(app, request, target, peer)
             .await
             .unwrap_or_else(ApiError::into_response),
     };
@@ -180,7 +180,7 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Resp
     let elapsed = started.elapsed();
     app.capabilities
         .metrics
-        .request(route_name, status, elapsed);
+        .request(target.name(), status, elapsed);
     tracing::info!(
         request_id,
         %method,
@@ -193,49 +193,62 @@ async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Resp
     response
 }
 
-/// The metrics label of a path.
-fn route_name(path: &str) -> &'static str {
-    match path {
-        "/health" => "health",
-        "/ready" => "ready",
-        "/metrics" => "metrics",
-        "/openapi.json" => "openapi",
-        _ => Group::for_path(path).map_or("unknown", Group::name),
+/// What a path is served by, resolved once per request.
+#[derive(Clone, Copy)]
+enum Target {
+    Native(Native),
+    Component(Group),
+    Unknown,
+}
+
+impl Target {
+    fn of(path: &str) -> Target {
+        match path {
+            "/health" => Target::Native(Native::Health),
+            "/ready" => Target::Native(Native::Ready),
+            "/metrics" => Target::Native(Native::Metrics),
+            "/openapi.json" => Target::Native(Native::OpenApi),
+            _ => Group::for_path(path).map_or(Target::Unknown, Target::Component),
+        }
+    }
+
+    /// The metrics label.
+    fn name(self) -> &'static str {
+        match self {
+            Target::Native(Native::Health) => "health",
+            Target::Native(Native::Ready) => "ready",
+            Target::Native(Native::Metrics) => "metrics",
+            Target::Native(Native::OpenApi) => "openapi",
+            Target::Component(group) => group.name(),
+            Target::Unknown => "unknown",
+        }
     }
 }
 
 async fn route(
     app: &App,
     request: Request<Incoming>,
+    target: Target,
     peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     check_headers(request.headers())?;
-    let path = request.uri().path();
-    let native = match path {
-        "/health" => Some(Native::Health),
-        "/ready" => Some(Native::Ready),
-        "/metrics" => Some(Native::Metrics),
-        "/openapi.json" => Some(Native::OpenApi),
-        _ => None,
-    };
-    if let Some(native) = native {
-        if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            return Err(ApiError::method_not_allowed());
-        }
-        return Ok(match native {
-            Native::Health => health(),
-            Native::Ready => ready(app).await,
-            Native::Metrics => metrics(app),
-            Native::OpenApi => {
-                let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                response
+    let group = match target {
+        Target::Component(group) => group,
+        Target::Unknown => return Err(ApiError::no_route()),
+        Target::Native(native) => {
+            if !matches!(*request.method(), Method::GET | Method::HEAD) {
+                return Err(ApiError::method_not_allowed());
             }
-        });
-    }
-    let group = Group::for_path(path).ok_or_else(ApiError::no_route)?;
+            return Ok(match native {
+                Native::Health => health(),
+                Native::Ready => ready(app).await,
+                Native::Metrics => metrics(app),
+                Native::OpenApi => {
+                    json_body(StatusCode::OK, Bytes::from_static(OPENAPI.as_bytes()))
+                }
+            });
+        }
+    };
     // Past the in-flight cap, shed load at once rather than queue it.
     let Ok(_in_flight) = app.front.in_flight.try_acquire() else {
         app.capabilities
@@ -247,7 +260,7 @@ async fn route(
             1,
         ));
     };
-    let limit = limits::body_max_for_path(path);
+    let limit = limits::body_max_for_path(request.uri().path());
     let request = tokio::time::timeout(app.front.body_timeout, read_body(request, limit))
         .await
         .map_err(|_| {
@@ -260,6 +273,7 @@ async fn route(
 }
 
 /// The routes the host answers itself.
+#[derive(Clone, Copy)]
 enum Native {
     Health,
     Ready,
@@ -416,7 +430,11 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_body(status, Bytes::from(body.to_string()))
+}
+
+fn json_body(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -84,11 +84,6 @@ impl Auth {
         }
     }
 
-    /// The token verifier (for minting in `dev` and `token`).
-    pub fn verifier(&self) -> &TokenVerifier {
-        &self.verifier
-    }
-
     /// Verifies an `Authorization` header value from `peer`, and counts
     /// the request against its rate limit: the execution's for a valid
     /// token, the client address's for a failing one.

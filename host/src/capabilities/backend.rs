@@ -48,7 +48,7 @@ impl Backend {
     }
 
     /// Records the caller's output (JSON text).
-    pub async fn set_output(&self, caller: &Claims, output: &str) -> Result<(), BackendError> {
+    pub async fn set_output(&self, caller: &Claims, output: String) -> Result<(), BackendError> {
         let output = raw_json(output)?;
         match self {
             Backend::Http(b) => b.set_output(caller, &output).await,
@@ -87,7 +87,7 @@ impl Backend {
         caller: &Claims,
         user_id: &str,
         key: &str,
-        value: &str,
+        value: String,
     ) -> Result<(), BackendError> {
         let value = raw_json(value)?;
         match self {
@@ -178,11 +178,12 @@ impl AuditRecord {
     }
 }
 
-/// Validates JSON text from a component before it is relayed.
-fn raw_json(text: &str) -> Result<Box<serde_json::value::RawValue>, BackendError> {
-    serde_json::value::RawValue::from_string(text.to_owned()).map_err(|_| BackendError::Rejected {
+/// Validates JSON text from a component before it is relayed (without
+/// copying it: outputs reach 5 MiB).
+fn raw_json(text: String) -> Result<Box<serde_json::value::RawValue>, BackendError> {
+    serde_json::value::RawValue::from_string(text).map_err(|_| BackendError::Rejected {
         status: 400,
-        message: "output is not valid JSON".into(),
+        message: "the value is not valid JSON".into(),
     })
 }
 
@@ -249,10 +250,7 @@ impl HttpBackend {
     }
 
     async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
-        let path = format!(
-            "/api/internal/executions/{}/context",
-            encode_segment(&caller.execution_id)
-        );
+        let path = execution_path(caller, "context");
         let answer = self.call(Method::GET, &path, Some(caller), None).await?;
         let answer = expect_success(answer)?;
         BackendContext::parse(&answer.body)
@@ -271,10 +269,7 @@ impl HttpBackend {
             timestamp: &timestamp,
         })
         .expect("output requests serialize");
-        let path = format!(
-            "/api/internal/executions/{}/output",
-            encode_segment(&caller.execution_id)
-        );
+        let path = execution_path(caller, "output");
         expect_success(
             self.call(Method::POST, &path, Some(caller), Some(body))
                 .await?,
@@ -289,10 +284,7 @@ impl HttpBackend {
             timestamp: &timestamp,
         })
         .expect("condition requests serialize");
-        let path = format!(
-            "/api/internal/executions/{}/condition",
-            encode_segment(&caller.execution_id)
-        );
+        let path = execution_path(caller, "condition");
         expect_success(
             self.call(Method::POST, &path, Some(caller), Some(body))
                 .await?,
@@ -516,6 +508,14 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> String {
     } else {
         "the connection to the backend failed".into()
     }
+}
+
+/// `/api/internal/executions/{id}/{operation}` for the caller's execution.
+fn execution_path(caller: &Claims, operation: &str) -> String {
+    format!(
+        "/api/internal/executions/{}/{operation}",
+        encode_segment(&caller.execution_id)
+    )
 }
 
 /// `/api/internal/variables/{userId}/{key}`, each one segment.

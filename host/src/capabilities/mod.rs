@@ -192,7 +192,7 @@ impl wit_backend::Host for RequestState {
         output: String,
     ) -> Result<(), wit_backend::BackendError> {
         let started = Instant::now();
-        let result = self.backend().set_output(&claims(caller), &output).await;
+        let result = self.backend().set_output(&claims(caller), output).await;
         self.observed(started, result)
     }
 
@@ -238,7 +238,7 @@ impl wit_backend::Host for RequestState {
         let started = Instant::now();
         let result = self
             .backend()
-            .set_variable(&claims(caller), &user_id, &key, &value)
+            .set_variable(&claims(caller), &user_id, &key, value)
             .await;
         self.observed(started, result)
     }
