@@ -38,6 +38,15 @@ pub fn lease_fence(key: &str) -> String {
     format!("cronium:lease-fence:{key}")
 }
 
+/// The remembered result of a tool action sent with an `Idempotency-Key`.
+/// Scoped to the execution: two executions may use the same key.
+pub fn idempotency(execution_id: &str, idempotency_key: &str) -> String {
+    format!(
+        "cronium:idem:{}:{execution_id}:{idempotency_key}",
+        execution_id.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +60,11 @@ mod tests {
     fn variable_keys_of_different_users_never_collide() {
         assert_ne!(variable("a:b", "c"), variable("a", "b:c"));
         assert_ne!(variable("u1", "k"), variable("u2", "k"));
+    }
+
+    #[test]
+    fn idempotency_keys_of_different_executions_never_collide() {
+        assert_ne!(idempotency("e:1", "k"), idempotency("e", "1:k"));
     }
 
     #[test]

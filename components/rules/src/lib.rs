@@ -7,6 +7,8 @@
 //! * [`lease`]: the lease scripts and the backoff while waiting for one;
 //! * [`limits`]: request body caps;
 //! * [`rate_limit`]: the GCRA rate limit and its Valkey scripts;
+//! * [`schema`]: the JSON Schema subset tool parameters are checked against;
+//! * [`tools`]: tool manifests, action names, outbound hosts, idempotency;
 //! * [`variables`]: variable keys, values and ETags;
 //! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
 //!
@@ -16,7 +18,9 @@ pub mod keys;
 pub mod lease;
 pub mod limits;
 pub mod rate_limit;
+pub mod schema;
 #[cfg(feature = "token")]
 pub mod token;
+pub mod tools;
 pub mod variables;
 pub mod wire;

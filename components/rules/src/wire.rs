@@ -196,6 +196,48 @@ pub struct AuditRequest<'a> {
     pub timestamp: &'a str,
 }
 
+/// Body of `POST /api/internal/tools/execute`: a tool action the runtime
+/// relays because the tool is not installed here (as the Go service did).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolExecuteRequest<'a> {
+    pub execution_id: &'a str,
+    pub user_id: &'a str,
+    pub tool: &'a str,
+    pub action: &'a str,
+    pub params: &'a serde_json::value::RawValue,
+}
+
+/// The backend's answer to a relayed tool action: `{success, data,
+/// error?}`. A `success: false` answer is turned into a refusal before
+/// this is read, so only `data` matters here.
+#[derive(Debug, Deserialize)]
+pub struct ToolExecuteAnswer {
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// The backend's answer to `GET /api/internal/tools/credentials/{userId}/{tool}`:
+/// `{"credentials": {...}}` (or that object in a `data` envelope).
+#[derive(Debug, Deserialize)]
+pub struct ToolCredentials {
+    #[serde(default)]
+    pub credentials: Value,
+}
+
+impl ToolCredentials {
+    /// Parses the backend's JSON; the credentials must be an object (a
+    /// `null` means none).
+    pub fn parse(body: &[u8]) -> Result<Option<Value>, InvalidContext> {
+        let answer: ToolCredentials = parse_enveloped(body, "credentials")?;
+        match answer.credentials {
+            Value::Null => Ok(None),
+            Value::Object(map) => Ok(Some(Value::Object(map))),
+            _ => Err(InvalidContext("credentials are not an object".into())),
+        }
+    }
+}
+
 /// The message of a backend error body: `message`, else `error`, else
 /// nothing. Bodies that are not JSON give nothing: raw backend text may
 /// hold internal details and is not passed on.
@@ -315,6 +357,20 @@ mod tests {
         assert_eq!(wrapped.value, json!([1]));
         let null = BackendVariable::parse(br#"{"key":"k","value":null}"#).unwrap();
         assert!(null.value.is_null());
+    }
+
+    #[test]
+    fn tool_credentials_are_an_object_or_none() {
+        assert_eq!(
+            ToolCredentials::parse(br#"{"credentials":{"botToken":"x"}}"#).unwrap(),
+            Some(json!({"botToken": "x"}))
+        );
+        assert_eq!(
+            ToolCredentials::parse(br#"{"success":true,"data":{"credentials":{"a":1}}}"#).unwrap(),
+            Some(json!({"a": 1}))
+        );
+        assert_eq!(ToolCredentials::parse(br#"{"credentials":null}"#).unwrap(), None);
+        assert!(ToolCredentials::parse(br#"{"credentials":"x"}"#).is_err());
     }
 
     #[test]
