@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (capabilities, _audit) = Capabilities::from_config(&config)?;
+        let (capabilities, _audit) = Capabilities::from_config(&config).await?;
         let capabilities = Arc::new(capabilities);
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         loop {

@@ -13,9 +13,19 @@ use std::process::Command;
 const EMBEDDED: &[(&str, &str)] = &[
     ("cronium-executions", "CRONIUM_EXECUTIONS_WASM"),
     ("cronium-variables", "CRONIUM_VARIABLES_WASM"),
+    ("cronium-tool-actions", "CRONIUM_TOOL_ACTIONS_WASM"),
+    ("cronium-tool-webhook", "CRONIUM_TOOL_WEBHOOK_WASM"),
+    ("cronium-tool-slack", "CRONIUM_TOOL_SLACK_WASM"),
+    ("cronium-tool-discord", "CRONIUM_TOOL_DISCORD_WASM"),
+    ("cronium-tool-email", "CRONIUM_TOOL_EMAIL_WASM"),
 ];
 const TEST_ONLY: &[(&str, &str)] = &[
     ("cronium-test-misbehave", "CRONIUM_TEST_MISBEHAVE_WASM"),
+    (
+        "cronium-test-misbehaving-tool",
+        "CRONIUM_TEST_MISBEHAVING_TOOL_WASM",
+    ),
+    ("cronium-test-echo-tool", "CRONIUM_TEST_ECHO_TOOL_WASM"),
     ("cronium-bench-hello", "CRONIUM_BENCH_HELLO_WASM"),
 ];
 

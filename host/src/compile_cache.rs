@@ -17,6 +17,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Where compiled components are kept (`None`: no cache).
+#[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: Option<PathBuf>,
 }

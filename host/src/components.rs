@@ -35,17 +35,20 @@ pub enum Group {
     Executions,
     /// `/executions/{id}/variables/{key...}`.
     Variables,
+    /// `/tool-actions` and `/tool-actions/execute`.
+    ToolActions,
 }
 
 impl Group {
     /// Every group.
-    pub const ALL: [Group; 2] = [Group::Executions, Group::Variables];
+    pub const ALL: [Group; 3] = [Group::Executions, Group::Variables, Group::ToolActions];
 
     /// The group's name (and its `CRONIUM_COMPONENT_<NAME>` override).
     pub fn name(self) -> &'static str {
         match self {
             Group::Executions => "executions",
             Group::Variables => "variables",
+            Group::ToolActions => "tool-actions",
         }
     }
 
@@ -54,11 +57,15 @@ impl Group {
         match self {
             Group::Executions => include_bytes!(env!("CRONIUM_EXECUTIONS_WASM")),
             Group::Variables => include_bytes!(env!("CRONIUM_VARIABLES_WASM")),
+            Group::ToolActions => include_bytes!(env!("CRONIUM_TOOL_ACTIONS_WASM")),
         }
     }
 
     /// The group serving `path`, if any.
     pub fn for_path(path: &str) -> Option<Group> {
+        if matches!(path, "/tool-actions" | "/tool-actions/execute") {
+            return Some(Group::ToolActions);
+        }
         let mut segments = path.strip_prefix('/')?.splitn(4, '/');
         match (
             segments.next(),
@@ -156,9 +163,23 @@ impl WasiHttpHooks for NoOutgoingHttp {
 
 /// Caps an instance's memory, and remembers whether the cap was hit so
 /// that the failure is reported as what it is.
-struct MemoryLimit {
+pub(crate) struct MemoryLimit {
     max: usize,
     hit: Arc<AtomicBool>,
+}
+
+impl MemoryLimit {
+    /// A cap of `max` bytes, and the flag that tells whether it was hit.
+    pub(crate) fn new(max: usize) -> (MemoryLimit, Arc<AtomicBool>) {
+        let hit = Arc::new(AtomicBool::new(false));
+        (
+            MemoryLimit {
+                max,
+                hit: hit.clone(),
+            },
+            hit,
+        )
+    }
 }
 
 impl ResourceLimiter for MemoryLimit {
@@ -186,7 +207,28 @@ impl ResourceLimiter for MemoryLimit {
 }
 
 /// How often the epoch advances; deadlines are counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The epoch deadline, in ticks, of a call that may run for `timeout`.
+pub(crate) fn epoch_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as the
+/// engine lives, so that deadlines interrupt guests that never call out.
+pub(crate) fn start_epoch_clock(engine: &Engine) -> std::io::Result<()> {
+    let ticker = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+}
 
 /// The loaded components.
 pub struct Components {
@@ -237,17 +279,7 @@ impl Components {
             groups.insert(group, pre);
         }
 
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .map_err(|e| LoadError::Engine(e.into()))?;
+        start_epoch_clock(&engine).map_err(|e| LoadError::Engine(e.into()))?;
 
         Ok(Components {
             engine,
@@ -266,7 +298,7 @@ impl Components {
         peer: Option<IpAddr>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let pre = self.groups[&group].clone();
-        let memory_hit = Arc::new(AtomicBool::new(false));
+        let (limits, memory_hit) = MemoryLimit::new(self.memory);
         let mut store = Store::new(
             &self.engine,
             RequestState {
@@ -274,17 +306,13 @@ impl Components {
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
                 hooks: NoOutgoingHttp,
-                limits: MemoryLimit {
-                    max: self.memory,
-                    hit: memory_hit.clone(),
-                },
+                limits,
                 capabilities: self.capabilities.clone(),
                 peer,
             },
         );
         store.limiter(|state| &mut state.limits);
-        let ticks = (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(epoch_ticks(self.timeout));
         store.epoch_deadline_trap();
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -456,5 +484,15 @@ mod tests {
             assert_eq!(Group::for_path(path), Some(Group::Variables), "{path}");
         }
         assert_eq!(Group::for_path("/executions/e1/variables"), None);
+    }
+
+    #[test]
+    fn the_catalogue_and_execute_belong_to_the_tool_actions_group() {
+        for path in ["/tool-actions", "/tool-actions/execute"] {
+            assert_eq!(Group::for_path(path), Some(Group::ToolActions), "{path}");
+        }
+        for path in ["/tool-actions/", "/tool-actions/execute/x", "/tool-action"] {
+            assert_eq!(Group::for_path(path), None, "{path}");
+        }
     }
 }

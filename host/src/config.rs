@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cronium_rules::token::{Algorithm, TokenPolicy};
+use cronium_rules::tools::HostPattern;
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,150 @@ pub struct BackendConfig {
     pub url: String,
     pub token: String,
     pub timeout: Duration,
+}
+
+/// How tool components are found and fenced in.
+#[derive(Debug, Clone)]
+pub struct ToolsConfig {
+    /// `CRONIUM_TOOLS_DIR` (`<CRONIUM_DATA_DIR>/tools`): drop-in `.wasm` tools.
+    pub dir: PathBuf,
+    /// `CRONIUM_TOOLS_POLL` (1s): how often the directory is rescanned.
+    pub poll: Duration,
+    /// `CRONIUM_BUILTIN_TOOLS` (true): serve the tools built into the
+    /// binary (webhook, slack, discord, email); a file with the same id wins.
+    pub builtin: bool,
+    /// `CRONIUM_TOOL_TIMEOUT` (30s): the deadline of one tool call.
+    pub timeout: Duration,
+    /// `CRONIUM_TOOL_MEMORY` (64MiB): a tool instance's memory cap.
+    pub memory: usize,
+    /// `CRONIUM_TOOL_ALLOWED_HOSTS` (`tool=host,host;tool2=host`): narrows
+    /// the hosts a tool declared. Only an exact host named here lets a tool
+    /// reach a loopback or private address.
+    pub allowed_hosts: HashMap<String, Vec<HostPattern>>,
+    /// `CRONIUM_TOOL_EGRESS` (`https://hooks.slack.com=http://127.0.0.1:9001,...`):
+    /// sends a tool's traffic for one origin to another (a sandbox, an
+    /// egress proxy). Checked against the tool's hosts by the original origin.
+    pub egress: Vec<(Origin, Origin)>,
+    /// `CRONIUM_TOOL_SETTINGS`: a JSON object of each tool's operator
+    /// settings, keyed by tool id (`{"email":{"baseUrl":"..."}}`).
+    pub settings: HashMap<String, serde_json::Value>,
+}
+
+/// `scheme://host[:port]`, lower-case, with the scheme's port made explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/` is allowed).
+    pub fn parse(text: &str) -> Option<Origin> {
+        let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+        let (scheme, rest) = text.split_once("://")?;
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
+                (host, port.parse().ok()?)
+            }
+            _ => (rest, default_port),
+        };
+        Some(Origin {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `host:port`, as a URI authority.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl ToolsConfig {
+    fn from_vars(vars: &Vars, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        const ALLOWED: &str = "CRONIUM_TOOL_ALLOWED_HOSTS";
+        const EGRESS: &str = "CRONIUM_TOOL_EGRESS";
+        const SETTINGS: &str = "CRONIUM_TOOL_SETTINGS";
+        let mut allowed_hosts = HashMap::new();
+        for entry in vars.get(ALLOWED).unwrap_or("").split(';') {
+            if entry.trim().is_empty() {
+                continue;
+            }
+            let (tool, hosts) = entry.split_once('=').ok_or_else(|| {
+                ConfigError::new(ALLOWED, format!("{entry:?} is not tool=host,host"))
+            })?;
+            let patterns = hosts
+                .split(',')
+                .filter(|h| !h.trim().is_empty())
+                .map(|h| {
+                    HostPattern::parse(h)
+                        .map_err(|e| ConfigError::new(ALLOWED, format!("{h:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            allowed_hosts.insert(tool.trim().to_owned(), patterns);
+        }
+        let mut egress = Vec::new();
+        for entry in vars.get(EGRESS).unwrap_or("").split(',') {
+            if entry.trim().is_empty() {
+                continue;
+            }
+            let parsed = entry
+                .split_once('=')
+                .and_then(|(from, to)| Some((Origin::parse(from)?, Origin::parse(to)?)))
+                .ok_or_else(|| {
+                    ConfigError::new(EGRESS, format!("{entry:?} is not origin=origin"))
+                })?;
+            egress.push(parsed);
+        }
+        let settings = match vars.get(SETTINGS) {
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(map)) => map
+                    .into_iter()
+                    .map(|(tool, value)| {
+                        if value.is_object() {
+                            Ok((tool, value))
+                        } else {
+                            Err(ConfigError::new(SETTINGS, format!("{tool}: not an object")))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => {
+                    return Err(ConfigError::new(
+                        SETTINGS,
+                        "must be a JSON object keyed by tool id",
+                    ));
+                }
+            },
+            None => HashMap::new(),
+        };
+        Ok(ToolsConfig {
+            dir: vars
+                .get("CRONIUM_TOOLS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("tools")),
+            poll: vars.duration("CRONIUM_TOOLS_POLL", Duration::from_secs(1))?,
+            builtin: vars.boolean("CRONIUM_BUILTIN_TOOLS", true)?,
+            timeout: vars.duration("CRONIUM_TOOL_TIMEOUT", Duration::from_secs(30))?,
+            memory: match vars.get("CRONIUM_TOOL_MEMORY") {
+                Some(v) => parse_size(v)
+                    .ok_or_else(|| ConfigError::new("CRONIUM_TOOL_MEMORY", "use e.g. 64MiB"))?,
+                None => 64 << 20,
+            },
+            allowed_hosts,
+            egress,
+            settings,
+        })
+    }
 }
 
 /// The host's whole configuration.
@@ -105,6 +250,8 @@ pub struct Config {
     /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
     /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
     pub component_overrides: HashMap<String, PathBuf>,
+    /// Tool components: where they are, their limits and their egress.
+    pub tools: ToolsConfig,
 }
 
 impl Config {
@@ -211,6 +358,8 @@ impl Config {
             .collect();
 
         let max_instances: u32 = vars.number("CRONIUM_MAX_INSTANCES", 1000)?;
+        let data_dir = PathBuf::from(get("CRONIUM_DATA_DIR").unwrap_or("cronium-data"));
+        let tools = ToolsConfig::from_vars(&vars, &data_dir)?;
         Ok(Config {
             listen,
             jwt_secret,
@@ -226,7 +375,7 @@ impl Config {
             valkey,
             cache_ttl: vars.duration("CACHE_TTL", Duration::from_secs(300))?,
             backend,
-            data_dir: PathBuf::from(get("CRONIUM_DATA_DIR").unwrap_or("cronium-data")),
+            data_dir,
             log_level: get("LOG_LEVEL").unwrap_or("info").to_ascii_lowercase(),
             log_format,
             request_timeout: vars.duration("CRONIUM_REQUEST_TIMEOUT", Duration::from_secs(60))?,
@@ -261,6 +410,7 @@ impl Config {
             write_timeout: vars.duration("CRONIUM_WRITE_TIMEOUT", Duration::from_secs(30))?,
             max_instances,
             component_overrides,
+            tools,
         })
     }
 }
@@ -460,6 +610,51 @@ mod tests {
         );
         assert_eq!(c.component_overrides.len(), 1);
         assert_eq!(c.component_memory, 32 << 20);
+    }
+
+    #[test]
+    fn tool_settings_hosts_and_egress_are_read() {
+        let c = config(&[
+            ("CRONIUM_DATA_DIR", "/srv/cronium"),
+            (
+                "CRONIUM_TOOL_ALLOWED_HOSTS",
+                "webhook=127.0.0.1:8080, *.corp.example ; email=mail.example.com",
+            ),
+            (
+                "CRONIUM_TOOL_EGRESS",
+                "https://hooks.slack.com=http://127.0.0.1:9001/",
+            ),
+            (
+                "CRONIUM_TOOL_SETTINGS",
+                r#"{"email":{"baseUrl":"http://x"}}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.tools.dir, PathBuf::from("/srv/cronium/tools"));
+        assert_eq!(c.tools.allowed_hosts["webhook"].len(), 2);
+        assert!(c.tools.allowed_hosts["webhook"][0].matches("127.0.0.1", 8080));
+        assert!(c.tools.allowed_hosts["email"][0].matches("mail.example.com", 443));
+        let (from, to) = &c.tools.egress[0];
+        assert_eq!((from.host.as_str(), from.port), ("hooks.slack.com", 443));
+        assert_eq!(
+            (to.scheme.as_str(), to.authority()),
+            ("http", "127.0.0.1:9001".into())
+        );
+        assert_eq!(c.tools.settings["email"]["baseUrl"], "http://x");
+        assert!(c.tools.builtin);
+    }
+
+    #[test]
+    fn bad_tool_settings_name_the_variable() {
+        for (name, value) in [
+            ("CRONIUM_TOOL_ALLOWED_HOSTS", "webhook"),
+            ("CRONIUM_TOOL_ALLOWED_HOSTS", "webhook=a b"),
+            ("CRONIUM_TOOL_EGRESS", "https://a=ftp://b"),
+            ("CRONIUM_TOOL_SETTINGS", "[1]"),
+            ("CRONIUM_TOOL_SETTINGS", r#"{"email":1}"#),
+        ] {
+            assert_eq!(config(&[(name, value)]).unwrap_err().name, name, "{value}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! * [`compile_cache`]: compiled components kept on disk between starts;
 //! * [`capabilities`]: `auth`, `cache` (Valkey or in-process), `backend`
 //!   (the Cronium API or the embedded store) and `audit`;
+//! * [`tools`]: the tool registry (drop-in tool components, hot reload,
+//!   per-call sandbox and egress policy);
 //! * [`error`]: the JSON errors the host answers itself;
 //! * [`metrics`]: the Prometheus metrics of `/metrics`.
 
@@ -19,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod server;
+pub mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use crate::capabilities::valkey::ValkeyCache;
 use crate::components::{Components, LoadError};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::tools::ToolRegistry;
 
 /// Entries the in-process cache keeps at most.
 const MEMORY_CACHE_ENTRIES: usize = 100_000;
@@ -63,6 +67,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("built-in tool: {0}")]
+    Tools(#[from] crate::tools::ToolLoadError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -71,9 +77,9 @@ pub enum StartError {
 }
 
 impl Capabilities {
-    /// The capabilities `config` selects, and the audit delivery task
-    /// (which must run inside a Tokio runtime).
-    pub fn from_config(config: &Config) -> Result<(Capabilities, AuditWorker), StartError> {
+    /// The capabilities `config` selects (tools loaded), and the audit
+    /// delivery task (which must run inside a Tokio runtime).
+    pub async fn from_config(config: &Config) -> Result<(Capabilities, AuditWorker), StartError> {
         let secret = config.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
         let verifier =
             TokenVerifier::new(secret.as_bytes(), config.jwt_algorithm, config.token_policy)?;
@@ -93,11 +99,13 @@ impl Capabilities {
         });
         let (audit, audit_worker) =
             AuditSink::start(backend.clone(), config.data_dir.join("audit-spool"));
+        let tools = ToolRegistry::load(&config.tools, config.compile_cache.clone()).await?;
         let capabilities = Capabilities {
             auth,
             cache,
             backend,
             audit,
+            tools,
             metrics: Arc::new(Metrics::default()),
         };
         Ok((capabilities, audit_worker))
@@ -122,7 +130,8 @@ impl Runtime {
     /// Builds the capabilities and components of `config` and binds its
     /// address. Valkey is connected lazily: it may come up later.
     pub async fn start(config: &Config) -> Result<Runtime, StartError> {
-        let (capabilities, audit_worker) = Capabilities::from_config(config)?;
+        let (capabilities, audit_worker) = Capabilities::from_config(config).await?;
+        capabilities.tools.watch();
         let capabilities = Arc::new(capabilities);
         let components = Components::load(config, capabilities.clone())?;
         let listener =

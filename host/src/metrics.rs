@@ -61,13 +61,14 @@ impl Histogram {
 }
 
 /// The routes requests are counted under.
-pub const ROUTES: [&str; 7] = [
+pub const ROUTES: [&str; 8] = [
     "health",
     "ready",
     "metrics",
     "openapi",
     "executions",
     "variables",
+    "tool-actions",
     "unknown",
 ];
 
@@ -84,6 +85,8 @@ pub struct Metrics {
     backend_errors: Mutex<BTreeMap<&'static str, u64>>,
     pub rate_limited: AtomicU64,
     pub rejected_overload: AtomicU64,
+    /// (tool id, outcome) -> calls.
+    tool_calls: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 /// Gauges read from elsewhere when rendering.
@@ -115,6 +118,18 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         *errors.entry(kind).or_default() += 1;
+    }
+
+    /// Counts a tool call and how it ended.
+    pub fn tool_call<T>(&self, tool: &str, outcome: &Result<T, crate::tools::ToolCallError>) {
+        let outcome = crate::tools::outcome_name(outcome);
+        let mut calls = self.tool_calls.lock().unwrap_or_else(|p| p.into_inner());
+        match calls.get_mut(&(tool.to_owned(), outcome)) {
+            Some(n) => *n += 1,
+            None => {
+                calls.insert((tool.to_owned(), outcome), 1);
+            }
+        }
     }
 
     /// The text exposition of every metric.
@@ -196,6 +211,23 @@ impl Metrics {
             .iter()
         {
             let _ = writeln!(out, "cronium_backend_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        describe(
+            &mut out,
+            "cronium_tool_calls_total",
+            "counter",
+            "Tool calls run in this host, by tool and outcome.",
+        );
+        for ((tool, outcome), n) in self
+            .tool_calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "cronium_tool_calls_total{{tool=\"{tool}\",outcome=\"{outcome}\"}} {n}"
+            );
         }
         let counters = [
             (

@@ -49,6 +49,11 @@ pub struct BackendState {
     pub down: bool,
     /// Answer output writes with this status and body instead.
     pub output_answer: Option<(u16, Value)>,
+    /// (user id, tool id) -> the credentials the backend keeps.
+    pub tool_credentials: HashMap<(String, String), Value>,
+    /// Tool id -> the answer to a relayed `POST /api/internal/tools/execute`
+    /// (tools missing here answer 404).
+    pub relayed_tools: HashMap<String, Value>,
 }
 
 pub struct FakeBackend {
@@ -240,6 +245,22 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             match state.variables.remove(&(decode(user), decode(key))) {
                 Some(_) => reply(200, json!({"success": true})),
                 None => reply(404, json!({"error": "Not Found"})),
+            }
+        }
+        ("GET", ["api", "internal", "tools", "credentials", user, tool]) => {
+            match state.tool_credentials.get(&(decode(user), decode(tool))) {
+                Some(credentials) => reply(200, json!({"credentials": credentials})),
+                None => reply(404, json!({"error": "Not Found"})),
+            }
+        }
+        ("POST", ["api", "internal", "tools", "execute"]) => {
+            let tool = body["tool"].as_str().unwrap_or_default();
+            match state.relayed_tools.get(tool) {
+                Some(answer) => reply(200, answer.clone()),
+                None => reply(
+                    404,
+                    json!({"error": "Not Found", "message": "no such tool"}),
+                ),
             }
         }
         ("POST", ["api", "internal", "audit"]) => {

@@ -9,11 +9,13 @@
 pub mod backend;
 pub mod client;
 pub mod host;
+pub mod stand_in;
 pub mod valkey;
 
 pub use backend::FakeBackend;
 pub use client::{Reply, call};
 pub use host::{Host, HostConfig};
+pub use stand_in::{Answer, StandIn};
 pub use valkey::Valkey;
 
 use std::net::TcpListener;

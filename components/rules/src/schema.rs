@@ -226,14 +226,15 @@ impl Schema {
                 }
             }
             Value::Number(n) => {
-                let n = n.as_f64().unwrap_or(f64::NAN);
+                // Without arbitrary precision every JSON number has an f64.
+                let n = n.as_f64().unwrap_or_default();
                 if let Some(min) = self.minimum
-                    && !(n >= min)
+                    && n < min
                 {
                     fail(at, format!("must be at least {min}"));
                 }
                 if let Some(max) = self.maximum
-                    && !(n <= max)
+                    && n > max
                 {
                     fail(at, format!("must be at most {max}"));
                 }
@@ -487,8 +488,14 @@ mod tests {
     #[test]
     fn a_value_that_fits_passes() {
         let s = slack_like();
-        assert!(s.validate(&json!({"text": "hi", "channel": "#ops"})).is_ok());
-        assert!(s.validate(&json!({"blocks": [{"type": "section"}]})).is_ok());
+        assert!(
+            s.validate(&json!({"text": "hi", "channel": "#ops"}))
+                .is_ok()
+        );
+        assert!(
+            s.validate(&json!({"blocks": [{"type": "section"}]}))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -530,7 +537,10 @@ mod tests {
             }
         }));
         assert_eq!(
-            problems(&s, json!({"url": "abcd", "method": "PUT", "v": 2, "tags": [1]})),
+            problems(
+                &s,
+                json!({"url": "abcd", "method": "PUT", "v": 2, "tags": [1]})
+            ),
             "/method: must be one of \"GET\", \"POST\"; /tags/0: must be string or null, not a number; \
              /url: must be at most 3 characters long; /v: must be 1"
         );
@@ -563,7 +573,10 @@ mod tests {
     #[test]
     fn pointers_escape_slashes_and_tildes() {
         let s = schema(json!({"additionalProperties": {"type": "string"}}));
-        assert_eq!(problems(&s, json!({"a/b~": 1})), "/a~1b~0: must be string, not a number");
+        assert_eq!(
+            problems(&s, json!({"a/b~": 1})),
+            "/a~1b~0: must be string, not a number"
+        );
     }
 
     #[test]

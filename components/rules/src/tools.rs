@@ -60,10 +60,7 @@ pub enum ManifestError {
     #[error("action {action:?}: parameters are not a JSON object schema: {problem}")]
     Parameters { action: String, problem: String },
     #[error("action {action:?}: {source}")]
-    Schema {
-        action: String,
-        source: SchemaError,
-    },
+    Schema { action: String, source: SchemaError },
     #[error("outbound host {0:?}: {1}")]
     Host(String, String),
 }
@@ -153,7 +150,8 @@ impl HostPattern {
             !s.is_empty()
                 && s.len() <= 253
                 && s.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
                 })
         };
         let host = if host == "*" {
@@ -210,16 +208,12 @@ pub fn fingerprint(tool: &str, action: &str, parameters: &Value) -> String {
     }
     // serde_json's maps are sorted, so equal values serialise equally.
     hash.update(parameters.to_string().as_bytes());
-    hash.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks an `Idempotency-Key` header value: 1 to 255 visible ASCII bytes.
 pub fn check_idempotency_key(key: &str) -> Result<(), String> {
-    if (1..=IDEMPOTENCY_KEY_MAX).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
-    {
+    if (1..=IDEMPOTENCY_KEY_MAX).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {
         Err(format!(
@@ -255,10 +249,7 @@ mod tests {
         let aliases = vec!["send".to_owned()];
         let object = r#"{"type":"object"}"#;
         assert!(check_manifest("t", [action("send_message", &aliases, object)], &[]).is_ok());
-        assert_eq!(
-            check_manifest("t", [], &[]),
-            Err(ManifestError::NoActions)
-        );
+        assert_eq!(check_manifest("t", [], &[]), Err(ManifestError::NoActions));
         assert_eq!(
             check_manifest(
                 "t",
@@ -281,8 +272,14 @@ mod tests {
     fn actions_are_found_by_name_or_alias_in_any_case() {
         let slack = vec!["send".to_owned(), "sendMessage".to_owned()];
         let other: Vec<String> = vec![];
-        let actions = [("send_message", slack.as_slice()), ("upload", other.as_slice())];
-        assert_eq!(resolve_action(actions, "send_message"), Some("send_message"));
+        let actions = [
+            ("send_message", slack.as_slice()),
+            ("upload", other.as_slice()),
+        ];
+        assert_eq!(
+            resolve_action(actions, "send_message"),
+            Some("send_message")
+        );
         assert_eq!(resolve_action(actions, "SENDMESSAGE"), Some("send_message"));
         assert_eq!(resolve_action(actions, "upload"), Some("upload"));
         assert_eq!(resolve_action(actions, "delete"), None);
@@ -304,7 +301,11 @@ mod tests {
         assert!(port.is_exact());
         let v6 = HostPattern::parse("[::1]:9000").unwrap();
         assert!(v6.matches("[::1]", 9000));
-        assert!(HostPattern::parse("*").unwrap().matches("anything.example", 1));
+        assert!(
+            HostPattern::parse("*")
+                .unwrap()
+                .matches("anything.example", 1)
+        );
         assert!(!HostPattern::parse("*").unwrap().is_exact());
         for bad in ["", "a b", "*a.com", "host:port", "a.*.com"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?} accepted");
@@ -313,10 +314,21 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_calls_apart_and_ignore_key_order() {
-        let a = fingerprint("slack", "send_message", &json!({"text": "hi", "channel": "c"}));
-        let b = fingerprint("slack", "send_message", &json!({"channel": "c", "text": "hi"}));
+        let a = fingerprint(
+            "slack",
+            "send_message",
+            &json!({"text": "hi", "channel": "c"}),
+        );
+        let b = fingerprint(
+            "slack",
+            "send_message",
+            &json!({"channel": "c", "text": "hi"}),
+        );
         assert_eq!(a, b);
-        assert_ne!(a, fingerprint("slack", "send_message", &json!({"text": "ho"})));
+        assert_ne!(
+            a,
+            fingerprint("slack", "send_message", &json!({"text": "ho"}))
+        );
         assert_ne!(
             fingerprint("ab", "c", &json!({})),
             fingerprint("a", "bc", &json!({}))

@@ -369,7 +369,10 @@ mod tests {
             ToolCredentials::parse(br#"{"success":true,"data":{"credentials":{"a":1}}}"#).unwrap(),
             Some(json!({"a": 1}))
         );
-        assert_eq!(ToolCredentials::parse(br#"{"credentials":null}"#).unwrap(), None);
+        assert_eq!(
+            ToolCredentials::parse(br#"{"credentials":null}"#).unwrap(),
+            None
+        );
         assert!(ToolCredentials::parse(br#"{"credentials":"x"}"#).is_err());
     }
 

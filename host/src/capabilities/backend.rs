@@ -109,6 +109,39 @@ impl Backend {
         }
     }
 
+    /// The credentials user `user_id` stored for `tool` (a JSON object).
+    pub async fn get_tool_credentials(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        tool: &str,
+    ) -> Result<Option<Value>, BackendError> {
+        match self {
+            Backend::Http(b) => b.get_tool_credentials(caller, user_id, tool).await,
+            Backend::Embedded(s) => s.get_tool_credentials(user_id, tool).await,
+        }
+    }
+
+    /// Relays a tool action to the backend (`POST /api/internal/tools/execute`)
+    /// and returns its `data`. The embedded store runs no tools: `NotFound`.
+    pub async fn execute_tool(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        tool: &str,
+        action: &str,
+        parameters: String,
+    ) -> Result<Value, BackendError> {
+        let parameters = raw_json(parameters)?;
+        match self {
+            Backend::Http(b) => {
+                b.execute_tool(caller, user_id, tool, action, &parameters)
+                    .await
+            }
+            Backend::Embedded(_) => Err(BackendError::NotFound),
+        }
+    }
+
     /// Whether the backend can be reached: any HTTP answer below 500 from
     /// the HTTP backend, a readable directory for the embedded store.
     pub async fn ping(&self) -> bool {
@@ -359,6 +392,55 @@ impl HttpBackend {
             }
             _ => expect_success(answer).map(|_| true),
         }
+    }
+
+    async fn get_tool_credentials(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        tool: &str,
+    ) -> Result<Option<Value>, BackendError> {
+        let path = format!(
+            "/api/internal/tools/credentials/{}/{}",
+            encode_segment(user_id),
+            encode_segment(tool)
+        );
+        let answer = match self.call(Method::GET, &path, Some(caller), None).await {
+            Ok(answer) if answer.status == StatusCode::NOT_FOUND => return Ok(None),
+            other => expect_success(other?)?,
+        };
+        wire::ToolCredentials::parse(&answer.body)
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+    }
+
+    async fn execute_tool(
+        &self,
+        caller: &Claims,
+        user_id: &str,
+        tool: &str,
+        action: &str,
+        params: &serde_json::value::RawValue,
+    ) -> Result<Value, BackendError> {
+        let body = serde_json::to_vec(&wire::ToolExecuteRequest {
+            execution_id: &caller.execution_id,
+            user_id,
+            tool,
+            action,
+            params,
+        })
+        .expect("tool requests serialize");
+        let answer = expect_success(
+            self.call(
+                Method::POST,
+                "/api/internal/tools/execute",
+                Some(caller),
+                Some(body),
+            )
+            .await?,
+        )?;
+        serde_json::from_slice::<wire::ToolExecuteAnswer>(&answer.body)
+            .map(|a| a.data)
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
     }
 
     async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {

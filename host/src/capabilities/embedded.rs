@@ -171,6 +171,34 @@ impl EmbeddedStore {
         }
     }
 
+    /// Credentials are files the operator writes:
+    /// `<dir>/credentials/<user id>/<tool id>.json`, one JSON object each.
+    pub(crate) async fn get_tool_credentials(
+        &self,
+        user_id: &str,
+        tool: &str,
+    ) -> Result<Option<serde_json::Value>, BackendError> {
+        if !valid_id(user_id) || !valid_id(tool) {
+            return Ok(None);
+        }
+        let path = self
+            .dir
+            .join("credentials")
+            .join(user_id)
+            .join(format!("{tool}.json"));
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(BackendError::Unavailable(format!("embedded store: {e}"))),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(value @ serde_json::Value::Object(_)) => Ok(Some(value)),
+            _ => Err(BackendError::InvalidResponse(format!(
+                "embedded credentials of {user_id}/{tool} are not a JSON object"
+            ))),
+        }
+    }
+
     /// Variables are filed by hashes of the user and the key, which may
     /// hold anything.
     fn variable_path(&self, user_id: &str, key: &str) -> PathBuf {

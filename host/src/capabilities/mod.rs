@@ -23,6 +23,7 @@ use self::backend::{AuditRecord, Backend, BackendError};
 use self::cache::{Cache, CacheError, Lease};
 use crate::components::RequestState;
 use crate::metrics::Metrics;
+use crate::tools::{ToolCallError, ToolRegistry};
 
 /// Generated bindings of the `cronium:runtime/endpoint` world.
 pub mod bindings {
@@ -35,7 +36,8 @@ pub mod bindings {
 }
 
 use bindings::{
-    audit as wit_audit, auth as wit_auth, backend as wit_backend, cache as wit_cache, types as wit,
+    audit as wit_audit, auth as wit_auth, backend as wit_backend, cache as wit_cache,
+    tool_types as wit_tool, tools as wit_tools, types as wit,
 };
 
 /// Every capability, shared by all requests.
@@ -44,10 +46,13 @@ pub struct Capabilities {
     pub cache: Cache,
     pub backend: Arc<Backend>,
     pub audit: AuditSink,
+    pub tools: Arc<ToolRegistry>,
     pub metrics: Arc<Metrics>,
 }
 
 impl wit::Host for RequestState {}
+
+impl wit_tool::Host for RequestState {}
 
 impl wit_auth::Host for RequestState {
     async fn verify(
@@ -255,6 +260,71 @@ impl wit_backend::Host for RequestState {
             .delete_variable(&claims(caller), &user_id, &key)
             .await;
         self.observed(started, result)
+    }
+
+    async fn get_tool_credentials(
+        &mut self,
+        caller: wit::Claims,
+        user_id: String,
+        tool: String,
+    ) -> Result<Option<String>, wit_backend::BackendError> {
+        let started = Instant::now();
+        let result = self
+            .backend()
+            .get_tool_credentials(&claims(caller), &user_id, &tool)
+            .await;
+        Ok(self.observed(started, result)?.map(|c| c.to_string()))
+    }
+
+    async fn execute_tool(
+        &mut self,
+        caller: wit::Claims,
+        user_id: String,
+        tool: String,
+        action: String,
+        parameters: String,
+    ) -> Result<String, wit_backend::BackendError> {
+        let started = Instant::now();
+        let result = self
+            .backend()
+            .execute_tool(&claims(caller), &user_id, &tool, &action, parameters)
+            .await;
+        Ok(self.observed(started, result)?.to_string())
+    }
+}
+
+impl wit_tools::Host for RequestState {
+    async fn installed(&mut self) -> Vec<wit_tool::Manifest> {
+        self.capabilities
+            .tools
+            .installed()
+            .iter()
+            .map(|t| t.manifest.clone())
+            .collect()
+    }
+
+    async fn find(&mut self, id: String) -> Option<wit_tool::Manifest> {
+        self.capabilities
+            .tools
+            .find(&id)
+            .map(|t| t.manifest.clone())
+    }
+
+    async fn execute(
+        &mut self,
+        id: String,
+        request: wit_tool::ToolRequest,
+    ) -> Result<String, wit_tools::ToolsError> {
+        use wit_tools::ToolsError as W;
+        let outcome = self.capabilities.tools.execute(&id, request).await;
+        self.capabilities.metrics.tool_call(&id, &outcome);
+        outcome.map_err(|error| match error {
+            ToolCallError::NotInstalled => W::NotInstalled,
+            ToolCallError::Tool(e) => W::Tool(e),
+            ToolCallError::Crashed(why) => W::Crashed(why),
+            ToolCallError::TimedOut => W::TimedOut,
+            ToolCallError::OutOfMemory => W::OutOfMemory,
+        })
     }
 }
 

@@ -1,0 +1,347 @@
+//! The tool-actions endpoint group: scripts notify people and systems.
+//!
+//! | route                        | what it does                                  |
+//! |------------------------------|-----------------------------------------------|
+//! | `GET  /tool-actions`         | the catalogue: installed tools, actions, schemas |
+//! | `POST /tool-actions/execute` | `{"tool","action","config"}` (or `params`) runs one action |
+//!
+//! An installed tool runs through the `tools` registry: the action name is
+//! resolved (aliases included), the parameters are checked against the
+//! action's schema, the user's credentials come from the backend (scripts
+//! never see them), and the result is answered as `data`. A tool not
+//! installed here is relayed to the backend, as the Go service did.
+//!
+//! With an `Idempotency-Key` header, the first successful result is kept
+//! for [`IDEMPOTENCY_TTL_MS`] and a retry gets it back without running the
+//! action again; a retry arriving while the first call runs waits for it.
+
+use std::time::Instant;
+
+use cronium_guest::bindings::tool_types::{Invocation, Manifest, ToolError, ToolRequest};
+use cronium_guest::bindings::tools::{self, ToolsError};
+use cronium_guest::bindings::types::Claims;
+use cronium_guest::bindings::{auth, backend, cache};
+use cronium_guest::{ApiError, Reply, Request, audit, execution};
+use cronium_rules::keys;
+use cronium_rules::schema::{self, Schema};
+use cronium_rules::tools::{
+    IDEMPOTENCY_LEASE_TTL_MS, IDEMPOTENCY_TTL_MS, IDEMPOTENCY_WAIT_MS, IdempotentResult,
+    check_idempotency_key, fingerprint, resolve_action,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    cronium_guest::serve(request, out, route).await
+}
+
+fn route(request: Request) -> Result<Reply, ApiError> {
+    match (request.path.as_str(), &request.method) {
+        ("/tool-actions", Method::Get) => catalogue(&request),
+        ("/tool-actions", _) => Err(ApiError::method_not_allowed("GET")),
+        ("/tool-actions/execute", Method::Post) => execute(&request),
+        ("/tool-actions/execute", _) => Err(ApiError::method_not_allowed("POST")),
+        _ => Err(ApiError::not_found("no such route")),
+    }
+}
+
+/// `GET /tool-actions`: every installed tool with its actions and their
+/// parameter schemas.
+fn catalogue(request: &Request) -> Result<Reply, ApiError> {
+    auth::verify(request.header("authorization"))?;
+    let tools: Vec<Value> = tools::installed().iter().map(describe).collect();
+    Ok(Reply::data(json!({ "tools": tools })))
+}
+
+fn describe(tool: &Manifest) -> Value {
+    let actions: Vec<Value> = tool
+        .actions
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "aliases": a.aliases,
+                "description": a.description,
+                "parameters": serde_json::from_str::<Value>(&a.parameters).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    json!({
+        "id": tool.id,
+        "version": tool.version,
+        "description": tool.description,
+        "actions": actions,
+        "outboundHosts": tool.outbound_hosts,
+    })
+}
+
+/// The body of `POST /tool-actions/execute`.
+#[derive(Deserialize)]
+struct ExecuteBody {
+    tool: Option<String>,
+    action: Option<String>,
+    /// The SDKs send `config`; the runner helpers send `params`.
+    #[serde(alias = "params")]
+    config: Option<Value>,
+}
+
+/// One call, once parsed and checked.
+struct Call {
+    tool: String,
+    action: String,
+    parameters: Value,
+}
+
+fn execute(request: &Request) -> Result<Reply, ApiError> {
+    let caller = auth::verify(request.header("authorization"))?;
+    let body: ExecuteBody = request.json()?;
+    let tool = non_empty(body.tool, "tool")?;
+    let action = non_empty(body.action, "action")?;
+    let parameters = match body.config {
+        None | Some(Value::Null) => json!({}),
+        Some(value @ Value::Object(_)) => value,
+        Some(_) => return Err(ApiError::bad_request("\"config\" must be a JSON object")),
+    };
+    let idempotency_key = request.header("idempotency-key").map(str::to_owned);
+    if let Some(key) = &idempotency_key {
+        check_idempotency_key(key).map_err(ApiError::bad_request)?;
+    }
+    let call = Call {
+        tool,
+        action,
+        parameters,
+    };
+
+    let started = Instant::now();
+    let manifest = tools::find(&call.tool);
+    let local = manifest.is_some();
+    let result = match manifest {
+        Some(manifest) => run_installed(&caller, &manifest, &call, idempotency_key.as_deref()),
+        None => relay(&caller, &call).map(|data| (data, false)),
+    };
+    audit::record(
+        &caller,
+        "execute_tool_action",
+        &result,
+        json!({
+            "tool": call.tool,
+            "action": call.action,
+            "installed": local,
+            "replayed": matches!(result, Ok((_, true))),
+            "durationMs": started.elapsed().as_millis() as u64,
+        }),
+    );
+    let (data, replayed) = result?;
+    let reply = Reply::data(data);
+    Ok(if replayed {
+        reply.with_header("idempotent-replayed", "true")
+    } else {
+        reply
+    })
+}
+
+/// Runs `call` on an installed tool; `(result, replayed)`.
+fn run_installed(
+    caller: &Claims,
+    manifest: &Manifest,
+    call: &Call,
+    idempotency_key: Option<&str>,
+) -> Result<(Value, bool), ApiError> {
+    let actions = manifest
+        .actions
+        .iter()
+        .map(|a| (a.name.as_str(), a.aliases.as_slice()));
+    let Some(action_name) = resolve_action(actions, &call.action) else {
+        let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
+        return Err(ApiError::bad_request(format!(
+            "tool \"{}\" has no action \"{}\"; its actions are: {}",
+            call.tool,
+            call.action,
+            names.join(", ")
+        )));
+    };
+    let action = manifest
+        .actions
+        .iter()
+        .find(|a| a.name == action_name)
+        .ok_or_else(internal)?;
+    // The registry refuses tools whose schemas do not compile, so this
+    // only fails if the tool changed under us.
+    let schema = serde_json::from_str::<Value>(&action.parameters)
+        .ok()
+        .and_then(|s| Schema::compile(&s).ok())
+        .ok_or_else(|| ApiError::bad_gateway("the tool's parameter schema is unusable"))?;
+    schema.validate(&call.parameters).map_err(|violations| {
+        ApiError::bad_request(format!(
+            "invalid parameters for {}.{}: {}",
+            call.tool,
+            action.name,
+            schema::describe(&violations)
+        ))
+    })?;
+
+    let Some(key) = idempotency_key else {
+        return run(caller, call, &action.name, None).map(|data| (data, false));
+    };
+    let fingerprint = fingerprint(&call.tool, &action.name, &call.parameters);
+    let cache_key = keys::idempotency(&caller.execution_id, key);
+    if let Some(data) = remembered(&cache_key, &fingerprint)? {
+        return Ok((data, true));
+    }
+    let lease = match cache::acquire(&cache_key, IDEMPOTENCY_LEASE_TTL_MS, IDEMPOTENCY_WAIT_MS) {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            return Err(ApiError::new(
+                409,
+                "a request with this Idempotency-Key is still running; retry later",
+            )
+            .with_header("retry-after", "2"));
+        }
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "Idempotency-Key needs the cache, which is unavailable; try again",
+            ));
+        }
+    };
+    // The first call may have finished while we waited for the lease.
+    let outcome = match remembered(&cache_key, &fingerprint) {
+        Ok(Some(data)) => Ok((data, true)),
+        Ok(None) => run(caller, call, &action.name, Some(key))
+            .inspect(|data| {
+                let record = IdempotentResult {
+                    fingerprint: fingerprint.clone(),
+                    data: data.clone(),
+                };
+                if let Ok(text) = serde_json::to_string(&record)
+                    && cache::set(&cache_key, &text, Some(IDEMPOTENCY_TTL_MS)).is_err()
+                {
+                    eprintln!("could not remember an idempotent tool result");
+                }
+            })
+            .map(|data| (data, false)),
+        Err(e) => Err(e),
+    };
+    let _ = cache::release(&lease);
+    outcome
+}
+
+/// The result remembered under `cache_key`, if the same call left one.
+fn remembered(cache_key: &str, fingerprint: &str) -> Result<Option<Value>, ApiError> {
+    let stored = match cache::get(cache_key) {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Ok(None),
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "Idempotency-Key needs the cache, which is unavailable; try again",
+            ));
+        }
+    };
+    let Ok(record) = serde_json::from_str::<IdempotentResult>(&stored) else {
+        return Ok(None);
+    };
+    if record.fingerprint != fingerprint {
+        return Err(ApiError::new(
+            422,
+            "this Idempotency-Key was used for a different tool call",
+        ));
+    }
+    Ok(Some(record.data))
+}
+
+/// Fetches the user's credentials and runs the action on its tool.
+fn run(
+    caller: &Claims,
+    call: &Call,
+    action: &str,
+    idempotency_key: Option<&str>,
+) -> Result<Value, ApiError> {
+    let user_id = user_of(caller)?;
+    let credentials = backend::get_tool_credentials(caller, &user_id, &call.tool)?;
+    let request = ToolRequest {
+        action: action.to_owned(),
+        parameters: call.parameters.to_string(),
+        credentials,
+        // The registry fills in the operator's settings.
+        settings: "{}".into(),
+        invocation: Invocation {
+            execution_id: caller.execution_id.clone(),
+            job_id: caller.job_id.clone(),
+            user_id,
+            idempotency_key: idempotency_key.map(str::to_owned),
+        },
+    };
+    let result = tools::execute(&call.tool, &request).map_err(|e| tool_error(&call.tool, e))?;
+    serde_json::from_str(&result)
+        .map_err(|_| ApiError::bad_gateway(format!("tool \"{}\" answered invalid JSON", call.tool)))
+}
+
+/// Relays a call for a tool not installed here to the backend.
+fn relay(caller: &Claims, call: &Call) -> Result<Value, ApiError> {
+    let user_id = user_of(caller)?;
+    match backend::execute_tool(
+        caller,
+        &user_id,
+        &call.tool,
+        &call.action,
+        &call.parameters.to_string(),
+    ) {
+        Ok(data) => serde_json::from_str(&data)
+            .map_err(|_| ApiError::bad_gateway("the backend answered invalid JSON")),
+        Err(backend::BackendError::NotFound) => Err(ApiError::not_found(format!(
+            "no tool named \"{}\" is installed",
+            call.tool
+        ))),
+        // `{"success":false,"error":...}`: the action failed; its error is
+        // the message (`CONTRACT.md`, 502).
+        Err(backend::BackendError::Rejected(r)) if r.status == 502 => {
+            Err(ApiError::bad_gateway(r.message))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The user the call is made for: the token's, else the execution's.
+fn user_of(caller: &Claims) -> Result<String, ApiError> {
+    match &caller.user_id {
+        Some(user) => Ok(user.clone()),
+        None => Ok(execution::load(caller, "get_context")?.user_id),
+    }
+}
+
+/// The caller's error for a failed registry call.
+fn tool_error(tool: &str, error: ToolsError) -> ApiError {
+    match error {
+        ToolsError::NotInstalled => {
+            ApiError::not_found(format!("no tool named \"{tool}\" is installed"))
+        }
+        ToolsError::Tool(ToolError::InvalidParameters(why) | ToolError::UnknownAction(why)) => {
+            ApiError::bad_request(format!("{tool}: {why}"))
+        }
+        ToolsError::Tool(ToolError::MissingCredentials(why)) => {
+            ApiError::bad_request(format!("{tool}: {why}"))
+        }
+        ToolsError::Tool(ToolError::Rejected(why) | ToolError::Failed(why)) => {
+            ApiError::bad_gateway(format!("{tool}: {why}"))
+        }
+        ToolsError::Crashed(_) => ApiError::new(500, format!("tool \"{tool}\" failed")),
+        ToolsError::OutOfMemory => ApiError::new(500, format!("tool \"{tool}\" ran out of memory")),
+        ToolsError::TimedOut => {
+            ApiError::gateway_timeout(format!("tool \"{tool}\" did not finish in time"))
+        }
+        ToolsError::Unavailable(why) => ApiError::unavailable(format!("{tool}: {why}")),
+    }
+}
+
+fn non_empty(value: Option<String>, field: &str) -> Result<String, ApiError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ApiError::bad_request(format!("\"{field}\" is required"))),
+    }
+}
+
+fn internal() -> ApiError {
+    ApiError::new(500, "internal error")
+}
