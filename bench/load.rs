@@ -11,7 +11,9 @@
 //!   `wasmtime serve` when a `wasmtime` 48 CLI is on the PATH.
 //!
 //! It prints one table (requests/s, latency percentiles, errors, peak RSS
-//! of the server during the run), the ratios, and cold-start times.
+//! of the server during the run), the ratios, cold-start times, and how
+//! startup time and memory grow with 1, 10 and 50 tool components
+//! installed. Tool actions go to a loopback webhook receiver.
 //! `-- --smoke` runs every scenario for one second at one concurrency, to
 //! keep the harness working in CI; `-- --seconds N` sets the run length;
 //! `-- --only <text>` runs the scenarios whose name contains it;
@@ -26,10 +28,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{FakeBackend, Host, HostConfig, Valkey, token};
+use support::{Answer, FakeBackend, Host, HostConfig, StandIn, Valkey, token};
 
 const NATIVE: &str = env!("CARGO_BIN_EXE_cronium-native-baseline");
 const HELLO: &str = env!("CRONIUM_BENCH_HELLO_WASM");
+const GROWTH_TOOL: &str = env!("CRONIUM_BENCH_GROWTH_TOOL_WASM");
+/// The id marker in the growth tool's binary (see its crate).
+const GROWTH_ID_MARKER: &[u8] = b"growth-bench-000000";
 
 /// One load pattern.
 struct Scenario {
@@ -47,6 +52,7 @@ struct Scenario {
 #[derive(Clone, Copy)]
 enum Body {
     None,
+    /// JSON; `{hook}` is replaced with the webhook receiver's URL.
     Json(&'static str),
     /// `{"data":"xxx…"}` of this many bytes.
     Output(usize),
@@ -142,6 +148,17 @@ fn scenarios() -> Vec<Scenario> {
             targets: SERVERS,
         },
         Scenario {
+            name: "tool action (webhook to loopback)",
+            method: "POST",
+            path: "/tool-actions/execute",
+            body: Body::Json(
+                r#"{"tool":"webhook","action":"send","config":{"url":"{hook}/hook","body":{"n":1},"retries":0}}"#,
+            ),
+            spread_keys: false,
+            connections: &[16, 64],
+            targets: SERVERS,
+        },
+        Scenario {
             name: "hello component",
             method: "GET",
             path: "/executions/x/input",
@@ -197,6 +214,8 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
         Some(json!({"rows": 3, "source": "bench"})),
     );
     backend.add_execution("x", "bench-user", None);
+    let hook = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
+    hook.forget_requests();
 
     // Rate limiting stays on (its cost is part of every request) but high
     // enough never to refuse the load; `--no-rate-limit` measures without it.
@@ -205,7 +224,14 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
     } else {
         "1000000000"
     };
-    let quiet = |c: HostConfig| c.env("LOG_LEVEL", "warn").env("RATE_LIMIT_PER_MIN", limit);
+    let quiet = |c: HostConfig| {
+        c.env("LOG_LEVEL", "warn")
+            .env("RATE_LIMIT_PER_MIN", limit)
+            .env(
+                "CRONIUM_TOOL_ALLOWED_HOSTS",
+                format!("webhook={}", hook.authority()),
+            )
+    };
     let base = HostConfig::with(&valkey.url(), &backend.url());
     let mut servers: BTreeMap<Target, Host> = BTreeMap::new();
     servers.insert(Target::Host, Host::start(quiet(base.clone())).await);
@@ -238,7 +264,7 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
                     },
                     _ => (servers[&target].base(), servers[&target].pid()),
                 };
-                let script = script(work.path(), &scenario, &token);
+                let script = script(work.path(), &scenario, &token, &hook.url());
                 reset_peak_rss(pid);
                 let measured = wrk_run(
                     &wrk,
@@ -273,18 +299,21 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
     }
     if !smoke {
         cold_start(&valkey, &backend).await;
+        growth(&valkey, &backend).await;
     }
 }
 
 /// The Lua script that shapes `wrk`'s requests and reports the result.
-fn script(dir: &Path, scenario: &Scenario, token: &str) -> PathBuf {
+fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str) -> PathBuf {
     let mut lua = format!(
         "wrk.method = \"{}\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
         scenario.method
     );
     match scenario.body {
         Body::None => {}
-        Body::Json(json) => lua.push_str(&format!("wrk.body = '{json}'\n")),
+        Body::Json(json) => {
+            lua.push_str(&format!("wrk.body = '{}'\n", json.replace("{hook}", hook)))
+        }
         Body::Output(size) => {
             let file = dir.join(format!("output-{size}.json"));
             let pad = size.saturating_sub(11);
@@ -457,6 +486,76 @@ async fn cold_start(valkey: &Valkey, backend: &FakeBackend) {
         samples.sort();
         println!("| {label} | {:.0} ms |", samples[1].as_secs_f64() * 1000.0);
     }
+}
+
+/// Startup time (process start to healthy) and resident memory after
+/// start with 1, 10 and 50 tool components in the tools directory, each a
+/// distinct component, compiled at start and loaded precompiled.
+async fn growth(valkey: &Valkey, backend: &FakeBackend) {
+    let wasm = std::fs::read(GROWTH_TOOL).unwrap();
+    let at = wasm
+        .windows(GROWTH_ID_MARKER.len())
+        .position(|w| w == GROWTH_ID_MARKER)
+        .expect("the growth tool carries its id marker");
+    println!(
+        "\n| tools installed | start, compiling (ms) | start, precompiled (ms) | RSS after start (MiB) |"
+    );
+    println!("|---:|---:|---:|---:|");
+    for count in [0usize, 1, 10, 50] {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..count {
+            let mut copy = wasm.clone();
+            let id = format!("growth-bench-{i:06}");
+            copy[at..at + id.len()].copy_from_slice(id.as_bytes());
+            std::fs::write(dir.path().join(format!("{id}.wasm")), copy).unwrap();
+        }
+        let cache = tempfile::tempdir().unwrap();
+        let mut row = Vec::new();
+        let mut rss = None;
+        for cache_dir in ["off".to_owned(), cache.path().display().to_string()] {
+            let config = HostConfig::with(&valkey.url(), &backend.url())
+                .env("LOG_LEVEL", "warn")
+                .env("CRONIUM_TOOLS_DIR", dir.path().display().to_string())
+                .env("CRONIUM_CACHE_DIR", &cache_dir);
+            if cache_dir != "off" {
+                // Fill the cache first.
+                drop(Host::start(config.clone()).await);
+            }
+            let started = Instant::now();
+            let host = Host::start(config).await;
+            row.push(started.elapsed().as_secs_f64() * 1000.0);
+            let auth = format!("Bearer {}", token("bench-1"));
+            let listed = support::call(
+                "GET",
+                &host.url("/tool-actions"),
+                &[("authorization", &auth)],
+                None,
+            )
+            .await;
+            let tools = listed.json["data"]["tools"].as_array().map_or(0, Vec::len);
+            assert_eq!(tools, count + 4, "every tool loaded (plus the 4 built-in)");
+            rss = host.pid().and_then(current_rss_mib);
+        }
+        println!(
+            "| {count} (+4 built-in) | {:.0} | {:.0} | {} |",
+            row[0],
+            row[1],
+            rss.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+fn current_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 /// `wasmtime serve` on the hello component, when a wasmtime CLI is installed.

@@ -5,8 +5,9 @@
 //! the price of isolation.
 //!
 //! Configured like `cronium-runtime`; serves `/health`, `GET input`,
-//! `GET context`, `POST output` and plain `PUT variables/{key}`, doing
-//! the same capability calls as the components do.
+//! `GET context`, `POST output`, plain `PUT variables/{key}` and `POST
+//! /tool-actions/execute` (schema check, credentials, the same tool
+//! registry), doing the same capability calls as the components do.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -74,6 +75,9 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
         return error(413, "request body too large");
     };
     let body = body.to_bytes();
+    if path == "/tool-actions/execute" && method == Method::POST {
+        return execute_tool(caps, authorization.as_deref(), &body).await;
+    }
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
     let (id, rest) = match segments.as_slice() {
         ["executions", id, rest @ ..] => (*id, rest.join("/")),
@@ -192,6 +196,80 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
     match result {
         Ok(()) => json_reply(200, json!({"success": true})),
         Err(e) => error(502, &e.to_string()),
+    }
+}
+
+/// A tool action, as the tool-actions component runs it (without idempotency).
+async fn execute_tool(caps: &Capabilities, authorization: Option<&str>, body: &[u8]) -> Reply {
+    use cronium_host::capabilities::bindings::tool_types::{Invocation, ToolRequest};
+    let caller = match caps.auth.verify(authorization, None, &caps.cache).await {
+        Ok(claims) => claims,
+        Err(e) => return error(401, &e.to_string()),
+    };
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "invalid body");
+    };
+    let (Some(tool), Some(action)) = (parsed["tool"].as_str(), parsed["action"].as_str()) else {
+        return error(400, "tool and action are required");
+    };
+    let parameters = parsed.get("config").cloned().unwrap_or(json!({}));
+    let Some(installed) = caps.tools.find(tool) else {
+        return error(404, "no such tool");
+    };
+    let actions = installed
+        .manifest
+        .actions
+        .iter()
+        .map(|a| (a.name.as_str(), a.aliases.as_slice()));
+    let Some(action) = cronium_rules::tools::resolve_action(actions, action) else {
+        return error(400, "no such action");
+    };
+    let declared = installed.manifest.actions.iter().find(|a| a.name == action);
+    let schema = declared
+        .and_then(|a| serde_json::from_str::<Value>(&a.parameters).ok())
+        .and_then(|s| cronium_rules::schema::Schema::compile(&s).ok());
+    match schema.map(|s| s.validate(&parameters)) {
+        Some(Ok(())) => {}
+        _ => return error(400, "invalid parameters"),
+    }
+    let user = caller.user_id.clone().unwrap_or_default();
+    let credentials = match caps
+        .backend
+        .get_tool_credentials(&caller, &user, tool)
+        .await
+    {
+        Ok(c) => c.map(|c| c.to_string()),
+        Err(e) => return error(502, &e.to_string()),
+    };
+    let started = std::time::Instant::now();
+    let result = caps
+        .tools
+        .execute(
+            tool,
+            ToolRequest {
+                action: action.to_owned(),
+                parameters: parameters.to_string(),
+                credentials,
+                settings: "{}".into(),
+                invocation: Invocation {
+                    execution_id: caller.execution_id.clone(),
+                    job_id: caller.job_id.clone(),
+                    user_id: user,
+                    idempotency_key: None,
+                },
+            },
+        )
+        .await;
+    audit(
+        caps,
+        &caller,
+        "execute_tool_action",
+        result.is_ok(),
+        json!({"tool": tool, "action": action, "durationMs": started.elapsed().as_millis() as u64}),
+    );
+    match result.map(|data| serde_json::from_str::<Value>(&data)) {
+        Ok(Ok(data)) => json_reply(200, json!({"success": true, "data": data})),
+        _ => error(502, "the tool failed"),
     }
 }
 

@@ -77,6 +77,8 @@ impl Answer {
 #[derive(Default)]
 struct State {
     received: Vec<Received>,
+    /// Keep no record (long benchmark runs).
+    forget: bool,
     /// Answers used in order; when empty, `fallback`.
     script: VecDeque<Answer>,
     fallback: Option<Answer>,
@@ -134,6 +136,11 @@ impl StandIn {
         self.state.lock().unwrap().script.extend(answers);
     }
 
+    /// Stops recording requests (for benchmark runs).
+    pub fn forget_requests(&self) {
+        self.state.lock().unwrap().forget = true;
+    }
+
     /// Every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
@@ -169,12 +176,14 @@ async fn answer(
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let answer = {
         let mut state = state.lock().unwrap();
-        state.received.push(Received {
-            method,
-            target,
-            headers,
-            body,
-        });
+        if !state.forget {
+            state.received.push(Received {
+                method,
+                target,
+                headers,
+                body,
+            });
+        }
         state
             .script
             .pop_front()
