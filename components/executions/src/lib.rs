@@ -7,6 +7,7 @@
 //! | `POST /executions/{id}/output`     | records `{"data":..}` as the output   |
 //! | `GET  /executions/{id}/context`    | the execution record                  |
 //! | `POST /executions/{id}/condition`  | records `{"condition":bool}`          |
+//! | `GET  /health`                     | liveness (reached only under Spin)    |
 //!
 //! The execution record is immutable while it runs: it is read from the
 //! cache, else from the backend (and then cached). Writes go to the
@@ -37,6 +38,9 @@ enum Operation {
 
 fn route(request: Request) -> Result<Reply, ApiError> {
     let segments = path::segments(&request.path);
+    if segments.as_slice() == ["health"] {
+        return health(&request);
+    }
     let (raw_id, op) = match segments.as_slice() {
         ["executions", id, op] if !id.is_empty() => (*id, *op),
         _ => return Err(ApiError::not_found("no such route")),
@@ -59,6 +63,19 @@ fn route(request: Request) -> Result<Reply, ApiError> {
         Operation::Output => set_output(&caller, &request),
         Operation::Condition => set_condition(&caller, &request),
     }
+}
+
+/// `GET /health`, unauthenticated, as `CONTRACT.md` describes it. The
+/// custom host answers `/health` itself; Spin routes it here, since a Spin
+/// app answers only through its components.
+fn health(request: &Request) -> Result<Reply, ApiError> {
+    if request.method != Method::Get {
+        return Err(ApiError::method_not_allowed("GET"));
+    }
+    let time = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|_| internal())?;
+    Ok(Reply::json(200, json!({"status": "healthy", "time": time})))
 }
 
 fn get_input(caller: &Claims) -> Result<Reply, ApiError> {

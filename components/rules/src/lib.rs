@@ -3,17 +3,22 @@
 //! adapters compile it to wasm. Each rule lives here once:
 //!
 //! * [`token`]: what makes an execution token valid;
+//! * [`backend`]: how the backend's internal API is called and its answers read;
+//! * [`duration`]: Go-style durations (`30s`, `5m`) of the configuration;
 //! * [`keys`]: the cache key formats;
 //! * [`lease`]: the lease scripts and the backoff while waiting for one;
 //! * [`limits`]: request body caps;
 //! * [`rate_limit`]: the GCRA rate limit and its Valkey scripts;
 //! * [`schema`]: the JSON Schema subset tool parameters are checked against;
 //! * [`tools`]: tool manifests, action names, outbound hosts, idempotency;
+//! * [`valkey`]: the Valkey commands behind the cache and auth capabilities;
 //! * [`variables`]: variable keys, values and ETags;
 //! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
 //!
 //! Nothing here does I/O or reads a clock: callers pass the time in.
 
+pub mod backend;
+pub mod duration;
 pub mod keys;
 pub mod lease;
 pub mod limits;
@@ -22,5 +27,6 @@ pub mod schema;
 #[cfg(feature = "token")]
 pub mod token;
 pub mod tools;
+pub mod valkey;
 pub mod variables;
 pub mod wire;

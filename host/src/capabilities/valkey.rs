@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
-use cronium_rules::{keys, lease};
+use cronium_rules::valkey::{self as commands, AccessAnswer, AcquireAnswer, ScriptCall};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 
@@ -25,6 +26,7 @@ pub struct ValkeyCache {
     acquire: Script,
     release: Script,
     limit: Script,
+    increment: Script,
 }
 
 impl ValkeyCache {
@@ -55,6 +57,7 @@ impl ValkeyCache {
             acquire: Script::new(lease::ACQUIRE_SCRIPT),
             release: Script::new(lease::RELEASE_SCRIPT),
             limit: Script::new(rate_limit::LIMIT_SCRIPT),
+            increment: Script::new(commands::INCREMENT_SCRIPT),
         })
     }
 
@@ -62,8 +65,23 @@ impl ValkeyCache {
         self.connection.clone()
     }
 
-    fn ttl_ms(&self, ttl: Option<Duration>) -> u64 {
-        (ttl.unwrap_or(self.default_ttl).as_millis() as u64).max(1)
+    fn ttl(&self, ttl: Option<Duration>) -> Duration {
+        ttl.unwrap_or(self.default_ttl)
+    }
+
+    /// Runs `call` with `script` (the cached copy of `call.script`).
+    async fn run(&self, script: &Script, call: ScriptCall) -> Result<i64, CacheError> {
+        let mut invocation = script.prepare_invoke();
+        for key in &call.keys {
+            invocation.key(key);
+        }
+        for arg in &call.args {
+            invocation.arg(arg);
+        }
+        invocation
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(cache_error)
     }
 
     /// Whether Valkey answers a `PING`.
@@ -89,8 +107,9 @@ impl ValkeyCache {
         value: &str,
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        self.conn()
-            .pset_ex(key, value, self.ttl_ms(ttl))
+        redis::cmd("SET")
+            .arg(&commands::set(key, value, self.ttl(ttl))[1..])
+            .query_async(&mut self.conn())
             .await
             .map_err(cache_error)
     }
@@ -102,11 +121,7 @@ impl ValkeyCache {
         ttl: Option<Duration>,
     ) -> Result<bool, CacheError> {
         let stored: Option<String> = redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(self.ttl_ms(ttl))
-            .arg("NX")
+            .arg(&commands::add(key, value, self.ttl(ttl))[1..])
             .query_async(&mut self.conn())
             .await
             .map_err(cache_error)?;
@@ -124,19 +139,8 @@ impl ValkeyCache {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, CacheError> {
-        // INCRBY and a PEXPIRE that only applies to a key without a TTL,
-        // in one round trip.
-        let (value, _): (i64, i64) = redis::pipe()
-            .atomic()
-            .incr(key, delta)
-            .cmd("PEXPIRE")
-            .arg(key)
-            .arg(self.ttl_ms(ttl))
-            .arg("NX")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
-        Ok(value)
+        let call = commands::increment(key, delta, self.ttl(ttl));
+        self.run(&self.increment, call).await
     }
 
     pub(crate) async fn try_acquire(
@@ -145,20 +149,12 @@ impl ValkeyCache {
         owner: &str,
         ttl: Duration,
     ) -> Result<Attempt, CacheError> {
-        let answer: i64 = self
-            .acquire
-            .key(keys::lease(key))
-            .key(keys::lease_fence(key))
-            .arg(owner)
-            .arg(ttl.as_millis() as u64)
-            .arg(lease::FENCE_TTL.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
-        Ok(if answer > 0 {
-            Attempt::Taken(answer as u64)
-        } else {
-            Attempt::Held(Duration::from_millis(answer.unsigned_abs()))
+        let reply = self
+            .run(&self.acquire, commands::acquire(key, owner, ttl))
+            .await?;
+        Ok(match AcquireAnswer::from_reply(reply) {
+            AcquireAnswer::Taken(fence) => Attempt::Taken(fence),
+            AcquireAnswer::Held(remaining) => Attempt::Held(remaining),
         })
     }
 
@@ -168,39 +164,25 @@ impl ValkeyCache {
         limiter_key: &str,
         quota: Quota,
     ) -> Result<Access, CacheError> {
-        let answer = self.run_limit(&[revoked_key, limiter_key], quota).await?;
+        let call = commands::check_access(revoked_key, limiter_key, quota);
+        let answer = AccessAnswer::from_reply(self.run(&self.limit, call).await?);
         Ok(Access {
-            revoked: answer < 0,
-            retry_after_us: answer.max(0) as u64,
+            revoked: answer.revoked,
+            retry_after_us: answer.retry_after_us,
         })
     }
 
     pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
-        Ok(self.run_limit(&[limiter_key], quota).await?.max(0) as u64)
-    }
-
-    /// [`rate_limit::LIMIT_SCRIPT`] on `keys` (see there).
-    async fn run_limit(&self, keys: &[&str], quota: Quota) -> Result<i64, CacheError> {
-        let mut invocation = self.limit.prepare_invoke();
-        for key in keys {
-            invocation.key(*key);
-        }
-        invocation
-            .arg(quota.interval_us())
-            .arg(quota.period_us())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)
+        let reply = self
+            .run(&self.limit, commands::limit(limiter_key, quota))
+            .await?;
+        Ok(reply.max(0) as u64)
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
-        let released: i64 = self
-            .release
-            .key(keys::lease(&lease.key))
-            .arg(&lease.owner)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(cache_error)?;
+        let released = self
+            .run(&self.release, commands::release(&lease.key, &lease.owner))
+            .await?;
         Ok(released == 1)
     }
 }

@@ -1,0 +1,245 @@
+//! The Valkey commands behind the `cache` and `auth` capabilities, spelled
+//! once: the host sends them through the `redis` crate, the Spin adapters
+//! through Spin's Redis interface. Each function returns the command's
+//! words; each `*Answer` reads the reply back.
+//!
+//! Scripts are given as a [`ScriptCall`] (script, keys, arguments) so that
+//! a client that caches scripts (`EVALSHA`) and one that sends them whole
+//! (`EVAL`) pass the same keys and arguments.
+
+use std::time::Duration;
+
+use crate::rate_limit::Quota;
+use crate::{keys, lease, rate_limit};
+
+/// `INCRBY` and, only when the key has no TTL yet (it was just created),
+/// `PEXPIRE`: the counter expires `ttl` after its first increment, however
+/// often it is incremented. `KEYS[1]` counter; `ARGV[1]` delta, `ARGV[2]`
+/// TTL in milliseconds. Returns the new value.
+pub const INCREMENT_SCRIPT: &str = r#"
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"#;
+
+/// One call of a Lua script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptCall {
+    pub script: &'static str,
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
+}
+
+impl ScriptCall {
+    /// The words of `EVAL script numkeys key... arg...` after `EVAL`.
+    pub fn eval_args(&self) -> Vec<String> {
+        let mut words = Vec::with_capacity(2 + self.keys.len() + self.args.len());
+        words.push(self.script.to_owned());
+        words.push(self.keys.len().to_string());
+        words.extend(self.keys.iter().cloned());
+        words.extend(self.args.iter().cloned());
+        words
+    }
+}
+
+/// `SET key value PX ttl`: store with a TTL.
+pub fn set(key: &str, value: &str, ttl: Duration) -> Vec<String> {
+    vec![
+        "SET".into(),
+        key.into(),
+        value.into(),
+        "PX".into(),
+        ttl_ms(ttl).to_string(),
+    ]
+}
+
+/// `SET key value PX ttl NX`: store only if `key` holds nothing. Replies
+/// `OK` when stored, nil when not.
+pub fn add(key: &str, value: &str, ttl: Duration) -> Vec<String> {
+    let mut words = set(key, value, ttl);
+    words.push("NX".into());
+    words
+}
+
+/// Adds `delta` to the counter under `key` ([`INCREMENT_SCRIPT`]).
+pub fn increment(key: &str, delta: i64, ttl: Duration) -> ScriptCall {
+    ScriptCall {
+        script: INCREMENT_SCRIPT,
+        keys: vec![key.to_owned()],
+        args: vec![delta.to_string(), ttl_ms(ttl).to_string()],
+    }
+}
+
+/// One attempt to take the lease on `key` for `owner`
+/// ([`lease::ACQUIRE_SCRIPT`]); read the reply with [`AcquireAnswer`].
+pub fn acquire(key: &str, owner: &str, ttl: Duration) -> ScriptCall {
+    ScriptCall {
+        script: lease::ACQUIRE_SCRIPT,
+        keys: vec![keys::lease(key), keys::lease_fence(key)],
+        args: vec![
+            owner.to_owned(),
+            ttl_ms(ttl).to_string(),
+            ttl_ms(lease::FENCE_TTL).to_string(),
+        ],
+    }
+}
+
+/// Releases `owner`'s lease on `key` ([`lease::RELEASE_SCRIPT`]); replies
+/// 1 when released.
+pub fn release(key: &str, owner: &str) -> ScriptCall {
+    ScriptCall {
+        script: lease::RELEASE_SCRIPT,
+        keys: vec![keys::lease(key)],
+        args: vec![owner.to_owned()],
+    }
+}
+
+/// A request's access check in one round trip: is `revoked_key` set, and
+/// may one more request pass `limiter_key`'s `quota`
+/// ([`rate_limit::LIMIT_SCRIPT`]); read the reply with [`AccessAnswer`].
+pub fn check_access(revoked_key: &str, limiter_key: &str, quota: Quota) -> ScriptCall {
+    limit_call(vec![revoked_key.to_owned(), limiter_key.to_owned()], quota)
+}
+
+/// One request against `limiter_key`'s `quota` alone; the reply is the
+/// microseconds to wait (0: it passed).
+pub fn limit(limiter_key: &str, quota: Quota) -> ScriptCall {
+    limit_call(vec![limiter_key.to_owned()], quota)
+}
+
+fn limit_call(keys: Vec<String>, quota: Quota) -> ScriptCall {
+    ScriptCall {
+        script: rate_limit::LIMIT_SCRIPT,
+        keys,
+        args: vec![
+            quota.interval_us().to_string(),
+            quota.period_us().to_string(),
+        ],
+    }
+}
+
+/// What one lease attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireAnswer {
+    /// Taken, with this fence.
+    Taken(u64),
+    /// Held by someone else for this much longer.
+    Held(Duration),
+}
+
+impl AcquireAnswer {
+    /// Reads [`lease::ACQUIRE_SCRIPT`]'s reply.
+    pub fn from_reply(reply: i64) -> Self {
+        if reply > 0 {
+            AcquireAnswer::Taken(reply as u64)
+        } else {
+            AcquireAnswer::Held(Duration::from_millis(reply.unsigned_abs()))
+        }
+    }
+}
+
+/// What a request's access check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessAnswer {
+    /// The job's tokens are revoked.
+    pub revoked: bool,
+    /// Microseconds until the execution may send again (0: it may now).
+    pub retry_after_us: u64,
+}
+
+impl AccessAnswer {
+    /// Reads [`rate_limit::LIMIT_SCRIPT`]'s reply.
+    pub fn from_reply(reply: i64) -> Self {
+        AccessAnswer {
+            revoked: reply < 0,
+            retry_after_us: reply.max(0) as u64,
+        }
+    }
+}
+
+/// A TTL in whole milliseconds, at least one (Valkey refuses `PX 0`).
+pub fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+/// Normalises a Valkey URL: `valkey://` means `redis://`, `valkeys://`
+/// means `rediss://`. `None` for a scheme no Redis client speaks.
+pub fn normalize_url(url: &str) -> Option<String> {
+    let url = if let Some(rest) = url.strip_prefix("valkey://") {
+        format!("redis://{rest}")
+    } else if let Some(rest) = url.strip_prefix("valkeys://") {
+        format!("rediss://{rest}")
+    } else {
+        url.to_owned()
+    };
+    ["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+        .then_some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_is_set_with_nx() {
+        assert_eq!(
+            add("k", "v", Duration::from_secs(2)),
+            ["SET", "k", "v", "PX", "2000", "NX"]
+        );
+        assert_eq!(
+            set("k", "v", Duration::ZERO),
+            ["SET", "k", "v", "PX", "1"],
+            "a zero TTL is one millisecond, never PX 0"
+        );
+    }
+
+    #[test]
+    fn eval_words_count_the_keys() {
+        let call = release("var", "owner");
+        assert_eq!(
+            call.eval_args(),
+            [lease::RELEASE_SCRIPT, "1", &keys::lease("var"), "owner"]
+        );
+        assert_eq!(acquire("var", "o", Duration::from_secs(1)).keys.len(), 2);
+    }
+
+    #[test]
+    fn lease_replies_are_a_fence_or_the_holders_remaining_ttl() {
+        assert_eq!(AcquireAnswer::from_reply(7), AcquireAnswer::Taken(7));
+        assert_eq!(
+            AcquireAnswer::from_reply(-250),
+            AcquireAnswer::Held(Duration::from_millis(250))
+        );
+        assert_eq!(
+            AcquireAnswer::from_reply(0),
+            AcquireAnswer::Held(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn access_replies_are_revoked_or_a_wait() {
+        assert!(AccessAnswer::from_reply(-1).revoked);
+        assert_eq!(AccessAnswer::from_reply(1500).retry_after_us, 1500);
+        assert_eq!(
+            AccessAnswer::from_reply(0),
+            AccessAnswer {
+                revoked: false,
+                retry_after_us: 0
+            }
+        );
+    }
+
+    #[test]
+    fn valkey_schemes_mean_redis() {
+        assert_eq!(
+            normalize_url("valkey://h:6379").as_deref(),
+            Some("redis://h:6379")
+        );
+        assert_eq!(normalize_url("valkeys://h").as_deref(), Some("rediss://h"));
+        assert_eq!(normalize_url("http://h"), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! `cronium:runtime/backend` on outbound HTTP to the Cronium
+//! backend's internal API. Paths, headers (`Authorization`,
+//! `X-Execution-ID`, `X-Job-Capability`), retries of idempotent calls, the
+//! reading of answers (a `{"success":false}` body is a refusal) and every
+//! wire shape come from `cronium-rules`, as for the custom host.
+//!
+//! Settings (Spin variables of the endpoint component): `backend_url`
+//! (required; `http://` or `https://`), `backend_token`.
+
+use cronium_rules::backend::{self as rules, Failure};
+use cronium_rules::wire::{self, BackendContext};
+use cronium_spin_support::http::{self, Answer};
+use cronium_spin_support::{now_rfc3339, settings};
+use serde_json::value::RawValue;
+use spin_sdk::http::Method;
+
+use crate::exports::cronium::runtime::backend::{BackendError, Guest, Rejection, Variable};
+use crate::exports::cronium::runtime::types::{Claims, Execution};
+
+impl Guest for crate::Adapters {
+    fn get_execution(caller: Claims) -> Result<Execution, BackendError> {
+        let path = rules::execution_path(&caller.execution_id, "context");
+        let answer = checked(call(Method::Get, &path, Some(&caller), None)?)?;
+        let execution = BackendContext::parse(&answer.body)
+            .and_then(|c| c.into_execution(&caller.execution_id, caller.user_id.as_deref()))
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
+        Ok(Execution {
+            execution_id: execution.execution_id,
+            job_id: execution.job_id,
+            user_id: execution.user_id,
+            event_id: execution.event_id,
+            event_name: execution.event_name,
+            event_type: execution.event_type,
+            start_time: execution.start_time,
+            metadata: execution.metadata.to_string(),
+        })
+    }
+
+    fn set_output(caller: Claims, output: String) -> Result<(), BackendError> {
+        let output = raw_json(output)?;
+        let body = serde_json::to_vec(&wire::OutputRequest {
+            output: &output,
+            timestamp: &now_rfc3339(),
+        })
+        .expect("output requests serialize");
+        let path = rules::execution_path(&caller.execution_id, "output");
+        checked(call(Method::Post, &path, Some(&caller), Some(body))?).map(drop)
+    }
+
+    fn set_condition(caller: Claims, condition: bool) -> Result<(), BackendError> {
+        let body = serde_json::to_vec(&wire::ConditionRequest {
+            condition,
+            timestamp: &now_rfc3339(),
+        })
+        .expect("condition requests serialize");
+        let path = rules::execution_path(&caller.execution_id, "condition");
+        checked(call(Method::Post, &path, Some(&caller), Some(body))?).map(drop)
+    }
+
+    fn get_variable(
+        caller: Claims,
+        user_id: String,
+        key: String,
+    ) -> Result<Option<Variable>, BackendError> {
+        let path = rules::variable_path(&user_id, &key);
+        let answer = call(Method::Get, &path, Some(&caller), None)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let answer = checked(answer)?;
+        let variable = wire::BackendVariable::parse(&answer.body)
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
+        if variable.value.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(Variable {
+            updated_at: variable.updated_at_text(),
+            value: variable.value.to_string(),
+            key: variable.key.unwrap_or(key),
+        }))
+    }
+
+    fn set_variable(
+        caller: Claims,
+        user_id: String,
+        key: String,
+        value: String,
+    ) -> Result<(), BackendError> {
+        put_variable(&caller, &user_id, &key, &raw_json(value)?)
+    }
+
+    fn delete_variable(caller: Claims, user_id: String, key: String) -> Result<bool, BackendError> {
+        let path = rules::variable_path(&user_id, &key);
+        let answer = call(Method::Delete, &path, Some(&caller), None)?;
+        match answer.status {
+            404 => Ok(false),
+            // A backend without DELETE: a null value is how helpers delete.
+            405 => {
+                let null = raw_json("null".into())?;
+                put_variable(&caller, &user_id, &key, &null).map(|()| true)
+            }
+            _ => checked(answer).map(|_| true),
+        }
+    }
+
+    fn get_tool_credentials(
+        caller: Claims,
+        user_id: String,
+        tool: String,
+    ) -> Result<Option<String>, BackendError> {
+        let path = rules::tool_credentials_path(&user_id, &tool);
+        let answer = call(Method::Get, &path, Some(&caller), None)?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let answer = checked(answer)?;
+        wire::ToolCredentials::parse(&answer.body)
+            .map(|credentials| credentials.map(|c| c.to_string()))
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+    }
+
+    fn execute_tool(
+        caller: Claims,
+        user_id: String,
+        tool: String,
+        action: String,
+        parameters: String,
+    ) -> Result<String, BackendError> {
+        let params = raw_json(parameters)?;
+        let body = serde_json::to_vec(&wire::ToolExecuteRequest {
+            execution_id: &caller.execution_id,
+            user_id: &user_id,
+            tool: &tool,
+            action: &action,
+            params: &params,
+        })
+        .expect("tool requests serialize");
+        let answer = checked(call(
+            Method::Post,
+            rules::TOOLS_EXECUTE_PATH,
+            Some(&caller),
+            Some(body),
+        )?)?;
+        serde_json::from_slice::<wire::ToolExecuteAnswer>(&answer.body)
+            .map(|a| a.data.to_string())
+            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+    }
+}
+
+fn put_variable(
+    caller: &Claims,
+    user_id: &str,
+    key: &str,
+    value: &RawValue,
+) -> Result<(), BackendError> {
+    let body = serde_json::to_vec(&wire::VariablePut { value }).expect("variable writes serialize");
+    let path = rules::variable_path(user_id, key);
+    checked(call(Method::Put, &path, Some(caller), Some(body))?).map(drop)
+}
+
+/// One call, retried (with the rules' pauses) when it is a `GET` that met
+/// a gateway error or no answer at all.
+fn call(
+    method: Method,
+    path: &str,
+    caller: Option<&Claims>,
+    body: Option<Vec<u8>>,
+) -> Result<Answer, BackendError> {
+    let base = settings::get("backend_url")
+        .ok_or_else(|| BackendError::Unavailable("no backend_url is configured".into()))?;
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let mut headers = Vec::new();
+    if let Some(auth) = rules::authorization(&settings::get("backend_token").unwrap_or_default()) {
+        headers.push(("authorization", auth));
+    }
+    if let Some(caller) = caller {
+        headers.extend(rules::caller_headers(
+            &caller.execution_id,
+            caller.capability_token.as_deref(),
+        ));
+    }
+    let attempts = if method == Method::Get {
+        rules::IDEMPOTENT_ATTEMPTS
+    } else {
+        1
+    };
+    let mut last = BackendError::Timeout;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            std::thread::sleep(rules::retry_pause(attempt));
+        }
+        match http::send(
+            method.clone(),
+            &url,
+            &headers,
+            body.clone(),
+            rules::MAX_RESPONSE,
+        ) {
+            Ok(answer) if rules::retryable(answer.status) && attempt + 1 < attempts => {
+                last = error(rules::status_failure(answer.status, &answer.body));
+            }
+            Ok(answer) => return Ok(answer),
+            Err(e) => last = BackendError::Unavailable(e.0),
+        }
+    }
+    Err(last)
+}
+
+/// Passes a successful answer; anything else becomes the rules' error.
+fn checked(answer: Answer) -> Result<Answer, BackendError> {
+    rules::check_answer(answer.status, &answer.body)
+        .map(|()| answer)
+        .map_err(error)
+}
+
+fn error(failure: Failure) -> BackendError {
+    match failure {
+        Failure::NotFound => BackendError::NotFound,
+        Failure::Rejected { status, message } => {
+            BackendError::Rejected(Rejection { status, message })
+        }
+        Failure::Unavailable(why) => BackendError::Unavailable(why),
+        Failure::Timeout => BackendError::Timeout,
+        Failure::InvalidResponse(why) => BackendError::InvalidResponse(why),
+    }
+}
+
+/// Checks that a component's value is JSON before it is relayed.
+fn raw_json(text: String) -> Result<Box<RawValue>, BackendError> {
+    RawValue::from_string(text).map_err(|_| {
+        BackendError::Rejected(Rejection {
+            status: 400,
+            message: "the value is not valid JSON".into(),
+        })
+    })
+}

@@ -1,0 +1,196 @@
+//! Valkey through Spin's Redis interface (`fermyon:spin/redis@2.0.0`),
+//! which Valkey speaks. The address is the `valkey_url` variable
+//! (`valkey://` meaning `redis://`, as for the custom host), with
+//! `valkey_password` and `valkey_db` added to it as `VALKEY_PASSWORD` and
+//! `VALKEY_DB` are for the custom host. Spin lets the call through only if
+//! the endpoint component's `allowed_outbound_hosts` names the address.
+//!
+//! The connection is opened on first use and kept for the rest of the
+//! component instance, which under Spin is one request.
+
+use std::cell::RefCell;
+
+use cronium_rules::valkey::{self as commands, ScriptCall};
+use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
+
+use crate::settings;
+
+/// Why a Valkey call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValkeyError {
+    /// Valkey cannot be reached (or none is configured): callers carry on
+    /// without the cache, as with the custom host.
+    Unavailable(String),
+    /// Valkey refused the command, e.g. `INCRBY` on a non-integer.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ValkeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValkeyError::Unavailable(why) => write!(f, "cache unavailable: {why}"),
+            ValkeyError::Invalid(why) => write!(f, "cache refused the call: {why}"),
+        }
+    }
+}
+
+thread_local! {
+    static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this instance's connection, opening it first if needed.
+fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, ValkeyError> {
+    CONNECTION.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let url = settings::get("valkey_url")
+                .ok_or_else(|| ValkeyError::Unavailable("no valkey_url is configured".into()))?;
+            let url = commands::normalize_url(&url).ok_or_else(|| {
+                ValkeyError::Unavailable("valkey_url is not a redis:// or valkey:// URL".into())
+            })?;
+            let url = with_credentials(
+                &url,
+                settings::get("valkey_password").as_deref(),
+                settings::get("valkey_db").as_deref(),
+            );
+            *slot = Some(Connection::open(&url).map_err(|e| {
+                ValkeyError::Unavailable(format!("cannot connect: {}", describe(&e)))
+            })?);
+        }
+        let connection = slot.as_ref().expect("opened above");
+        f(connection).map_err(|e| {
+            let error = classify(&e);
+            if matches!(error, ValkeyError::Unavailable(_)) {
+                // The connection may be broken: the next call reconnects.
+                *slot = None;
+            }
+            error
+        })
+    })
+}
+
+/// `url` with a password (unless it names one) and a database (unless it
+/// has a path) added: `redis://:password@host:port/db`.
+fn with_credentials(url: &str, password: Option<&str>, db: Option<&str>) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, Some(path)),
+        None => (rest, None),
+    };
+    let authority = match password {
+        Some(password) if !authority.contains('@') => format!(":{password}@{authority}"),
+        _ => authority.to_owned(),
+    };
+    match (path.filter(|p| !p.is_empty()), db) {
+        (Some(path), _) => format!("{scheme}://{authority}/{path}"),
+        (None, Some(db)) => format!("{scheme}://{authority}/{db}"),
+        (None, None) => format!("{scheme}://{authority}"),
+    }
+}
+
+/// `GET key`.
+pub fn get(key: &str) -> Result<Option<Vec<u8>>, ValkeyError> {
+    with_connection(|c| c.get(key))
+}
+
+/// `DEL key`; whether it existed.
+pub fn delete(key: &str) -> Result<bool, ValkeyError> {
+    with_connection(|c| c.del(&[key.to_owned()])).map(|n| n > 0)
+}
+
+/// Runs a command given as its words (`["SET", key, ...]`).
+pub fn command(words: &[String]) -> Result<Vec<RedisResult>, ValkeyError> {
+    let (name, args) = words
+        .split_first()
+        .ok_or_else(|| ValkeyError::Invalid("empty command".into()))?;
+    let args: Vec<RedisParameter> = args
+        .iter()
+        .map(|a| RedisParameter::Binary(a.as_bytes().to_vec()))
+        .collect();
+    with_connection(|c| c.execute(name, &args))
+}
+
+/// Runs a script (`EVAL`) whose reply is an integer.
+pub fn eval(call: &ScriptCall) -> Result<i64, ValkeyError> {
+    let mut words = vec!["EVAL".to_owned()];
+    words.extend(call.eval_args());
+    match command(&words)?.as_slice() {
+        [RedisResult::Int64(n)] => Ok(*n),
+        other => Err(ValkeyError::Invalid(format!(
+            "the script answered {other:?}, not an integer"
+        ))),
+    }
+}
+
+/// Spin reports every failure after the connection is open as `other`
+/// with the Redis client's text: replies Valkey sent on purpose (errors
+/// such as `WRONGTYPE` or `ERR value is not an integer`) are refusals,
+/// anything else a lost connection.
+fn classify(error: &Error) -> ValkeyError {
+    match error {
+        Error::TypeError => ValkeyError::Invalid("a value is not of the expected type".into()),
+        Error::Other(text) if is_server_reply(text) => ValkeyError::Invalid(text.clone()),
+        other => ValkeyError::Unavailable(describe(other)),
+    }
+}
+
+fn is_server_reply(text: &str) -> bool {
+    [
+        "WRONGTYPE",
+        "ERR",
+        "NOSCRIPT",
+        "ResponseError",
+        "not an integer",
+        "ExecAbortError",
+    ]
+    .iter()
+    .any(|marker| text.contains(marker))
+}
+
+fn describe(error: &Error) -> String {
+    match error {
+        Error::InvalidAddress => "invalid address".into(),
+        Error::TooManyConnections => "too many connections".into(),
+        Error::TypeError => "type error".into(),
+        Error::Other(text) => text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_and_database_are_added_as_for_the_custom_host() {
+        assert_eq!(
+            with_credentials("redis://h:6379", Some("pw"), Some("2")),
+            "redis://:pw@h:6379/2"
+        );
+        assert_eq!(
+            with_credentials("redis://u:x@h:6379/1", Some("pw"), Some("2")),
+            "redis://u:x@h:6379/1",
+            "what the URL says wins"
+        );
+        assert_eq!(with_credentials("redis://h", None, None), "redis://h");
+    }
+
+    #[test]
+    fn server_replies_are_refusals_and_the_rest_is_unavailability() {
+        assert!(matches!(
+            classify(&Error::Other(
+                "ResponseError: value is not an integer or out of range".into()
+            )),
+            ValkeyError::Invalid(_)
+        ));
+        assert!(matches!(
+            classify(&Error::Other("Connection refused (os error 111)".into())),
+            ValkeyError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(&Error::TooManyConnections),
+            ValkeyError::Unavailable(_)
+        ));
+    }
+}

@@ -1,0 +1,309 @@
+//! `spin.toml` runs under Spin 4 and serves what the custom host serves:
+//! checked without a Spin CLI, by building what it points at and
+//! composing each component with its dependencies the way Spin 4.0.2 does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cronium_spin_check::build::{self, artifact};
+use cronium_spin_check::compose::{self, Plug, matches_import};
+use cronium_spin_check::manifest::{Inherit, Manifest, Route};
+use cronium_spin_check::{root, spin4};
+
+/// The endpoint groups: their component ids and crates.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("executions", "cronium-executions"),
+    ("variables", "cronium-variables"),
+    ("tool-actions", "cronium-tool-actions"),
+];
+
+/// The tools built into the runtime: their component ids and crates.
+const TOOLS: &[(&str, &str)] = &[
+    ("webhook", "cronium-tool-webhook"),
+    ("slack", "cronium-tool-slack"),
+    ("discord", "cronium-tool-discord"),
+    ("email", "cronium-tool-email"),
+];
+
+/// What the builds left: the manifest, and the digests of the host's
+/// components before and after `spin build`.
+struct Built {
+    manifest: Manifest,
+    host_build_command: String,
+    before: BTreeMap<PathBuf, String>,
+    after: BTreeMap<PathBuf, String>,
+}
+
+/// Builds once per test run: the host's components with the host's own
+/// command, then every `spin build` command of the manifest.
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = root();
+        let manifest = Manifest::read(&root.join("spin.toml")).expect("spin.toml parses");
+        let crates = build::host_build_crates(&root).expect("host/build.rs lists its crates");
+        let host_build_command = build::host_build_command(&crates);
+        build::run(&root, &host_build_command).expect("the host's components build");
+        let embedded: Vec<PathBuf> = crates.iter().map(|c| artifact(&root, c)).collect();
+        let before = build::digests(&embedded);
+        for command in build::spin_build_commands(&manifest) {
+            build::run(&root, &command).expect("a spin build command succeeds");
+        }
+        let after = build::digests(&embedded);
+        Built {
+            manifest,
+            host_build_command,
+            before,
+            after,
+        }
+    })
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The component's imports and exports, by name.
+fn world(bytes: &[u8]) -> (Vec<compose::Item>, Vec<compose::Item>) {
+    compose::world(bytes).expect("a valid component")
+}
+
+#[test]
+fn spin_build_leaves_the_bytes_the_custom_host_embeds_untouched() {
+    let built = built();
+    assert!(!built.before.is_empty());
+    assert_eq!(
+        built.before, built.after,
+        "`spin build` rebuilt a component the host embeds into different bytes"
+    );
+}
+
+#[test]
+fn endpoints_and_tools_point_at_the_host_s_own_artifacts_and_build_command() {
+    let built = built();
+    let root = root();
+    for (id, krate) in ENDPOINTS.iter().chain(TOOLS) {
+        let component = &built.manifest.component[*id];
+        assert_eq!(
+            root.join(&component.source),
+            artifact(&root, krate),
+            "component {id}"
+        );
+        let commands = component
+            .build
+            .as_ref()
+            .expect("a build command")
+            .command
+            .all();
+        assert_eq!(
+            commands[0], built.host_build_command,
+            "component {id} is built by host/build.rs's command"
+        );
+    }
+}
+
+#[test]
+fn every_source_and_dependency_exists_after_spin_build() {
+    let built = built();
+    let root = root();
+    for (id, component) in &built.manifest.component {
+        assert!(
+            root.join(&component.source).is_file(),
+            "{id}: {}",
+            component.source
+        );
+        for (name, dependency) in &component.dependencies {
+            assert!(
+                root.join(&dependency.path).is_file(),
+                "{id} / {name}: {}",
+                dependency.path
+            );
+        }
+    }
+}
+
+#[test]
+fn every_route_is_unique_and_names_a_component() {
+    let manifest = &built().manifest;
+    assert_eq!(manifest.spin_manifest_version, 2);
+    let mut seen = BTreeSet::new();
+    for trigger in &manifest.trigger.http {
+        assert!(
+            manifest.component.contains_key(&trigger.component),
+            "route to unknown component {}",
+            trigger.component
+        );
+        if let Route::Path(path) = &trigger.route {
+            assert!(seen.insert(path.clone()), "route {path} appears twice");
+        }
+    }
+    for route in [
+        "/health",
+        "/executions/:id/input",
+        "/executions/:id/output",
+        "/executions/:id/context",
+        "/executions/:id/condition",
+        "/executions/:id/variables/...",
+        "/tool-actions/execute",
+        "/tool-actions",
+    ] {
+        assert!(seen.contains(route), "no trigger for {route}");
+    }
+}
+
+#[test]
+fn tools_are_private_components_exporting_the_tool_and_its_http_face() {
+    let built = built();
+    let root = root();
+    for (id, _) in TOOLS {
+        let trigger = built
+            .manifest
+            .trigger
+            .http
+            .iter()
+            .find(|t| t.component == *id)
+            .unwrap_or_else(|| panic!("tool {id} has no trigger"));
+        assert_eq!(trigger.route, Route::Private { private: true }, "tool {id}");
+        let (_, exports) = world(&read(&root.join(&built.manifest.component[*id].source)));
+        let names: Vec<&str> = exports.iter().map(|e| e.name.as_str()).collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("wasi:http/incoming-handler@0.2.")),
+            "tool {id} exports {names:?}"
+        );
+        assert!(
+            names.contains(&"cronium:runtime/tool@0.1.0"),
+            "tool {id} exports {names:?}"
+        );
+    }
+}
+
+#[test]
+fn every_dependency_names_an_import_of_its_component() {
+    let built = built();
+    let root = root();
+    for (id, component) in &built.manifest.component {
+        if component.dependencies.is_empty() {
+            continue;
+        }
+        let (imports, _) = world(&read(&root.join(&component.source)));
+        for name in component.dependencies.keys() {
+            assert!(
+                imports.iter().any(|i| matches_import(name, &i.name)),
+                "{id}: dependency {name} matches none of {:?}",
+                imports.iter().map(|i| &i.name).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[test]
+fn composed_components_import_only_what_spin_4_provides() {
+    let built = built();
+    let root = root();
+    for (id, component) in &built.manifest.component {
+        let plugs = component
+            .dependencies
+            .iter()
+            .map(|(name, dependency)| Plug {
+                name,
+                bytes: read(&root.join(&dependency.path)),
+                export: dependency.export.as_deref(),
+            })
+            .collect();
+        let composed = compose::compose(&read(&root.join(&component.source)), plugs)
+            .unwrap_or_else(|e| panic!("{id} does not compose: {e:#}"));
+        let (imports, _) = world(&composed);
+        let names: Vec<&str> = imports.iter().map(|i| i.name.as_str()).collect();
+        println!("{id} composed imports: {names:?}");
+        let unmet: Vec<&str> = imports
+            .iter()
+            .filter(|i| !i.types_only && !spin4::provides(&i.name))
+            .map(|i| i.name.as_str())
+            .collect();
+        assert!(unmet.is_empty(), "{id} still imports {unmet:?}");
+    }
+}
+
+#[test]
+fn adapters_inherit_every_capability_they_use() {
+    let built = built();
+    let root = root();
+    for (id, component) in &built.manifest.component {
+        assert!(
+            component.dependencies_inherit_configuration.is_none()
+                || component
+                    .dependencies
+                    .values()
+                    .all(|d| d.inherit_configuration.is_none()),
+            "{id}: Spin refuses both dependencies_inherit_configuration and inherit_configuration"
+        );
+        for (name, dependency) in &component.dependencies {
+            let inherited = component.inherited(dependency);
+            let (imports, _) = world(&read(&root.join(&dependency.path)));
+            for import in &imports {
+                let Some(set) = spin4::capability_set(&import.name) else {
+                    continue;
+                };
+                if spin4::DENIED_HARMLESSLY.contains(&set) {
+                    continue;
+                }
+                let granted = match &inherited {
+                    Inherit::All(all) => *all,
+                    Inherit::Some(sets) => sets.iter().any(|s| s == set),
+                };
+                assert!(
+                    granted,
+                    "{id} / {name} uses {} but does not inherit {set}: Spin would deny it",
+                    import.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn adapters_reach_valkey_the_backend_and_the_tools_through_their_component_s_grants() {
+    let manifest = &built().manifest;
+    for (id, _) in ENDPOINTS {
+        let component = &manifest.component[*id];
+        let hosts = &component.allowed_outbound_hosts;
+        for needed in ["{{ valkey_url }}", "{{ backend_url }}"] {
+            assert!(hosts.iter().any(|h| h == needed), "{id} lacks {needed}");
+        }
+        for variable in ["jwt_secret", "valkey_url", "backend_url", "backend_token"] {
+            assert_eq!(
+                component.variables.get(variable).map(String::as_str),
+                Some(format!("{{{{ {variable} }}}}").as_str()),
+                "{id} passes {variable} to its adapters"
+            );
+        }
+    }
+    let tool_actions = &manifest.component["tool-actions"];
+    let listed = manifest.variables["tools"]
+        .default
+        .clone()
+        .unwrap_or_default();
+    for tool in listed.split(',').map(str::trim) {
+        assert!(
+            manifest.component.contains_key(tool),
+            "tools lists {tool}, not a component"
+        );
+        let chained = format!("http://{tool}.spin.internal");
+        assert!(
+            tool_actions.allowed_outbound_hosts.contains(&chained),
+            "tool-actions cannot reach {chained}"
+        );
+    }
+    for (name, variable) in &manifest.variables {
+        assert!(
+            variable.required || variable.default.is_some(),
+            "variable {name} needs a default or required = true"
+        );
+        if ["jwt_secret", "backend_token", "valkey_password"].contains(&name.as_str()) {
+            assert!(variable.secret, "variable {name} must be secret");
+        }
+    }
+}
