@@ -174,6 +174,29 @@ async fn input_is_read_from_the_backend_once_then_from_the_cache() {
 }
 
 #[tokio::test]
+async fn execution_records_are_also_kept_in_process_and_only_for_their_own_execution() {
+    let w = World::start().await;
+    w.backend
+        .add_execution("exec-2", "user-2", Some(json!({"other": true})));
+    let first = w.get("/executions/exec-1/input", &token("exec-1")).await;
+    assert_eq!(
+        first.json["data"],
+        json!({"greeting": "hello", "n": [1, 2]})
+    );
+    // Gone from Valkey and from the backend: the host still has its copy.
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut w.valkey.connection())
+        .unwrap();
+    w.backend.state().executions.remove("exec-1");
+    let again = w.get("/executions/exec-1/input", &token("exec-1")).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.json["data"], first.json["data"]);
+    let other = w.get("/executions/exec-2/input", &token("exec-2")).await;
+    assert_eq!(other.json["data"], json!({"other": true}));
+    assert_eq!(w.backend.count("GET", CONTEXT), 1);
+}
+
+#[tokio::test]
 async fn context_has_the_contract_fields_with_event_name_and_type_from_the_nested_event() {
     let w = World::start().await;
     let reply = w.get("/executions/exec-1/context", &token("exec-1")).await;

@@ -85,38 +85,51 @@ async fn with_valkey_killed_requests_go_to_the_backend_and_caching_resumes_when_
     let mut valkey = Valkey::start();
     let backend = FakeBackend::start().await;
     backend.add_execution("exec-1", "user-1", Some(json!({"k": "v"})));
+    backend.add_execution("exec-2", "user-1", Some(json!({"k": 2})));
     let host = Host::start(HostConfig::with(&valkey.url(), &backend.url())).await;
-    let context = "/api/internal/executions/exec-1/context";
-    let t = token("exec-1");
+    let context = |id: &str| format!("/api/internal/executions/{id}/context");
+    let (t1, t2) = (token("exec-1"), token("exec-2"));
 
-    assert_eq!(get(&host, "/executions/exec-1/input", &t).await.status, 200);
-    assert_eq!(get(&host, "/executions/exec-1/input", &t).await.status, 200);
     assert_eq!(
-        backend.count("GET", context),
+        get(&host, "/executions/exec-1/input", &t1).await.status,
+        200
+    );
+    assert_eq!(
+        get(&host, "/executions/exec-1/input", &t1).await.status,
+        200
+    );
+    assert_eq!(
+        backend.count("GET", &context("exec-1")),
         1,
         "second read was a cache hit"
     );
 
     valkey.kill();
     for _ in 0..5 {
-        let reply = get(&host, "/executions/exec-1/input", &t).await;
+        // Read before: the host keeps its own copy of the immutable record.
+        let reply = get(&host, "/executions/exec-1/input", &t1).await;
         assert_eq!(reply.status, 200, "{reply:?}");
         assert_eq!(reply.json["data"], json!({"k": "v"}));
+        // Never read: every read goes to the backend.
+        let reply = get(&host, "/executions/exec-2/input", &t2).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.json["data"], json!({"k": 2}));
     }
+    assert_eq!(backend.count("GET", &context("exec-1")), 1);
+    assert_eq!(
+        backend.count("GET", &context("exec-2")),
+        5,
+        "every read went to the backend"
+    );
     let output = call(
         "POST",
-        &host.url("/executions/exec-1/output"),
-        &[("authorization", &format!("Bearer {t}"))],
+        &host.url("/executions/exec-2/output"),
+        &[("authorization", &format!("Bearer {t2}"))],
         Some(br#"{"data":"written while valkey was down"}"#),
     )
     .await;
     assert_eq!(output.status, 200);
     assert_eq!(backend.state().outputs.len(), 1);
-    assert_eq!(
-        backend.count("GET", context),
-        6,
-        "every read went to the backend"
-    );
 
     valkey.restart();
     // The first read after the restart refills the cache (the connection
@@ -124,16 +137,16 @@ async fn with_valkey_killed_requests_go_to_the_backend_and_caching_resumes_when_
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut refilled = false;
     while !refilled && Instant::now() < deadline {
-        let before = backend.count("GET", context);
-        let first = get(&host, "/executions/exec-1/input", &t).await.status;
-        let second = get(&host, "/executions/exec-1/input", &t).await.status;
+        let before = backend.count("GET", &context("exec-2"));
+        let first = get(&host, "/executions/exec-2/input", &t2).await.status;
+        let second = get(&host, "/executions/exec-2/input", &t2).await.status;
         assert_eq!((first, second), (200, 200));
         // At most the refill reached the backend: the second was a hit.
-        refilled = backend.count("GET", context) - before <= 1;
+        refilled = backend.count("GET", &context("exec-2")) - before <= 1;
     }
     assert!(refilled, "caching resumed without restarting the host");
     let cached: Option<String> = redis::cmd("GET")
-        .arg("cronium:exec:exec-1")
+        .arg("cronium:exec:exec-2")
         .query(&mut valkey.connection())
         .unwrap();
     assert!(cached.is_some());
@@ -232,7 +245,11 @@ async fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .collect();
-    assert_eq!(entries.len(), 2, "one per endpoint group: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        7,
+        "one per endpoint group and built-in tool: {entries:?}"
+    );
     for entry in &entries {
         std::fs::write(entry, b"not a compiled component").unwrap();
     }

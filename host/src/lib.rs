@@ -90,7 +90,10 @@ impl Capabilities {
             (config.rate_limit_per_min > 0).then(|| Quota::per_minute(config.rate_limit_per_min)),
         );
         let cache = match &config.valkey {
-            Some(valkey) => Cache::Valkey(ValkeyCache::new(valkey, config.cache_ttl)?),
+            Some(valkey) => Cache::valkey(
+                ValkeyCache::new(valkey, config.cache_ttl)?,
+                config.cache_ttl,
+            ),
             None => Cache::Memory(MemoryCache::new(config.cache_ttl, MEMORY_CACHE_ENTRIES)),
         };
         let backend = Arc::new(match &config.backend {

@@ -383,7 +383,7 @@ async fn ready(app: &App) -> Response<Full<Bytes>> {
     let caps = &app.capabilities;
     let (backend_ok, cache) = tokio::join!(caps.backend.ping(), async {
         match &caps.cache {
-            Cache::Valkey(valkey) => match valkey.ping().await {
+            Cache::Valkey { remote: valkey, .. } => match valkey.ping().await {
                 Ok(()) => "ok",
                 Err(_) => "degraded",
             },

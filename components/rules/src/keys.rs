@@ -6,6 +6,14 @@ pub fn execution(execution_id: &str) -> String {
     format!("cronium:exec:{execution_id}")
 }
 
+/// Whether the value under `key` never changes once written, so that a
+/// host may keep a copy in process: execution records (see
+/// [`execution`]) are fixed while the execution runs. The key names the
+/// execution, so a copy is only ever served for that execution.
+pub fn is_immutable(key: &str) -> bool {
+    key.starts_with("cronium:exec:")
+}
+
 /// Set by the orchestrator (key format fixed by `CONTRACT.md`) when a job's
 /// tokens must no longer be accepted.
 pub fn revoked_job(job_id: &str) -> String {
@@ -65,6 +73,14 @@ mod tests {
     #[test]
     fn idempotency_keys_of_different_executions_never_collide() {
         assert_ne!(idempotency("e:1", "k"), idempotency("e", "1:k"));
+    }
+
+    #[test]
+    fn only_execution_records_are_immutable() {
+        assert!(is_immutable(&execution("e1")));
+        assert!(!is_immutable(&revoked_job("e1")));
+        assert!(!is_immutable(&variable("u", "k")));
+        assert!(!is_immutable(&lease(&execution("e1"))));
     }
 
     #[test]

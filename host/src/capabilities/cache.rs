@@ -1,6 +1,10 @@
 //! The `cache` capability: Valkey when `VALKEY_URL` is set, an in-process
 //! map otherwise. Both keep the same rules: TTLs, integer increments, and
 //! leases with an owner token, a fence and compare-and-delete release.
+//!
+//! In front of Valkey sits a small in-process copy of the values that never
+//! change ([`keys::is_immutable`]: execution records), bounded in entries,
+//! value size and time, so the hottest reads skip a round trip.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,15 +52,46 @@ pub(crate) enum Attempt {
 
 /// The configured cache.
 pub enum Cache {
-    Valkey(ValkeyCache),
+    Valkey {
+        remote: ValkeyCache,
+        /// In-process copies of immutable values.
+        near: MemoryCache,
+    },
     Memory(MemoryCache),
 }
 
+/// Entries the near cache keeps at most.
+const NEAR_ENTRIES: usize = 4096;
+/// The largest value the near cache copies: larger ones stay in Valkey
+/// only, which bounds the near cache to `NEAR_ENTRIES` x this.
+const NEAR_VALUE_MAX: usize = 64 * 1024;
+/// How long a near copy is served at most.
+const NEAR_TTL: Duration = Duration::from_secs(60);
+
 impl Cache {
+    /// Valkey, with a near cache whose entries live at most `ttl` (and
+    /// never longer than a minute).
+    pub fn valkey(remote: ValkeyCache, ttl: Duration) -> Cache {
+        Cache::Valkey {
+            remote,
+            near: MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES),
+        }
+    }
+
     /// The value under `key`.
     pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         match self {
-            Cache::Valkey(c) => c.get(key).await,
+            Cache::Valkey { remote, near } => {
+                let immutable = keys::is_immutable(key);
+                if immutable && let Some(value) = near.get(key) {
+                    return Ok(Some(value));
+                }
+                let value = remote.get(key).await?;
+                if immutable && let Some(value) = &value {
+                    near.remember(key, value);
+                }
+                Ok(value)
+            }
             Cache::Memory(c) => Ok(c.get(key)),
         }
     }
@@ -64,7 +99,7 @@ impl Cache {
     /// Whether `key` exists.
     pub async fn exists(&self, key: &str) -> Result<bool, CacheError> {
         match self {
-            Cache::Valkey(c) => c.exists(key).await,
+            Cache::Valkey { remote: c, .. } => c.exists(key).await,
             Cache::Memory(c) => Ok(c.get(key).is_some()),
         }
     }
@@ -78,7 +113,7 @@ impl Cache {
         quota: Option<Quota>,
     ) -> Result<Access, CacheError> {
         match (self, quota) {
-            (Cache::Valkey(c), Some(quota)) => {
+            (Cache::Valkey { remote: c, .. }, Some(quota)) => {
                 c.check_access(revoked_key, limiter_key, quota).await
             }
             (Cache::Memory(c), Some(quota)) => Ok(Access {
@@ -96,7 +131,7 @@ impl Cache {
     /// (0: it passed).
     pub async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
         match self {
-            Cache::Valkey(c) => c.limit(limiter_key, quota).await,
+            Cache::Valkey { remote: c, .. } => c.limit(limiter_key, quota).await,
             Cache::Memory(c) => Ok(c.limit(limiter_key, quota)),
         }
     }
@@ -109,7 +144,13 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         match self {
-            Cache::Valkey(c) => c.set(key, value, ttl).await,
+            Cache::Valkey { remote, near } => {
+                remote.set(key, value, ttl).await?;
+                if keys::is_immutable(key) {
+                    near.remember(key, value);
+                }
+                Ok(())
+            }
             Cache::Memory(c) => {
                 c.set(key, value, Some(ttl.unwrap_or(c.default_ttl)));
                 Ok(())
@@ -126,7 +167,7 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<bool, CacheError> {
         match self {
-            Cache::Valkey(c) => c.add(key, value, ttl).await,
+            Cache::Valkey { remote: c, .. } => c.add(key, value, ttl).await,
             Cache::Memory(c) => Ok(c.add(key, value, Some(ttl.unwrap_or(c.default_ttl)))),
         }
     }
@@ -134,7 +175,10 @@ impl Cache {
     /// Removes `key`; whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         match self {
-            Cache::Valkey(c) => c.delete(key).await,
+            Cache::Valkey { remote, near } => {
+                near.delete(key);
+                remote.delete(key).await
+            }
             Cache::Memory(c) => Ok(c.delete(key)),
         }
     }
@@ -148,7 +192,7 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<i64, CacheError> {
         match self {
-            Cache::Valkey(c) => c.increment(key, delta, ttl).await,
+            Cache::Valkey { remote: c, .. } => c.increment(key, delta, ttl).await,
             Cache::Memory(c) => c.increment(key, delta, Some(ttl.unwrap_or(c.default_ttl))),
         }
     }
@@ -166,7 +210,7 @@ impl Cache {
         let deadline = Instant::now() + wait;
         for attempt in 0.. {
             let outcome = match self {
-                Cache::Valkey(c) => c.try_acquire(key, &owner, ttl).await?,
+                Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl).await?,
                 Cache::Memory(c) => c.try_acquire(key, &owner, ttl),
             };
             let holder_ttl = match outcome {
@@ -193,7 +237,7 @@ impl Cache {
     /// Releases `lease` if its owner still holds it.
     pub async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
         match self {
-            Cache::Valkey(c) => c.release(lease).await,
+            Cache::Valkey { remote: c, .. } => c.release(lease).await,
             Cache::Memory(c) => Ok(c.release(lease)),
         }
     }
@@ -250,6 +294,13 @@ impl MemoryCache {
     fn set(&self, key: &str, value: &str, ttl: Option<Duration>) {
         let mut entries = self.lock();
         self.insert(&mut entries, key, value, ttl);
+    }
+
+    /// Keeps a near copy of `value` for the default TTL, unless it is large.
+    fn remember(&self, key: &str, value: &str) {
+        if value.len() <= NEAR_VALUE_MAX {
+            self.set(key, value, Some(self.default_ttl));
+        }
     }
 
     fn add(&self, key: &str, value: &str, ttl: Option<Duration>) -> bool {
