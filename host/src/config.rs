@@ -462,40 +462,8 @@ impl Vars {
 }
 
 /// Parses a Go duration (`300ms`, `30s`, `5m`, `1h30m`); a bare number is
-/// seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * scale).ok()?;
-    }
-    Some(total)
-}
+/// seconds. The rule is shared with the Spin adapter.
+pub use cronium_rules::duration::parse as parse_duration;
 
 /// Parses `64MiB`, `512KiB`, `1GiB`, `1048576` (bytes).
 fn parse_size(text: &str) -> Option<usize> {
@@ -514,27 +482,15 @@ fn parse_size(text: &str) -> Option<usize> {
     n.checked_mul(scale)
 }
 
-/// Normalises a `VALKEY_URL`: `valkey://` means `redis://`, `valkeys://`
-/// means `rediss://`.
+/// Normalises a `VALKEY_URL` (`valkey://` means `redis://`), with the
+/// rule the Spin adapter uses too.
 fn valkey_url(url: &str) -> Result<String, ConfigError> {
-    let url = if let Some(rest) = url.strip_prefix("valkey://") {
-        format!("redis://{rest}")
-    } else if let Some(rest) = url.strip_prefix("valkeys://") {
-        format!("rediss://{rest}")
-    } else {
-        url.to_owned()
-    };
-    if ["redis://", "rediss://", "unix://", "redis+unix://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
-    {
-        Ok(url)
-    } else {
-        Err(ConfigError::new(
+    cronium_rules::valkey::normalize_url(url).ok_or_else(|| {
+        ConfigError::new(
             "VALKEY_URL",
             "use a redis://, rediss://, valkey:// or unix:// URL",
-        ))
-    }
+        )
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use cronium_rules::backend as rules;
 use cronium_rules::token::Claims;
 use cronium_rules::wire::{self, BackendContext, Execution};
 use http_body_util::{BodyExt, Full, Limited};
@@ -17,20 +18,11 @@ use serde_json::Value;
 use super::embedded::EmbeddedStore;
 use crate::config::BackendConfig;
 
-/// Why a backend call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BackendError {
-    #[error("not found")]
-    NotFound,
-    #[error("backend refused the call ({status}): {message}")]
-    Rejected { status: u16, message: String },
-    #[error("backend unavailable: {0}")]
-    Unavailable(String),
-    #[error("backend timed out")]
-    Timeout,
-    #[error("backend answered something unreadable: {0}")]
-    InvalidResponse(String),
-}
+/// Why a backend call failed (the rules' failure, shared with the Spin
+/// adapter).
+pub use cronium_rules::backend::Failure as BackendError;
+/// Percent-encodes one path segment.
+pub use cronium_rules::backend::encode_segment;
 
 /// The configured backend.
 pub enum Backend {
@@ -227,12 +219,6 @@ pub fn now_rfc3339() -> String {
         .expect("the current time formats as RFC 3339")
 }
 
-/// The largest backend answer read; anything larger is a broken backend.
-const MAX_RESPONSE: usize = 16 * 1024 * 1024;
-
-/// Attempts of an idempotent call (the first plus retries).
-const IDEMPOTENT_ATTEMPTS: u32 = 3;
-
 /// A client of the Cronium backend's internal API: pooled keep-alive
 /// connections, a deadline per call, retries only for idempotent calls.
 pub struct HttpBackend {
@@ -400,11 +386,7 @@ impl HttpBackend {
         user_id: &str,
         tool: &str,
     ) -> Result<Option<Value>, BackendError> {
-        let path = format!(
-            "/api/internal/tools/credentials/{}/{}",
-            encode_segment(user_id),
-            encode_segment(tool)
-        );
+        let path = rules::tool_credentials_path(user_id, tool);
         let answer = match self.call(Method::GET, &path, Some(caller), None).await {
             Ok(answer) if answer.status == StatusCode::NOT_FOUND => return Ok(None),
             other => expect_success(other?)?,
@@ -432,7 +414,7 @@ impl HttpBackend {
         let answer = expect_success(
             self.call(
                 Method::POST,
-                "/api/internal/tools/execute",
+                rules::TOOLS_EXECUTE_PATH,
                 Some(caller),
                 Some(body),
             )
@@ -446,7 +428,7 @@ impl HttpBackend {
     async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
         let body = event.to_json().into_bytes();
         expect_success(
-            self.call(Method::POST, "/api/internal/audit", None, Some(body))
+            self.call(Method::POST, rules::AUDIT_PATH, None, Some(body))
                 .await?,
         )
         .map(drop)
@@ -463,7 +445,7 @@ impl HttpBackend {
         body: Option<Vec<u8>>,
     ) -> Result<Answer, BackendError> {
         let attempts = if method == Method::GET {
-            IDEMPOTENT_ATTEMPTS
+            rules::IDEMPOTENT_ATTEMPTS
         } else {
             1
         };
@@ -472,7 +454,7 @@ impl HttpBackend {
         let mut last = BackendError::Timeout;
         for attempt in 0..attempts {
             if attempt > 0 {
-                let pause = Duration::from_millis(50 << (2 * (attempt - 1)));
+                let pause = rules::retry_pause(attempt);
                 if tokio::time::Instant::now() + pause >= deadline {
                     break;
                 }
@@ -482,7 +464,9 @@ impl HttpBackend {
             let outcome = tokio::time::timeout_at(deadline, self.send(request)).await;
             match outcome {
                 Err(_) => return Err(BackendError::Timeout),
-                Ok(Ok(answer)) if retryable_status(answer.status) && attempt + 1 < attempts => {
+                Ok(Ok(answer))
+                    if rules::retryable(answer.status.as_u16()) && attempt + 1 < attempts =>
+                {
                     last = status_error(&answer);
                 }
                 Ok(Ok(answer)) => return Ok(answer),
@@ -510,9 +494,10 @@ impl HttpBackend {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }
         if let Some(caller) = caller {
-            builder = builder.header("x-execution-id", &caller.execution_id);
-            if let Some(capability) = &caller.capability_token {
-                builder = builder.header("x-job-capability", capability);
+            let headers =
+                rules::caller_headers(&caller.execution_id, caller.capability_token.as_deref());
+            for (name, value) in headers {
+                builder = builder.header(name, value);
             }
         }
         builder
@@ -529,7 +514,7 @@ impl HttpBackend {
             .await
             .map_err(|e| BackendError::Unavailable(connect_error(&e)))?;
         let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE)
+        let body = Limited::new(response.into_body(), rules::MAX_RESPONSE)
             .collect()
             .await
             .map_err(|_| {
@@ -540,47 +525,14 @@ impl HttpBackend {
     }
 }
 
-fn retryable_status(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-    )
-}
-
-/// Maps a non-success answer to an error; passes 2xx through. A 2xx body
-/// of `{"success":false,...}` is a refusal too.
+/// Passes a 2xx answer; anything else (a `{"success":false}` body too)
+/// becomes the rules' error.
 fn expect_success(answer: Answer) -> Result<Answer, BackendError> {
-    if !answer.status.is_success() {
-        return Err(status_error(&answer));
-    }
-    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&answer.body)
-        && map.get("success") == Some(&Value::Bool(false))
-    {
-        return Err(BackendError::Rejected {
-            status: 502,
-            message: wire::error_message(&answer.body)
-                .unwrap_or_else(|| "the backend reported a failure".into()),
-        });
-    }
-    Ok(answer)
+    rules::check_answer(answer.status.as_u16(), &answer.body).map(|()| answer)
 }
 
 fn status_error(answer: &Answer) -> BackendError {
-    let status = answer.status.as_u16();
-    match answer.status {
-        StatusCode::NOT_FOUND => BackendError::NotFound,
-        s if s.is_server_error() => BackendError::Unavailable(format!("backend answered {status}")),
-        _ => BackendError::Rejected {
-            status,
-            message: wire::error_message(&answer.body).unwrap_or_else(|| {
-                answer
-                    .status
-                    .canonical_reason()
-                    .unwrap_or("error")
-                    .to_owned()
-            }),
-        },
-    }
+    rules::status_failure(answer.status.as_u16(), &answer.body)
 }
 
 /// A connection failure, described without the backend's address.
@@ -594,32 +546,11 @@ fn connect_error(error: &hyper_util::client::legacy::Error) -> String {
 
 /// `/api/internal/executions/{id}/{operation}` for the caller's execution.
 fn execution_path(caller: &Claims, operation: &str) -> String {
-    format!(
-        "/api/internal/executions/{}/{operation}",
-        encode_segment(&caller.execution_id)
-    )
+    rules::execution_path(&caller.execution_id, operation)
 }
 
-/// `/api/internal/variables/{userId}/{key}`, each one segment.
 fn variable_path(user_id: &str, key: &str) -> String {
-    format!(
-        "/api/internal/variables/{}/{}",
-        encode_segment(user_id),
-        encode_segment(key)
-    )
-}
-
-/// Percent-encodes one path segment (ids are opaque to us).
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    rules::variable_path(user_id, key)
 }
 
 #[cfg(test)]

@@ -357,17 +357,16 @@ impl RequestState {
 
 impl wit_audit::Host for RequestState {
     async fn emit(&mut self, event: wit_audit::AuditEvent) {
-        let mut metadata = match serde_json::from_str::<serde_json::Value>(&event.details) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        metadata.insert("userId".into(), event.user_id.into());
-        metadata.insert("jobId".into(), event.job_id.into());
-        metadata.insert("outcome".into(), event.outcome.into());
+        let metadata = cronium_rules::backend::audit_metadata(
+            &event.details,
+            event.user_id.as_deref(),
+            event.job_id.as_deref(),
+            &event.outcome,
+        );
         self.capabilities.audit.emit(AuditRecord {
             execution_id: event.execution_id,
             action: event.action,
-            metadata: serde_json::Value::Object(metadata),
+            metadata,
             timestamp: backend::now_rfc3339(),
         });
     }
