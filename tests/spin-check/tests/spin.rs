@@ -307,3 +307,30 @@ fn adapters_reach_valkey_the_backend_and_the_tools_through_their_component_s_gra
         }
     }
 }
+
+#[test]
+fn allowed_outbound_hosts_are_scheme_host_port_with_defaults_resolved() {
+    let manifest = &built().manifest;
+    for (id, component) in &manifest.component {
+        for host in &component.allowed_outbound_hosts {
+            // Spin checks templates with the variables' defaults at load.
+            let resolved = manifest
+                .variables
+                .iter()
+                .fold(host.clone(), |text, (name, v)| {
+                    text.replace(
+                        &format!("{{{{ {name} }}}}"),
+                        v.default.as_deref().unwrap_or("http://required.invalid"),
+                    )
+                });
+            let (scheme, rest) = resolved
+                .split_once("://")
+                .unwrap_or_else(|| panic!("{id}: {host} has no scheme"));
+            assert!(!scheme.is_empty(), "{id}: {host}");
+            assert!(
+                !rest.trim_end_matches('/').contains('/') && !rest.contains('@'),
+                "{id}: {host} resolves to {resolved}, with a path or credentials Spin refuses"
+            );
+        }
+    }
+}
