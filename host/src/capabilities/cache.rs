@@ -55,7 +55,7 @@ pub enum Cache {
     Valkey {
         remote: ValkeyCache,
         /// In-process copies of immutable values.
-        near: MemoryCache,
+        near: Box<MemoryCache>,
     },
     Memory(MemoryCache),
 }
@@ -74,7 +74,7 @@ impl Cache {
     pub fn valkey(remote: ValkeyCache, ttl: Duration) -> Cache {
         Cache::Valkey {
             remote,
-            near: MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES),
+            near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES)),
         }
     }
 
