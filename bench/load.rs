@@ -8,7 +8,9 @@
 //! * `native`: the same routes as plain Rust on the same capabilities
 //!   (`bench/native_baseline.rs`): host/native is the price of isolation;
 //! * `hello`: a minimal `wasi:http` component on our host, and on
-//!   `wasmtime serve` when a `wasmtime` 48 CLI is on the PATH.
+//!   `wasmtime serve` (a `wasmtime` 48 CLI from the PATH, else installed
+//!   with `cargo install wasmtime-cli@48.0.8` into `target/wasmtime-cli`
+//!   on the first full run; about ten minutes on two cores).
 //!
 //! It prints one table (requests/s, latency percentiles, errors, peak RSS
 //! of the server during the run), the ratios, cold-start times, and how
@@ -242,7 +244,11 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
         Target::Hello,
         Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await,
     );
-    let wasmtime_serve = WasmtimeServe::start(Path::new(HELLO));
+    let wasmtime_serve = if smoke {
+        None
+    } else {
+        WasmtimeServe::start(Path::new(HELLO))
+    };
 
     let token = token("bench-1");
     let mut rows = Vec::new();
@@ -566,13 +572,14 @@ struct WasmtimeServe {
 
 impl WasmtimeServe {
     fn start(component: &Path) -> Option<WasmtimeServe> {
-        let version = Command::new("wasmtime").arg("--version").output().ok()?;
+        let wasmtime = ensure_wasmtime()?;
+        let version = Command::new(&wasmtime).arg("--version").output().ok()?;
         eprintln!(
             "reference host: {}",
             String::from_utf8_lossy(&version.stdout).trim()
         );
         let port = support::free_port();
-        let child = Command::new("wasmtime")
+        let child = Command::new(&wasmtime)
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "-Scli"])
             .arg(component)
             .stdout(std::process::Stdio::null())
@@ -598,6 +605,45 @@ impl Drop for WasmtimeServe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The wasmtime version the host is built on, for a fair reference.
+const WASMTIME_VERSION: &str = "48.0.8";
+
+/// A `wasmtime` CLI of [`WASMTIME_VERSION`]: from the PATH, else from
+/// `target/wasmtime-cli`, installed there with cargo when missing.
+fn ensure_wasmtime() -> Option<PathBuf> {
+    let matches = |program: &Path| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(WASMTIME_VERSION))
+    };
+    if matches(Path::new("wasmtime")) {
+        return Some(PathBuf::from("wasmtime"));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasmtime-cli");
+    let installed = root.join("bin/wasmtime");
+    if matches(&installed) {
+        return Some(installed);
+    }
+    eprintln!(
+        "installing wasmtime-cli {WASMTIME_VERSION} into {} (once)",
+        root.display()
+    );
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "install",
+            "--locked",
+            "--version",
+            WASMTIME_VERSION,
+            "--root",
+        ])
+        .arg(&root)
+        .arg("wasmtime-cli")
+        .status()
+        .ok()?;
+    (status.success() && matches(&installed)).then_some(installed)
 }
 
 /// `wrk` from the PATH, installed from Debian's packages when missing.

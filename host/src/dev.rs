@@ -55,6 +55,7 @@ fn json_value(text: &str) -> Result<Value, String> {
 pub struct Demo {
     token: String,
     data_dir: std::path::PathBuf,
+    tools_dir: std::path::PathBuf,
 }
 
 impl Demo {
@@ -71,9 +72,12 @@ impl Demo {
              curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" -H 'Content-Type: application/json' \\\n  \
              -d '{{\"data\":{{\"ok\":true}}}}' {base}/executions/{DEMO_ID}/output\n\
              curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" -H 'Content-Type: application/json' \\\n  \
-             -d '{{\"condition\":true}}' {base}/executions/{DEMO_ID}/condition\n\n\
-             Your own executions: cronium-runtime execution create --user u1 --job j1 --input '{{\"x\":1}}'\n",
-            dir = self.data_dir.display()
+             -d '{{\"condition\":true}}' {base}/executions/{DEMO_ID}/condition\n\
+             curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" {base}/tool-actions\n\n\
+             Your own executions: cronium-runtime execution create --user u1 --job j1 --input '{{\"x\":1}}'\n\
+             Tool credentials of a user: {dir}/credentials/<user>/<tool>.json; drop-in tools: {tools}\n",
+            dir = self.data_dir.display(),
+            tools = self.tools_dir.display()
         );
     }
 }
@@ -107,6 +111,7 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<Demo> {
     Ok(Demo {
         token,
         data_dir: config.data_dir.clone(),
+        tools_dir: config.tools.dir.clone(),
     })
 }
 
