@@ -244,7 +244,15 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
         Target::Hello,
         Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await,
     );
-    let wasmtime_serve = if smoke {
+    let chosen: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)))
+        .collect();
+    let wants_reference = chosen
+        .iter()
+        .any(|s| s.targets.contains(&Target::WasmtimeServe));
+    // The smoke run skips the reference host (installing it takes minutes).
+    let wasmtime_serve = if smoke || !wants_reference {
         None
     } else {
         WasmtimeServe::start(Path::new(HELLO))
@@ -252,9 +260,6 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
 
     let token = token("bench-1");
     let mut rows = Vec::new();
-    let chosen = scenarios()
-        .into_iter()
-        .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)));
     for scenario in chosen {
         let connections: Vec<u32> = if smoke {
             vec![scenario.connections[0]]
@@ -407,10 +412,19 @@ fn reset_peak_rss(pid: Option<u32>) {
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+fn current_rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A kB field of `/proc/<pid>/status`, in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -549,19 +563,6 @@ async fn growth(valkey: &Valkey, backend: &FakeBackend) {
             rss.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
         );
     }
-}
-
-fn current_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
 }
 
 /// `wasmtime serve` on the hello component, when a wasmtime CLI is installed.

@@ -4,18 +4,13 @@
 //! a tool sent.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 /// One request the stand-in received.
 #[derive(Debug, Clone)]
@@ -94,30 +89,16 @@ pub struct StandIn {
 impl StandIn {
     /// Starts on a free loopback port, answering `fallback` to everything.
     pub async fn start(fallback: Answer) -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             fallback: Some(fallback),
             ..State::default()
         }));
         let shared = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, task) = super::serve_loopback(move |req| {
+            let state = shared.clone();
+            async move { answer(&state, req).await }
+        })
+        .await;
         StandIn { addr, state, task }
     }
 
