@@ -653,6 +653,39 @@ async fn a_dropped_tool_file_becomes_callable_and_a_removed_one_goes_away() {
 }
 
 #[tokio::test]
+async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    drop_tool(
+        dir.path(),
+        "misbehaving.wasm",
+        env!("CRONIUM_TEST_MISBEHAVING_TOOL_WASM"),
+    );
+    let world = std::sync::Arc::new(World::start(|c| tools_dir(c, dir.path())).await);
+    let slow = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            world
+                .execute(json!({"tool": "misbehaving", "action": "sleep", "config": {"ms": 1500}}))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::remove_file(dir.path().join("misbehaving.wasm")).unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        if !world.tool_ids().await.contains(&"misbehaving".to_owned()) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the removed tool is still listed");
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json["data"], json!({"slept": 1500}));
+}
+
+#[tokio::test]
 async fn a_misbehaving_tool_is_contained_and_the_others_keep_working() {
     let dir = tempfile::tempdir().unwrap();
     drop_tool(
