@@ -94,6 +94,20 @@ fn tools_dir(config: HostConfig, dir: &Path) -> HostConfig {
         .env("CRONIUM_TOOLS_POLL", "100ms")
 }
 
+/// Lets the webhook tool reach `receiver`: a loopback address needs the
+/// operator to name it.
+fn webhook_may_reach(receiver: &StandIn) -> impl FnOnce(HostConfig) -> HostConfig {
+    let allowed = format!("webhook={}", receiver.authority());
+    move |c| c.env("CRONIUM_TOOL_ALLOWED_HOSTS", allowed)
+}
+
+/// Sends the tools' traffic for `origin` (e.g. `https://hooks.slack.com`)
+/// to `stand_in`.
+fn egress(origin: &str, stand_in: &StandIn) -> impl FnOnce(HostConfig) -> HostConfig {
+    let rule = format!("{origin}={}", stand_in.url());
+    move |c| c.env("CRONIUM_TOOL_EGRESS", rule)
+}
+
 /// Drops `wasm` into `dir` as `name` the way operators are told to: write
 /// elsewhere, then rename.
 fn drop_tool(dir: &Path, name: &str, wasm: &str) {
@@ -105,13 +119,7 @@ fn drop_tool(dir: &Path, name: &str, wasm: &str) {
 #[tokio::test]
 async fn webhook_sends_the_request_it_is_given_and_answers_the_status() {
     let receiver = StandIn::start(Answer::json(201, json!({"id": 7}))).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_ALLOWED_HOSTS",
-            format!("webhook={}", receiver.authority()),
-        )
-    })
-    .await;
+    let world = World::start(webhook_may_reach(&receiver)).await;
     let reply = world
         .execute(json!({
             "tool": "webhook",
@@ -145,13 +153,7 @@ async fn webhook_sends_the_request_it_is_given_and_answers_the_status() {
 #[tokio::test]
 async fn webhook_retries_a_failing_receiver_and_never_a_refusing_one() {
     let receiver = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_ALLOWED_HOSTS",
-            format!("webhook={}", receiver.authority()),
-        )
-    })
-    .await;
+    let world = World::start(webhook_may_reach(&receiver)).await;
     let url = format!("{}/hook", receiver.url());
 
     receiver.script([Answer::text(503, "busy"), Answer::text(502, "still busy")]);
@@ -190,13 +192,7 @@ async fn a_tool_cannot_reach_loopback_unless_the_operator_names_it() {
 #[tokio::test]
 async fn slack_posts_to_the_users_incoming_webhook() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_EGRESS",
-            format!("https://hooks.slack.com={}", slack.url()),
-        )
-    })
-    .await;
+    let world = World::start(egress("https://hooks.slack.com", &slack)).await;
     world.credentials(
         "slack",
         json!({"webhookUrl": "https://hooks.slack.com/services/T000/B000/s3cr3t"}),
@@ -231,13 +227,7 @@ async fn slack_uses_chat_post_message_with_a_bot_token_and_passes_on_its_errors(
         json!({"ok": true, "channel": "C123", "ts": "1700000000.000100"}),
     ))
     .await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_EGRESS",
-            format!("https://slack.com={}", slack.url()),
-        )
-    })
-    .await;
+    let world = World::start(egress("https://slack.com", &slack)).await;
     world.credentials("slack", json!({"botToken": "xoxb-test-token"}));
     let reply = world
         .execute(json!({
@@ -282,13 +272,7 @@ async fn discord_executes_the_webhook_with_embeds_and_waits_for_the_message() {
         json!({"id": "112233", "channel_id": "9"}),
     ))
     .await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_EGRESS",
-            format!("https://discord.com={}", discord.url()),
-        )
-    })
-    .await;
+    let world = World::start(egress("https://discord.com", &discord)).await;
     world.credentials(
         "discord",
         json!({"webhookUrl": "https://discord.com/api/webhooks/42/tok-en"}),
@@ -374,13 +358,7 @@ async fn email_goes_through_the_configured_mail_api() {
 #[tokio::test]
 async fn parameters_are_checked_against_the_schema_before_the_tool_runs() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_EGRESS",
-            format!("https://hooks.slack.com={}", slack.url()),
-        )
-    })
-    .await;
+    let world = World::start(egress("https://hooks.slack.com", &slack)).await;
     world.credentials(
         "slack",
         json!({"webhookUrl": "https://hooks.slack.com/services/T/B/C"}),
@@ -468,13 +446,7 @@ async fn a_user_without_credentials_gets_a_clear_400() {
 #[tokio::test]
 async fn an_idempotent_retry_returns_the_first_result_without_running_again() {
     let receiver = StandIn::start(Answer::json(200, json!({"run": 1}))).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_ALLOWED_HOSTS",
-            format!("webhook={}", receiver.authority()),
-        )
-    })
-    .await;
+    let world = World::start(webhook_may_reach(&receiver)).await;
     let body = json!({
         "tool": "webhook", "action": "send",
         "config": {"url": format!("{}/once", receiver.url()), "body": {"n": 1}}
@@ -502,13 +474,7 @@ async fn an_idempotent_retry_returns_the_first_result_without_running_again() {
 #[tokio::test]
 async fn concurrent_retries_with_one_key_run_the_action_once() {
     let receiver = StandIn::start(Answer::json(200, json!({}))).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_ALLOWED_HOSTS",
-            format!("webhook={}", receiver.authority()),
-        )
-    })
-    .await;
+    let world = World::start(webhook_may_reach(&receiver)).await;
     let body = json!({
         "tool": "webhook", "action": "send",
         "config": {"url": format!("{}/race", receiver.url())}
@@ -746,13 +712,7 @@ async fn a_misbehaving_tool_is_contained_and_the_others_keep_working() {
 #[tokio::test]
 async fn every_execution_is_audited_without_credentials() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
-    let world = World::start(|c| {
-        c.env(
-            "CRONIUM_TOOL_EGRESS",
-            format!("https://hooks.slack.com={}", slack.url()),
-        )
-    })
-    .await;
+    let world = World::start(egress("https://hooks.slack.com", &slack)).await;
     world.credentials(
         "slack",
         json!({"webhookUrl": "https://hooks.slack.com/services/T/B/hush-hush"}),
