@@ -18,7 +18,8 @@
 //! installed. Tool actions go to a loopback webhook receiver.
 //! `-- --smoke` runs every scenario for one second at one concurrency, to
 //! keep the harness working in CI; `-- --seconds N` sets the run length;
-//! `-- --only <text>` runs the scenarios whose name contains it;
+//! `-- --only <text>` runs the scenarios whose name contains it (and
+//! skips cold start and growth);
 //! `-- --no-rate-limit` turns rate limiting off in every server.
 
 #[path = "../tests/support/mod.rs"]
@@ -308,7 +309,8 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
             );
         }
     }
-    if !smoke {
+    // Cold start and growth belong to the full run, not to `--only` probes.
+    if !smoke && only.is_none() {
         cold_start(&valkey, &backend).await;
         growth(&valkey, &backend).await;
     }
