@@ -145,11 +145,12 @@ impl Cache {
     ) -> Result<(), CacheError> {
         match self {
             Cache::Valkey { remote, near } => {
-                remote.set(key, value, ttl).await?;
+                // Kept near even when Valkey is away: while it is, this
+                // host serves its hot records without asking the backend.
                 if keys::is_immutable(key) {
                     near.remember(key, value);
                 }
-                Ok(())
+                remote.set(key, value, ttl).await
             }
             Cache::Memory(c) => {
                 c.set(key, value, Some(ttl.unwrap_or(c.default_ttl)));
