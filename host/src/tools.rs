@@ -98,17 +98,9 @@ pub enum ToolLoadError {
     Manifest(cronium_rules::tools::ManifestError),
 }
 
-/// Where a loaded tool came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Builtin,
-    File(PathBuf),
-}
-
 /// A loaded tool: its manifest and its pre-instantiated component.
 pub struct LoadedTool {
     pub manifest: Manifest,
-    pub source: Source,
     pre: ToolActionPre<ToolState>,
     egress: Arc<EgressPolicy>,
     id: Arc<str>,
@@ -200,7 +192,7 @@ impl ToolRegistry {
             for (name, wasm) in BUILTIN {
                 // A built-in that does not load is a broken build, not an
                 // operator's mistake: refuse to start.
-                let tool = registry.load_tool(name, wasm, Source::Builtin).await?;
+                let tool = registry.load_tool(name, wasm).await?;
                 builtins.push(Arc::new(tool));
             }
         }
@@ -315,12 +307,7 @@ impl ToolRegistry {
     }
 
     /// Compiles `wasm`, asks it to describe itself and checks the manifest.
-    async fn load_tool(
-        &self,
-        name: &str,
-        wasm: &[u8],
-        source: Source,
-    ) -> Result<LoadedTool, ToolLoadError> {
+    async fn load_tool(&self, name: &str, wasm: &[u8]) -> Result<LoadedTool, ToolLoadError> {
         let component = {
             let engine = self.engine.clone();
             let cache_name = format!("tool-{name}");
@@ -344,7 +331,6 @@ impl ToolRegistry {
                 actions: Vec::new(),
                 outbound_hosts: Vec::new(),
             },
-            source,
             pre,
             egress: Arc::new(EgressPolicy::deny_all()),
             id: Arc::from(name),
@@ -421,8 +407,7 @@ impl ToolRegistry {
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    self.load_tool(&name, &wasm, Source::File(path.clone()))
-                        .await
+                    self.load_tool(&name, &wasm).await
                 }
                 Err(error) => Err(ToolLoadError::Read(error)),
             };
