@@ -196,11 +196,7 @@ impl ToolRegistry {
                 builtins.push(Arc::new(tool));
             }
         }
-        let start = Catalogue {
-            builtins,
-            ..Catalogue::default()
-        };
-        registry.publish(start.files, start.builtins);
+        registry.publish(BTreeMap::new(), builtins);
         if let Err(error) = std::fs::create_dir_all(&config.dir) {
             tracing::warn!(dir = %config.dir.display(), %error, "cannot create the tools directory");
         }
@@ -249,7 +245,7 @@ impl ToolRegistry {
             .unwrap_or_else(|| "{}".into());
         let started = std::time::Instant::now();
         let timeout = self.config.timeout;
-        let (mut store, memory_hit) = self.new_store(&tool, tool.egress.clone(), timeout);
+        let (mut store, memory_hit) = self.new_store(&tool, timeout);
         let call = async {
             let instance = tool.pre.instantiate_async(&mut store).await?;
             instance
@@ -283,7 +279,6 @@ impl ToolRegistry {
     fn new_store(
         &self,
         tool: &LoadedTool,
-        egress: Arc<EgressPolicy>,
         timeout: Duration,
     ) -> (Store<ToolState>, Arc<AtomicBool>) {
         let (limits, memory_hit) = MemoryLimit::new(self.config.memory);
@@ -295,7 +290,7 @@ impl ToolRegistry {
                 table: ResourceTable::new(),
                 hooks: ToolEgress {
                     tool: tool.id.clone(),
-                    policy: egress,
+                    policy: tool.egress.clone(),
                 },
                 limits,
             },
@@ -335,8 +330,7 @@ impl ToolRegistry {
             egress: Arc::new(EgressPolicy::deny_all()),
             id: Arc::from(name),
         };
-        let (mut store, memory_hit) =
-            self.new_store(&loaded, loaded.egress.clone(), DESCRIBE_TIMEOUT);
+        let (mut store, memory_hit) = self.new_store(&loaded, DESCRIBE_TIMEOUT);
         let describe = async {
             let instance = loaded.pre.instantiate_async(&mut store).await?;
             instance
