@@ -75,6 +75,18 @@ impl World {
         .await
     }
 
+    /// Polls the catalogue for up to ten seconds until tool `id` is listed
+    /// (`listed`) or not; whether it got there.
+    async fn listed_within(&self, id: &str, listed: bool) -> bool {
+        for _ in 0..100 {
+            if self.tool_ids().await.iter().any(|t| t == id) == listed {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     async fn tool_ids(&self) -> Vec<String> {
         let reply = self.catalogue().await;
         assert_eq!(reply.status, 200, "{reply:?}");
@@ -578,15 +590,11 @@ async fn a_dropped_tool_file_becomes_callable_and_a_removed_one_goes_away() {
     assert!(!world.tool_ids().await.contains(&"echo".to_owned()));
 
     drop_tool(dir.path(), "echo.wasm", env!("CRONIUM_TEST_ECHO_TOOL_WASM"));
-    let mut listed = false;
-    for _ in 0..100 {
-        if world.tool_ids().await.contains(&"echo".to_owned()) {
-            listed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(listed, "echo never appeared:\n{}", world.host.log());
+    assert!(
+        world.listed_within("echo", true).await,
+        "echo never appeared:\n{}",
+        world.host.log()
+    );
     world.credentials("echo", json!({"token": "t0p-s3cret"}));
     let reply = world
         .execute_with(
@@ -603,15 +611,10 @@ async fn a_dropped_tool_file_becomes_callable_and_a_removed_one_goes_away() {
     assert_eq!(data["hasCredentials"], true);
 
     std::fs::remove_file(dir.path().join("echo.wasm")).unwrap();
-    let mut gone = false;
-    for _ in 0..100 {
-        if !world.tool_ids().await.contains(&"echo".to_owned()) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "echo is still listed");
+    assert!(
+        world.listed_within("echo", false).await,
+        "echo is still listed"
+    );
     let reply = world
         .execute(json!({"tool": "echo", "action": "echo", "config": {}}))
         .await;
@@ -637,15 +640,14 @@ async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_file(dir.path().join("misbehaving.wasm")).unwrap();
-    let mut gone = false;
-    for _ in 0..50 {
-        if !world.tool_ids().await.contains(&"misbehaving".to_owned()) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(gone, "the removed tool is still listed");
+    assert!(
+        world.listed_within("misbehaving", false).await,
+        "the removed tool is still listed"
+    );
+    assert!(
+        !slow.is_finished(),
+        "the call ended before its tool was removed"
+    );
     let reply = slow.await.unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json["data"], json!({"slept": 1500}));

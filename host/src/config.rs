@@ -99,12 +99,8 @@ impl Origin {
         if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
             return None;
         }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
-                (host, port.parse().ok()?)
-            }
-            _ => (rest, default_port),
-        };
+        let (host, port) = cronium_rules::tools::split_port(rest).ok()?;
+        let port = port.unwrap_or(default_port);
         Some(Origin {
             scheme: scheme.to_owned(),
             host: host.to_owned(),

@@ -192,7 +192,7 @@ impl ToolRegistry {
             for (name, wasm) in BUILTIN {
                 // A built-in that does not load is a broken build, not an
                 // operator's mistake: refuse to start.
-                let tool = registry.load_tool(name, wasm).await?;
+                let tool = registry.load_tool(name, wasm.to_vec()).await?;
                 builtins.push(Arc::new(tool));
             }
         }
@@ -302,11 +302,10 @@ impl ToolRegistry {
     }
 
     /// Compiles `wasm`, asks it to describe itself and checks the manifest.
-    async fn load_tool(&self, name: &str, wasm: &[u8]) -> Result<LoadedTool, ToolLoadError> {
+    async fn load_tool(&self, name: &str, wasm: Vec<u8>) -> Result<LoadedTool, ToolLoadError> {
         let component = {
             let engine = self.engine.clone();
             let cache_name = format!("tool-{name}");
-            let wasm = wasm.to_vec();
             let cache = self.compile_cache.clone();
             tokio::task::spawn_blocking(move || cache.component(&engine, &cache_name, &wasm))
                 .await
@@ -401,7 +400,7 @@ impl ToolRegistry {
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    self.load_tool(&name, &wasm).await
+                    self.load_tool(&name, wasm).await
                 }
                 Err(error) => Err(ToolLoadError::Read(error)),
             };

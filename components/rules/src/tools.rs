@@ -136,16 +136,8 @@ impl HostPattern {
     /// Parses a pattern (case-insensitive).
     pub fn parse(pattern: &str) -> Result<HostPattern, String> {
         let pattern = pattern.trim().to_ascii_lowercase();
-        let (host, port) = match pattern.rsplit_once(':') {
-            // An IPv6 literal is written in brackets: `[::1]:8080`.
-            Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
-                let port = port
-                    .parse::<u16>()
-                    .map_err(|_| format!("bad port {port:?}"))?;
-                (host.to_owned(), Some(port))
-            }
-            _ => (pattern.clone(), None),
-        };
+        let (host, port) = split_port(&pattern).map_err(|port| format!("bad port {port:?}"))?;
+        let host = host.to_owned();
         let valid_name = |s: &str| {
             !s.is_empty()
                 && s.len() <= 253
@@ -186,6 +178,18 @@ impl HostPattern {
     /// operator's exact pattern lets a tool reach a private address.
     pub fn is_exact(&self) -> bool {
         matches!(self.host, HostMatch::Exact(_))
+    }
+}
+
+/// Splits `host[:port]` (an IPv6 literal in brackets: `[::1]:8080`); the
+/// error is the text that is not a port number.
+pub fn split_port(authority: &str) -> Result<(&str, Option<u16>), &str> {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => {
+            let port = port.parse::<u16>().map_err(|_| port)?;
+            Ok((host, Some(port)))
+        }
+        _ => Ok((authority, None)),
     }
 }
 
