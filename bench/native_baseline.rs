@@ -216,17 +216,16 @@ async fn execute_tool(caps: &Capabilities, authorization: Option<&str>, body: &[
     let Some(installed) = caps.tools.find(tool) else {
         return error(404, "no such tool");
     };
-    let actions = installed
-        .manifest
-        .actions
-        .iter()
-        .map(|a| (a.name.as_str(), a.aliases.as_slice()));
-    let Some(action) = cronium_rules::tools::resolve_action(actions, action) else {
+    let Some(declared) =
+        cronium_rules::tools::resolve_action(&installed.manifest.actions, action, |a| {
+            (a.name.as_str(), a.aliases.as_slice())
+        })
+    else {
         return error(400, "no such action");
     };
-    let declared = installed.manifest.actions.iter().find(|a| a.name == action);
-    let schema = declared
-        .and_then(|a| serde_json::from_str::<Value>(&a.parameters).ok())
+    let action = declared.name.as_str();
+    let schema = serde_json::from_str::<Value>(&declared.parameters)
+        .ok()
         .and_then(|s| cronium_rules::schema::Schema::compile(&s).ok());
     match schema.map(|s| s.validate(&parameters)) {
         Some(Ok(())) => {}

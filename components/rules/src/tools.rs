@@ -102,16 +102,17 @@ pub fn check_manifest<'a>(
     Ok(())
 }
 
-/// The canonical name of the action a caller asked for: the action whose
-/// name or alias equals `requested`, ignoring ASCII case.
-pub fn resolve_action<'a>(
-    actions: impl IntoIterator<Item = (&'a str, &'a [String])>,
+/// The action a caller asked for: the one of `actions` whose name or alias
+/// (given by `names`) equals `requested`, ignoring ASCII case.
+pub fn resolve_action<'a, A>(
+    actions: &'a [A],
     requested: &str,
-) -> Option<&'a str> {
-    actions.into_iter().find_map(|(name, aliases)| {
-        let hit = name.eq_ignore_ascii_case(requested)
-            || aliases.iter().any(|a| a.eq_ignore_ascii_case(requested));
-        hit.then_some(name)
+    names: impl Fn(&A) -> (&str, &[String]),
+) -> Option<&'a A> {
+    actions.iter().find(|action| {
+        let (name, aliases) = names(action);
+        name.eq_ignore_ascii_case(requested)
+            || aliases.iter().any(|a| a.eq_ignore_ascii_case(requested))
     })
 }
 
@@ -280,13 +281,12 @@ mod tests {
             ("send_message", slack.as_slice()),
             ("upload", other.as_slice()),
         ];
-        assert_eq!(
-            resolve_action(actions, "send_message"),
-            Some("send_message")
-        );
-        assert_eq!(resolve_action(actions, "SENDMESSAGE"), Some("send_message"));
-        assert_eq!(resolve_action(actions, "upload"), Some("upload"));
-        assert_eq!(resolve_action(actions, "delete"), None);
+        let resolve =
+            |requested| resolve_action(&actions, requested, |&(n, a)| (n, a)).map(|a| a.0);
+        assert_eq!(resolve("send_message"), Some("send_message"));
+        assert_eq!(resolve("SENDMESSAGE"), Some("send_message"));
+        assert_eq!(resolve("upload"), Some("upload"));
+        assert_eq!(resolve("delete"), None);
     }
 
     #[test]

@@ -150,11 +150,9 @@ fn run_installed(
     call: &Call,
     idempotency_key: Option<&str>,
 ) -> Result<(Value, bool), ApiError> {
-    let actions = manifest
-        .actions
-        .iter()
-        .map(|a| (a.name.as_str(), a.aliases.as_slice()));
-    let Some(action_name) = resolve_action(actions, &call.action) else {
+    let Some(action) = resolve_action(&manifest.actions, &call.action, |a| {
+        (a.name.as_str(), a.aliases.as_slice())
+    }) else {
         let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
         return Err(ApiError::bad_request(format!(
             "tool \"{}\" has no action \"{}\"; its actions are: {}",
@@ -163,11 +161,6 @@ fn run_installed(
             names.join(", ")
         )));
     };
-    let action = manifest
-        .actions
-        .iter()
-        .find(|a| a.name == action_name)
-        .ok_or_else(internal)?;
     // The registry refuses tools whose schemas do not compile, so this
     // only fails if the tool changed under us.
     let schema = serde_json::from_str::<Value>(&action.parameters)
@@ -340,8 +333,4 @@ fn non_empty(value: Option<String>, field: &str) -> Result<String, ApiError> {
         Some(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(ApiError::bad_request(format!("\"{field}\" is required"))),
     }
-}
-
-fn internal() -> ApiError {
-    ApiError::new(500, "internal error")
 }

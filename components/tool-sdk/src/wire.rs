@@ -68,13 +68,9 @@ impl Manifest {
     /// aliases, ignoring ASCII case: the host's rule
     /// (`cronium_rules::tools::resolve_action`), so both faces agree with it.
     pub fn find_action(&self, name: &str) -> Option<&Action> {
-        let canonical = cronium_rules::tools::resolve_action(
-            self.actions
-                .iter()
-                .map(|a| (a.name.as_str(), a.aliases.as_slice())),
-            name,
-        )?;
-        self.actions.iter().find(|a| a.name == canonical)
+        cronium_rules::tools::resolve_action(&self.actions, name, |a| {
+            (a.name.as_str(), a.aliases.as_slice())
+        })
     }
 
     /// The canonical action names, comma-separated, for error messages.
