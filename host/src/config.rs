@@ -72,7 +72,8 @@ pub struct ToolsConfig {
     /// `CRONIUM_TOOL_EGRESS` (`https://hooks.slack.com=http://127.0.0.1:9001,...`):
     /// sends a tool's traffic for one origin to another (a sandbox, an
     /// egress proxy). Checked against the tool's hosts by the original origin.
-    pub egress: Vec<(Origin, Origin)>,
+    /// Shared with every tool's egress policy.
+    pub egress: std::sync::Arc<Vec<(Origin, Origin)>>,
     /// `CRONIUM_TOOL_SETTINGS`: a JSON object of each tool's operator
     /// settings, keyed by tool id (`{"email":{"baseUrl":"..."}}`).
     pub settings: HashMap<String, serde_json::Value>,
@@ -185,7 +186,7 @@ impl ToolsConfig {
                 None => 64 << 20,
             },
             allowed_hosts,
-            egress,
+            egress: egress.into(),
             settings,
         })
     }

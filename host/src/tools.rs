@@ -31,7 +31,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use self::egress::{EgressPolicy, ToolEgress};
 use crate::compile_cache::CompileCache;
 use crate::components::{MemoryLimit, epoch_ticks, start_epoch_clock};
-use crate::config::{Origin, ToolsConfig};
+use crate::config::ToolsConfig;
 
 /// Generated bindings of the `cronium:runtime/tool-action` world.
 /// The tool-call types are the ones of the endpoint bindings, so a
@@ -158,7 +158,6 @@ pub struct ToolRegistry {
     linker: Linker<ToolState>,
     compile_cache: CompileCache,
     config: ToolsConfig,
-    redirects: Arc<Vec<(Origin, Origin)>>,
     catalogue: RwLock<Arc<Catalogue>>,
 }
 
@@ -184,7 +183,6 @@ impl ToolRegistry {
             linker,
             compile_cache: CompileCache::new(compile_cache),
             config: config.clone(),
-            redirects: Arc::new(config.egress.clone()),
             catalogue: RwLock::default(),
         });
         let mut builtins = Vec::new();
@@ -360,7 +358,7 @@ impl ToolRegistry {
         loaded.egress = Arc::new(EgressPolicy::new(
             declared,
             self.config.allowed_hosts.get(&manifest.id).cloned(),
-            self.redirects.clone(),
+            self.config.egress.clone(),
         ));
         loaded.id = Arc::from(manifest.id.as_str());
         loaded.manifest = manifest;
