@@ -182,6 +182,10 @@ struct Measured {
     p999_ms: f64,
     errors: u64,
     peak_rss_mib: Option<f64>,
+    /// CPU time the server spent per request (all its threads), in µs:
+    /// less noisy than requests/s on a shared machine, since it does not
+    /// count what wrk and Valkey take from the same cores.
+    cpu_us_per_request: Option<f64>,
 }
 
 fn main() {
@@ -368,6 +372,7 @@ fn wrk_run(
     pid: Option<u32>,
 ) -> Measured {
     let threads = conns.clamp(1, 2);
+    let cpu_before = pid.and_then(cpu_ns);
     let out = Command::new(wrk)
         .args([
             "-t",
@@ -382,6 +387,7 @@ fn wrk_run(
         .arg(url)
         .output()
         .expect("running wrk");
+    let cpu_after = pid.and_then(cpu_ns);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -403,7 +409,29 @@ fn wrk_run(
         p99_ms: n[5] / 1000.0,
         p999_ms: n[6] / 1000.0,
         peak_rss_mib: pid.and_then(peak_rss_mib),
+        cpu_us_per_request: match (cpu_before, cpu_after) {
+            (Some(before), Some(after)) if n[0] > 0.0 => {
+                Some(after.saturating_sub(before) as f64 / 1e3 / n[0])
+            }
+            _ => None,
+        },
     }
+}
+
+/// CPU time used so far by every thread of process `pid`, in ns
+/// (`/proc/<pid>/task/*/schedstat`, first field).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
 }
 
 fn reset_peak_rss(pid: Option<u32>) {
@@ -437,12 +465,12 @@ fn status_mib(pid: u32, field: &str) -> Option<f64> {
 
 fn print_table(rows: &[(&str, Target, u32, Measured)]) {
     println!(
-        "\n| scenario | server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB |"
+        "\n| scenario | server | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | peak RSS MiB | CPU µs/req |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, target, conns, m) in rows {
         println!(
-            "| {name} | {} | {conns} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {name} | {} | {conns} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             target.name(),
             m.requests_per_sec,
             m.p50_ms,
@@ -451,18 +479,23 @@ fn print_table(rows: &[(&str, Target, u32, Measured)]) {
             m.errors,
             m.peak_rss_mib
                 .map(|r| format!("{r:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            m.cpu_us_per_request
+                .map(|c| format!("{c:.1}"))
                 .unwrap_or_else(|| "-".into())
         );
     }
 }
 
 fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
-    println!("\n| scenario | conns | ratio | value |");
-    println!("|---|---:|---|---:|");
+    // Throughput is the headline; the CPU ratio (baseline's CPU per request
+    // over ours) says the same with less of the shared machine's noise.
+    println!("\n| scenario | conns | ratio | req/s | CPU per request (inverted) |");
+    println!("|---|---:|---|---:|---:|");
     let find = |name: &str, target: Target, conns: u32| {
         rows.iter()
             .find(|(n, t, c, _)| *n == name && *t == target && *c == conns)
-            .map(|r| r.3.requests_per_sec)
+            .map(|r| &r.3)
     };
     for (name, target, conns, m) in rows {
         let (other, label) = match target {
@@ -471,9 +504,13 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
             _ => continue,
         };
         if let Some(base) = find(name, other, *conns) {
+            let cpu = match (base.cpu_us_per_request, m.cpu_us_per_request) {
+                (Some(theirs), Some(ours)) if ours > 0.0 => format!("{:.2}", theirs / ours),
+                _ => "-".into(),
+            };
             println!(
-                "| {name} | {conns} | {label} | {:.2} |",
-                m.requests_per_sec / base
+                "| {name} | {conns} | {label} | {:.2} | {cpu} |",
+                m.requests_per_sec / base.requests_per_sec
             );
         }
     }
