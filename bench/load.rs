@@ -4,7 +4,10 @@
 //! and the fake backend, then drives with `wrk` (installed with apt-get
 //! when missing) three servers side by side in one run:
 //!
-//! * `host`: `cronium-runtime`, the components on wasmtime;
+//! * `host`: `cronium-runtime`, the components on wasmtime, a fresh
+//!   instance per request (the default);
+//! * `host, reuse 128`: the same with `CRONIUM_INSTANCE_REUSE=128`, an
+//!   instance serving up to 128 requests of one credential;
 //! * `native`: the same routes as plain Rust on the same capabilities
 //!   (`bench/native_baseline.rs`): host/native is the price of isolation;
 //! * `hello`: a minimal `wasi:http` component on our host, and on
@@ -64,6 +67,8 @@ enum Body {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Target {
     Host,
+    /// The host with `CRONIUM_INSTANCE_REUSE` (warm instances).
+    HostReuse,
     Native,
     Hello,
     WasmtimeServe,
@@ -73,6 +78,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Host => "host",
+            Target::HostReuse => "host, reuse 128",
             Target::Native => "native",
             Target::Hello => "host+hello",
             Target::WasmtimeServe => "wasmtime-serve+hello",
@@ -81,7 +87,10 @@ impl Target {
 }
 
 const ALL_CONNS: &[u32] = &[1, 16, 64, 256];
-const SERVERS: &[Target] = &[Target::Host, Target::Native];
+const SERVERS: &[Target] = &[Target::Host, Target::HostReuse, Target::Native];
+
+/// Requests one instance may serve in the `host, reuse` runs.
+const REUSE: &str = "128";
 
 fn scenarios() -> Vec<Scenario> {
     vec![
@@ -242,6 +251,10 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
     let base = HostConfig::with(&valkey.url(), &backend.url());
     let mut servers: BTreeMap<Target, Host> = BTreeMap::new();
     servers.insert(Target::Host, Host::start(quiet(base.clone())).await);
+    servers.insert(
+        Target::HostReuse,
+        Host::start(quiet(base.clone()).env("CRONIUM_INSTANCE_REUSE", REUSE)).await,
+    );
     let mut native = quiet(base.clone());
     native.binary = Some(PathBuf::from(NATIVE));
     servers.insert(Target::Native, Host::start(native).await);
@@ -500,6 +513,7 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
     for (name, target, conns, m) in rows {
         let (other, label) = match target {
             Target::Host => (Target::Native, "host / native"),
+            Target::HostReuse => (Target::Native, "host, reuse / native"),
             Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),
             _ => continue,
         };

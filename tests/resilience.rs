@@ -42,6 +42,71 @@ async fn a_trapping_component_answers_json_500_and_the_next_request_succeeds() {
     );
 }
 
+/// How many requests the instance that answered had served, itself included.
+async fn served_by_instance(host: &Host, authorization: Option<&str>) -> u64 {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    let reply = call("GET", &host.url("/executions/count/input"), &headers, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.json["data"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn by_default_every_request_gets_a_fresh_instance() {
+    let (_valkey, _backend, host) = misbehaving_host().await;
+    for _ in 0..3 {
+        assert_eq!(served_by_instance(&host, Some("Bearer a")).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_reused_instance_serves_only_its_credential_and_only_its_count() {
+    let valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    let host = Host::start(
+        HostConfig::with(&valkey.url(), &backend.url())
+            .env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
+            .env("CRONIUM_INSTANCE_REUSE", "3"),
+    )
+    .await;
+    // One credential: three requests on one instance, then a fresh one.
+    let a: Vec<u64> = served_in_order(&host, Some("Bearer a"), 4).await;
+    assert_eq!(a, [1, 2, 3, 1]);
+    // Another credential, or the same in another case, never gets it.
+    assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 1);
+    assert_eq!(served_by_instance(&host, Some("bearer a")).await, 1);
+    assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 2);
+    // Requests without a credential never share an instance.
+    for _ in 0..2 {
+        assert_eq!(served_by_instance(&host, None).await, 1);
+    }
+    // An instance that failed is not kept.
+    assert_eq!(served_by_instance(&host, Some("Bearer c")).await, 1);
+    let auth = [("authorization", "Bearer c")];
+    let trapped = call("GET", &host.url("/executions/trap/input"), &auth, None).await;
+    assert_eq!(trapped.status, 500);
+    assert_eq!(served_by_instance(&host, Some("Bearer c")).await, 1);
+
+    let metrics = call("GET", &host.url("/metrics"), &[], None).await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    // Reused: a's 2nd, 3rd; b's 2nd; c's trap request.
+    assert!(
+        metrics.contains("\ncronium_component_instances_reused_total 4\n"),
+        "{metrics}"
+    );
+}
+
+/// `n` sequential requests with `authorization`, and what each instance had served.
+async fn served_in_order(host: &Host, authorization: Option<&str>, n: usize) -> Vec<u64> {
+    let mut served = Vec::new();
+    for _ in 0..n {
+        served.push(served_by_instance(host, authorization).await);
+    }
+    served
+}
+
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_the_deadline_with_json_504() {
     let (_valkey, _backend, host) = misbehaving_host().await;

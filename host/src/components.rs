@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod warm;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
@@ -19,14 +21,15 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::capabilities::{Capabilities, bindings::Endpoint};
 use crate::compile_cache::CompileCache;
 use crate::config::Config;
 use crate::error::ApiError;
+use warm::{WarmInstance, WarmKey, WarmPool};
 
 /// An endpoint group: a component and the routes it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -237,13 +240,18 @@ pub struct Components {
     capabilities: Arc<Capabilities>,
     timeout: Duration,
     memory: usize,
+    /// Instances kept for further requests with the same credential
+    /// (`CRONIUM_INSTANCE_REUSE` above 1).
+    warm: Option<WarmPool>,
 }
 
 impl Components {
     /// Compiles and pre-instantiates every group, from the binary or from
     /// the operator's overrides, and starts the epoch clock.
     pub fn load(config: &Config, capabilities: Arc<Capabilities>) -> Result<Self, LoadError> {
-        let engine = engine(config).map_err(LoadError::Engine)?;
+        let warm = WarmPool::new(config.instance_reuse, warm_cap(config.max_instances));
+        let engine =
+            engine(config, warm.as_ref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
         let mut linker: Linker<RequestState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -287,7 +295,60 @@ impl Components {
             capabilities,
             timeout: config.request_timeout,
             memory: config.component_memory,
+            warm,
         })
+    }
+
+    /// Warm instances kept now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.as_ref().map_or(0, WarmPool::len)
+    }
+
+    /// A warm instance for `key`, ready for its next request from `peer`;
+    /// else a new store, to be instantiated.
+    fn store_for(
+        &self,
+        key: Option<&WarmKey>,
+        peer: Option<IpAddr>,
+        limits: MemoryLimit,
+    ) -> (Store<RequestState>, Option<(Proxy, u32)>) {
+        let warm = self.warm.as_ref().zip(key).and_then(|(w, k)| w.take(k));
+        let (mut store, proxy) = match warm {
+            Some(WarmInstance {
+                mut store,
+                proxy,
+                served,
+                ..
+            }) => {
+                let state = store.data_mut();
+                state.peer = peer;
+                state.limits = limits;
+                self.capabilities
+                    .metrics
+                    .instances_reused
+                    .fetch_add(1, Ordering::Relaxed);
+                (store, Some((proxy, served)))
+            }
+            None => {
+                let store = Store::new(
+                    &self.engine,
+                    RequestState {
+                        wasi: WasiCtx::builder().inherit_stderr().build(),
+                        http: WasiHttpCtx::new(),
+                        table: ResourceTable::new(),
+                        hooks: NoOutgoingHttp,
+                        limits,
+                        capabilities: self.capabilities.clone(),
+                        peer,
+                    },
+                );
+                (store, None)
+            }
+        };
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(epoch_ticks(self.timeout));
+        store.epoch_deadline_trap();
+        (store, proxy)
     }
 
     /// Serves `request` with `group`'s component.
@@ -299,21 +360,16 @@ impl Components {
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let pre = self.groups[&group].clone();
         let (limits, memory_hit) = MemoryLimit::new(self.memory);
-        let mut store = Store::new(
-            &self.engine,
-            RequestState {
-                wasi: WasiCtx::builder().inherit_stderr().build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                hooks: NoOutgoingHttp,
-                limits,
-                capabilities: self.capabilities.clone(),
-                peer,
-            },
-        );
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(epoch_ticks(self.timeout));
-        store.epoch_deadline_trap();
+        let key = self.warm.as_ref().and_then(|_| {
+            WarmKey::of(
+                group,
+                request
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+            )
+        });
+        let (mut store, warm) = self.store_for(key.as_ref(), peer, limits);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (incoming, outparam) = {
@@ -336,13 +392,20 @@ impl Components {
         // the response channel if it never answered.
         let metrics = self.capabilities.metrics.clone();
         let guest = async move {
-            let started = std::time::Instant::now();
-            let proxy = pre.instantiate_async(&mut store).await?;
-            metrics.instantiation.observe(started.elapsed());
+            let (proxy, served) = match warm {
+                Some(warm) => warm,
+                None => {
+                    let started = std::time::Instant::now();
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    metrics.instantiation.observe(started.elapsed());
+                    (proxy, 0)
+                }
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>(WarmInstance::new(store, proxy, served + 1))
         };
         // Reads the answer, body included, while the guest writes it.
         let answer = async move {
@@ -369,12 +432,18 @@ impl Components {
                 answered = &mut answer => (guest.await, answered),
             };
             match (ended, answered) {
-                (Ok(()), Answer::Response(response)) => Ok(response),
-                (Ok(()), Answer::ErrorCode(code)) => {
+                (Ok(instance), Answer::Response(response)) => {
+                    // Only an instance that answered cleanly is kept.
+                    if let (Some(pool), Some(key)) = (&self.warm, key) {
+                        pool.put(key, instance);
+                    }
+                    Ok(response)
+                }
+                (Ok(_), Answer::ErrorCode(code)) => {
                     tracing::warn!(code, "component answered with an error code");
                     Err(ApiError::internal("the component failed"))
                 }
-                (Ok(()), Answer::None) => {
+                (Ok(_), Answer::None) => {
                     tracing::error!("component returned without a response");
                     Err(ApiError::internal("the component did not answer"))
                 }
@@ -412,11 +481,18 @@ fn failure(error: wasmtime::Error, memory_hit: &AtomicBool) -> ApiError {
     ApiError::internal("the component failed")
 }
 
-/// The wasmtime engine: pooling allocator sized for `max_instances`,
+/// Warm instances kept at most: a quarter of the pool's size.
+fn warm_cap(max_instances: u32) -> usize {
+    (max_instances / 4) as usize
+}
+
+/// The wasmtime engine: pooling allocator sized for `max_instances`
+/// plus `warm` kept instances,
 /// memories capped, epoch interruption on.
-fn engine(config: &Config) -> wasmtime::Result<Engine> {
+fn engine(config: &Config, warm: usize) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    let instances = config.max_instances.max(1);
+    // Warm instances hold their slots: the pool has room for them on top.
+    let instances = config.max_instances.max(1) + warm as u32;
     pool.total_component_instances(instances);
     pool.total_core_instances(instances * 4);
     pool.total_memories(instances * 2);

@@ -227,6 +227,11 @@ pub struct Config {
     pub component_memory: usize,
     /// `CRONIUM_MAX_INSTANCES` (1000): component instances alive at once.
     pub max_instances: u32,
+    /// `CRONIUM_INSTANCE_REUSE` (1): how many requests one instance may
+    /// serve. 1 gives every request a fresh instance; more lets an instance
+    /// serve further requests that carry the same `Authorization` header,
+    /// and only those (see `components::warm`).
+    pub instance_reuse: u32,
     /// `CRONIUM_CACHE_DIR` (`<temp dir>/cronium-runtime`, `off` to disable):
     /// where compiled components are kept between starts.
     pub compile_cache: Option<PathBuf>,
@@ -406,6 +411,15 @@ impl Config {
             body_timeout: vars.duration("CRONIUM_BODY_TIMEOUT", Duration::from_secs(30))?,
             write_timeout: vars.duration("CRONIUM_WRITE_TIMEOUT", Duration::from_secs(30))?,
             max_instances,
+            instance_reuse: match vars.number("CRONIUM_INSTANCE_REUSE", 1)? {
+                0 => {
+                    return Err(ConfigError::new(
+                        "CRONIUM_INSTANCE_REUSE",
+                        "must be at least 1",
+                    ));
+                }
+                n => n,
+            },
             component_overrides,
             tools,
         })
@@ -548,6 +562,15 @@ mod tests {
         assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
         assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
+        assert_eq!(config(&[]).unwrap().instance_reuse, 1);
+        let c = config(&[("CRONIUM_INSTANCE_REUSE", "64")]).unwrap();
+        assert_eq!(c.instance_reuse, 64);
+        let error = config(&[("CRONIUM_INSTANCE_REUSE", "0")]).unwrap_err();
+        assert_eq!(error.name, "CRONIUM_INSTANCE_REUSE");
     }
 
     #[test]

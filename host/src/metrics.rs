@@ -78,6 +78,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     pub instantiation: Histogram,
+    /// Requests served by a warm instance instead of a new one.
+    pub instances_reused: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub cache_errors: AtomicU64,
@@ -97,6 +99,7 @@ pub struct Gauges {
     pub audit_lost: u64,
     pub revocation_unchecked: u64,
     pub in_flight: u64,
+    pub warm_instances: u64,
 }
 
 impl Metrics {
@@ -173,6 +176,17 @@ impl Metrics {
         );
         self.instantiation
             .render(&mut out, "cronium_component_instantiation_seconds", "");
+        describe(
+            &mut out,
+            "cronium_component_instances_reused_total",
+            "counter",
+            "Requests served by a warm instance (CRONIUM_INSTANCE_REUSE).",
+        );
+        let _ = writeln!(
+            out,
+            "cronium_component_instances_reused_total {}",
+            self.instances_reused.load(Ordering::Relaxed)
+        );
         describe(
             &mut out,
             "cronium_cache_lookups_total",
@@ -276,6 +290,11 @@ impl Metrics {
                 "Requests being answered now.",
                 gauges.in_flight,
             ),
+            (
+                "cronium_component_instances_warm",
+                "Instances kept for further requests with the same credential.",
+                gauges.warm_instances,
+            ),
         ];
         for (name, help, value) in gauges {
             describe(&mut out, name, "gauge", help);
@@ -307,6 +326,7 @@ mod tests {
             audit_lost: 0,
             revocation_unchecked: 0,
             in_flight: 0,
+            warm_instances: 0,
         });
         assert!(text.contains("cronium_requests_total{route=\"executions\",status=\"200\"} 2"));
         assert!(text.contains("cronium_requests_total{route=\"unknown\",status=\"404\"} 1"));

@@ -420,6 +420,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         audit_lost: stats.lost.load(Ordering::Relaxed),
         revocation_unchecked: caps.auth.unchecked.load(Ordering::Relaxed),
         in_flight: (app.front.max_in_flight - app.front.in_flight.available_permits()) as u64,
+        warm_instances: app.components.warm_instances() as u64,
     });
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(

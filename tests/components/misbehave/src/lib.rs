@@ -6,7 +6,11 @@
 //! * `loop`: spins forever (stopped by the epoch deadline);
 //! * `oom`: allocates until the memory cap is hit;
 //! * `slow`: answers after two seconds;
+//! * `count`: answers how many requests this instance has served, itself
+//!   included (1 for a fresh instance; more only when the host reuses it);
 //! * anything else: answers `200 {"success":true,"data":"fine"}`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cronium_guest::{ApiError, Reply, Request, path};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -17,8 +21,13 @@ async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     cronium_guest::serve(request, out, misbehave).await
 }
 
+/// Requests this instance has served.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 fn misbehave(request: Request) -> Result<Reply, ApiError> {
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     match path::segments(&request.path).as_slice() {
+        ["executions", "count", _] => Ok(Reply::data(served.into())),
         ["executions", "trap", _] => panic!("asked to trap"),
         ["executions", "loop", _] => {
             let mut n: u64 = 0;
