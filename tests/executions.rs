@@ -149,6 +149,30 @@ async fn an_execution_without_input_answers_null_data() {
 }
 
 #[tokio::test]
+async fn an_input_far_larger_than_one_write_comes_back_whole() {
+    let w = World::start().await;
+    // ~600 KiB of varied rows: the answer takes many writes of the body.
+    let rows: Vec<_> = (0..20_000)
+        .map(|i| json!({"row": i, "name": format!("item-{i}")}))
+        .collect();
+    w.backend
+        .add_execution("exec-big", "user-1", Some(json!({ "rows": rows })));
+    for _ in 0..2 {
+        // From the backend, then from the cache.
+        let reply = w
+            .get("/executions/exec-big/input", &token("exec-big"))
+            .await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.len() > 500 * 1024, "{}", reply.body.len());
+        assert_eq!(
+            reply.json["data"]["rows"].as_array().map(Vec::len),
+            Some(20_000)
+        );
+        assert_eq!(reply.json["data"]["rows"][19_999]["name"], "item-19999");
+    }
+}
+
+#[tokio::test]
 async fn input_is_read_from_the_backend_once_then_from_the_cache() {
     let w = World::start().await;
     for _ in 0..3 {

@@ -23,8 +23,8 @@ use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, route).await
+fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    cronium_guest::serve(request, out, route)
 }
 
 /// One of the group's operations.

@@ -1,8 +1,8 @@
 //! An incoming request, read once with the body cap of its route.
 
-use futures::StreamExt;
 use serde::Deserialize;
 use spin_sdk::http::{IncomingRequest, Method};
+use wasi::io::streams::StreamError;
 
 use crate::ApiError;
 
@@ -21,7 +21,7 @@ pub struct Request {
 impl Request {
     /// Reads `incoming`, refusing (413) a body over the cap of its path
     /// without reading the rest.
-    pub async fn read(incoming: IncomingRequest) -> Result<Self, ApiError> {
+    pub fn read(incoming: &IncomingRequest) -> Result<Self, ApiError> {
         let method = incoming.method();
         let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
         let (path, query) = match path_with_query.split_once('?') {
@@ -30,15 +30,23 @@ impl Request {
         };
         let headers = incoming.headers().entries();
         let limit = cronium_rules::limits::body_max_for_path(&path);
+        let unreadable = || ApiError::bad_request("could not read the request body");
+        let incoming_body = incoming.consume().map_err(|()| unreadable())?;
+        let stream = incoming_body.stream().map_err(|()| unreadable())?;
         let mut body = Vec::new();
-        let mut stream = incoming.into_body_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|_| ApiError::bad_request("could not read the request body"))?;
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::payload_too_large(limit));
+        loop {
+            // Ask for one byte past the cap, so that a body over it shows.
+            let wanted = (limit - body.len()) as u64 + 1;
+            match stream.blocking_read(wanted) {
+                Ok(chunk) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(ApiError::payload_too_large(limit));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Err(StreamError::Closed) => break,
+                Err(_) => return Err(unreadable()),
             }
-            body.extend_from_slice(&chunk);
         }
         Ok(Request {
             method,

@@ -34,8 +34,8 @@ use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, route).await
+fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    cronium_guest::serve(request, out, route)
 }
 
 fn route(request: Request) -> Result<Reply, ApiError> {

@@ -17,8 +17,8 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, misbehave).await
+fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    cronium_guest::serve(request, out, misbehave)
 }
 
 /// Requests this instance has served.
