@@ -75,6 +75,15 @@ enum Target {
 }
 
 impl Target {
+    /// The name as a path segment: `host-reuse-128`.
+    fn slug(self) -> String {
+        self.name()
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
     fn name(self) -> &'static str {
         match self {
             Target::Host => "host",
@@ -297,7 +306,7 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
                 reset_peak_rss(pid);
                 let measured = wrk_run(
                     &wrk,
-                    &format!("{url}{}", scenario.path.replace("{server}", target.name())),
+                    &format!("{url}{}", scenario.path.replace("{server}", &target.slug())),
                     &script,
                     conns,
                     seconds,

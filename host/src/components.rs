@@ -2,7 +2,9 @@
 //! pre-instantiated once; every request gets a fresh store from the
 //! pooling allocator, with an epoch deadline and a memory cap. A trap, a
 //! deadline or an exhausted memory ends that request with a JSON error
-//! and touches nothing else.
+//! and touches nothing else. With `CRONIUM_INSTANCE_REUSE` above 1, an
+//! instance may instead serve further requests carrying its credential
+//! ([`warm`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
