@@ -31,7 +31,7 @@ use crate::capabilities::{Capabilities, bindings::Endpoint};
 use crate::compile_cache::CompileCache;
 use crate::config::Config;
 use crate::error::ApiError;
-use warm::{WarmInstance, WarmKey, WarmPool};
+use warm::{WarmKey, WarmPool};
 
 /// An endpoint group: a component and the routes it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -244,16 +244,27 @@ pub struct Components {
     memory: usize,
     /// Instances kept for further requests with the same credential
     /// (`CRONIUM_INSTANCE_REUSE` above 1).
-    warm: Option<WarmPool>,
+    warm: Option<Arc<WarmPool<WarmInstance>>>,
+}
+
+/// An instance between two requests: its store and its bindings.
+struct WarmInstance {
+    store: Store<RequestState>,
+    proxy: Proxy,
 }
 
 impl Components {
     /// Compiles and pre-instantiates every group, from the binary or from
     /// the operator's overrides, and starts the epoch clock.
     pub fn load(config: &Config, capabilities: Arc<Capabilities>) -> Result<Self, LoadError> {
-        let warm = WarmPool::new(config.instance_reuse, warm_cap(config.max_instances));
+        let warm = WarmPool::new(
+            config.instance_reuse,
+            warm_cap(config.max_instances),
+            warm::IDLE,
+        )
+        .map(Arc::new);
         let engine =
-            engine(config, warm.as_ref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
+            engine(config, warm.as_deref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
         let mut linker: Linker<RequestState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -290,6 +301,9 @@ impl Components {
         }
 
         start_epoch_clock(&engine).map_err(|e| LoadError::Engine(e.into()))?;
+        if let Some(pool) = &warm {
+            WarmPool::start_sweeper(pool).map_err(|e| LoadError::Engine(e.into()))?;
+        }
 
         Ok(Components {
             engine,
@@ -303,7 +317,7 @@ impl Components {
 
     /// Warm instances kept now.
     pub fn warm_instances(&self) -> usize {
-        self.warm.as_ref().map_or(0, WarmPool::len)
+        self.warm.as_deref().map_or(0, WarmPool::len)
     }
 
     /// A warm instance for `key`, ready for its next request from `peer`;
@@ -316,12 +330,7 @@ impl Components {
     ) -> (Store<RequestState>, Option<(Proxy, u32)>) {
         let warm = self.warm.as_ref().zip(key).and_then(|(w, k)| w.take(k));
         let (mut store, proxy) = match warm {
-            Some(WarmInstance {
-                mut store,
-                proxy,
-                served,
-                ..
-            }) => {
+            Some((WarmInstance { mut store, proxy }, served)) => {
                 let state = store.data_mut();
                 state.peer = peer;
                 state.limits = limits;
@@ -407,7 +416,7 @@ impl Components {
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
                 .await?;
-            Ok::<_, wasmtime::Error>(WarmInstance::new(store, proxy, served + 1))
+            Ok::<_, wasmtime::Error>((WarmInstance { store, proxy }, served + 1))
         };
         // Reads the answer, body included, while the guest writes it.
         let answer = async move {
@@ -434,10 +443,10 @@ impl Components {
                 answered = &mut answer => (guest.await, answered),
             };
             match (ended, answered) {
-                (Ok(instance), Answer::Response(response)) => {
+                (Ok((instance, served)), Answer::Response(response)) => {
                     // Only an instance that answered cleanly is kept.
                     if let (Some(pool), Some(key)) = (&self.warm, key) {
-                        pool.put(key, instance);
+                        pool.put(key, instance, served);
                     }
                     Ok(response)
                 }

@@ -8,23 +8,23 @@
 //! anyway. Executions never share an instance, and requests without a
 //! credential never reuse one. Why it pays: creating and tearing down an
 //! instance (pool slot, memory reset, the TLB flush that comes with it)
-//! costs more than the rest of a cached read together (`bench/load.rs`).
+//! is about 30 % of the CPU a cached read costs (`bench/load.rs`).
 //!
 //! An instance is dropped when it has served its count, when it failed in
-//! any way, when it has idled for [`IDLE`], or when [`WarmPool::cap`] warm
-//! instances are already kept.
+//! any way, when it has idled for [`IDLE`] (a sweeper thread looks every
+//! second), or when [`WarmPool::cap`] warm instances are already kept.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
-use wasmtime_wasi_http::p2::bindings::Proxy;
-
-use super::{Group, RequestState};
+use super::Group;
 
 /// How long a warm instance is kept without a request.
 pub(crate) const IDLE: Duration = Duration::from_secs(10);
+
+/// How often idle instances are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Which requests an instance may serve: one group, one credential.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,51 +45,42 @@ impl WarmKey {
     }
 }
 
-/// An instance between two requests.
-pub(crate) struct WarmInstance {
-    pub(crate) store: Store<RequestState>,
-    pub(crate) proxy: Proxy,
-    /// Requests it has answered.
-    pub(crate) served: u32,
-    idle_since: Instant,
-}
-
-impl WarmInstance {
-    /// An instance that has answered `served` requests so far.
-    pub(crate) fn new(store: Store<RequestState>, proxy: Proxy, served: u32) -> Self {
-        WarmInstance {
-            store,
-            proxy,
-            served,
-            idle_since: Instant::now(),
-        }
-    }
-}
-
-/// The warm instances of every group, bounded in number and in age.
-pub(crate) struct WarmPool {
+/// Warm instances (of type `T`, a store and its bindings in the host),
+/// bounded in number, uses and idle time.
+pub(crate) struct WarmPool<T> {
     /// Requests one instance may serve (at least 2, or there is no pool).
     reuse: u32,
     /// Warm instances kept at most.
     cap: usize,
-    state: Mutex<PoolState>,
+    /// How long an instance may wait for its next request.
+    idle: Duration,
+    state: Mutex<PoolState<T>>,
 }
 
-#[derive(Default)]
-struct PoolState {
-    idle: HashMap<WarmKey, Vec<WarmInstance>>,
+struct PoolState<T> {
+    waiting: HashMap<WarmKey, Vec<Waiting<T>>>,
     count: usize,
-    last_sweep: Option<Instant>,
 }
 
-impl WarmPool {
+struct Waiting<T> {
+    instance: T,
+    served: u32,
+    since: Instant,
+}
+
+impl<T> WarmPool<T> {
     /// A pool for instances that serve up to `reuse` requests, keeping at
-    /// most `cap`; `None` when `reuse` is 1 (a fresh instance each time).
-    pub(crate) fn new(reuse: u32, cap: usize) -> Option<WarmPool> {
+    /// most `cap` for at most `idle`; `None` when `reuse` is 1 (a fresh
+    /// instance each time).
+    pub(crate) fn new(reuse: u32, cap: usize, idle: Duration) -> Option<WarmPool<T>> {
         (reuse > 1 && cap > 0).then(|| WarmPool {
             reuse,
             cap,
-            state: Mutex::new(PoolState::default()),
+            idle,
+            state: Mutex::new(PoolState {
+                waiting: HashMap::new(),
+                count: 0,
+            }),
         })
     }
 
@@ -98,35 +89,36 @@ impl WarmPool {
         self.cap
     }
 
-    /// A warm instance for `key`, if one is idle.
-    pub(crate) fn take(&self, key: &WarmKey) -> Option<WarmInstance> {
+    /// A warm instance for `key` and the requests it has served, if one
+    /// is waiting.
+    pub(crate) fn take(&self, key: &WarmKey) -> Option<(T, u32)> {
         let mut state = self.lock();
-        self.sweep(&mut state);
-        let instances = state.idle.get_mut(key)?;
-        let instance = instances.pop();
-        if instances.is_empty() {
-            state.idle.remove(key);
+        let waiting = state.waiting.get_mut(key)?;
+        let found = waiting.pop();
+        if waiting.is_empty() {
+            state.waiting.remove(key);
         }
-        if instance.is_some() {
-            state.count -= 1;
-        }
-        instance
+        let found = found?;
+        state.count -= 1;
+        Some((found.instance, found.served))
     }
 
-    /// Keeps `instance`, which has just answered a request cleanly, for the
-    /// next request with `key`; drops it when it has served its count or
-    /// the pool is full.
-    pub(crate) fn put(&self, key: WarmKey, mut instance: WarmInstance) {
-        if instance.served >= self.reuse {
+    /// Keeps `instance`, which has served `served` requests and answered
+    /// the last one cleanly, for the next request with `key`. It is
+    /// dropped instead when it has served its count or the pool is full.
+    pub(crate) fn put(&self, key: WarmKey, instance: T, served: u32) {
+        if served >= self.reuse {
             return;
         }
         let mut state = self.lock();
-        self.sweep(&mut state);
         if state.count >= self.cap {
             return;
         }
-        instance.idle_since = Instant::now();
-        state.idle.entry(key).or_default().push(instance);
+        state.waiting.entry(key).or_default().push(Waiting {
+            instance,
+            served,
+            since: Instant::now(),
+        });
         state.count += 1;
     }
 
@@ -135,27 +127,48 @@ impl WarmPool {
         self.lock().count
     }
 
-    /// Drops instances idle for longer than [`IDLE`], at most once a second.
-    fn sweep(&self, state: &mut PoolState) {
+    /// Drops the instances that waited longer than the pool's idle time,
+    /// outside the lock (dropping an instance resets its memory); returns
+    /// how many.
+    pub(crate) fn sweep(&self) -> usize {
         let now = Instant::now();
-        if state
-            .last_sweep
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        let mut expired = Vec::new();
         {
-            return;
+            let mut state = self.lock();
+            state.waiting.retain(|_, waiting| {
+                let (stale, fresh): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+                    .into_iter()
+                    .partition(|w| now.duration_since(w.since) >= self.idle);
+                expired.extend(stale);
+                *waiting = fresh;
+                !waiting.is_empty()
+            });
+            state.count -= expired.len();
         }
-        state.last_sweep = Some(now);
-        let mut count = 0;
-        state.idle.retain(|_, instances| {
-            instances.retain(|i| now.duration_since(i.idle_since) < IDLE);
-            count += instances.len();
-            !instances.is_empty()
-        });
-        state.count = count;
+        expired.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<T>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Send + 'static> WarmPool<T> {
+    /// Sweeps `pool` every [`SWEEP_EVERY`] on a thread of its own, for as
+    /// long as the pool lives, so that an idle host lets go of its warm
+    /// instances too.
+    pub(crate) fn start_sweeper(pool: &Arc<WarmPool<T>>) -> std::io::Result<()> {
+        let pool = Arc::downgrade(pool);
+        std::thread::Builder::new()
+            .name("warm-sweeper".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SWEEP_EVERY);
+                    let Some(pool) = pool.upgrade() else { return };
+                    pool.sweep();
+                }
+            })
+            .map(drop)
     }
 }
 
@@ -190,10 +203,67 @@ mod tests {
         );
     }
 
+    fn key(credential: &[u8]) -> WarmKey {
+        WarmKey::of(Group::Executions, Some(credential)).unwrap()
+    }
+
     #[test]
     fn one_request_per_instance_means_no_pool() {
-        assert!(WarmPool::new(1, 100).is_none());
-        assert!(WarmPool::new(2, 0).is_none());
-        assert!(WarmPool::new(2, 1).is_some());
+        assert!(WarmPool::<u32>::new(1, 100, IDLE).is_none());
+        assert!(WarmPool::<u32>::new(2, 0, IDLE).is_none());
+        assert!(WarmPool::<u32>::new(2, 1, IDLE).is_some());
+    }
+
+    #[test]
+    fn an_instance_comes_back_only_for_its_key() {
+        let pool = WarmPool::new(10, 10, IDLE).unwrap();
+        pool.put(key(b"a"), "a's", 1);
+        assert_eq!(pool.take(&key(b"b")), None);
+        assert_eq!(pool.take(&key(b"a")), Some(("a's", 1)));
+        assert_eq!(pool.take(&key(b"a")), None);
+        assert_eq!(pool.len(), 0);
+    }
+
+    #[test]
+    fn an_instance_that_served_its_count_is_not_kept() {
+        let pool = WarmPool::new(3, 10, IDLE).unwrap();
+        pool.put(key(b"a"), 1, 2);
+        pool.put(key(b"a"), 2, 3);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.take(&key(b"a")), Some((1, 2)));
+    }
+
+    #[test]
+    fn a_full_pool_keeps_no_more() {
+        let pool = WarmPool::new(10, 2, IDLE).unwrap();
+        for (i, credential) in [b"a", b"b", b"c"].into_iter().enumerate() {
+            pool.put(key(credential), i, 1);
+        }
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.take(&key(b"c")), None);
+    }
+
+    #[test]
+    fn instances_idle_past_the_limit_are_swept_and_the_rest_kept() {
+        let pool = WarmPool::new(10, 10, Duration::from_millis(50)).unwrap();
+        pool.put(key(b"old"), 1, 1);
+        std::thread::sleep(Duration::from_millis(80));
+        pool.put(key(b"new"), 2, 1);
+        assert_eq!(pool.sweep(), 1);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.take(&key(b"old")), None);
+        assert_eq!(pool.take(&key(b"new")), Some((2, 1)));
+    }
+
+    #[test]
+    fn the_sweeper_empties_an_idle_pool() {
+        let pool = Arc::new(WarmPool::new(10, 10, Duration::from_millis(10)).unwrap());
+        pool.put(key(b"a"), 1, 1);
+        WarmPool::start_sweeper(&pool).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.len() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.len(), 0);
     }
 }
