@@ -2,7 +2,7 @@
 //!
 //! Builds in release mode (cargo's bench profile), starts a real Valkey
 //! and the fake backend, then drives with `wrk` (installed with apt-get
-//! when missing) three servers side by side in one run:
+//! when missing) these servers side by side in one run:
 //!
 //! * `host`: `cronium-runtime`, the components on wasmtime, a fresh
 //!   instance per request (the default);

@@ -53,8 +53,6 @@ pub fn serve(
         Ok(request) => handler(request).unwrap_or_else(Reply::from),
         Err(error) => Reply::from(error),
     };
-    // The request and its body stay alive until the handler is done.
-    drop(incoming);
     write(out, reply);
 }
 
