@@ -364,8 +364,14 @@ fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str) -> PathBuf {
         }
     }
     if scenario.spread_keys {
+        // Each wrk thread has its own Lua state with the same unseeded
+        // random sequence: without the thread's number in the key, two
+        // threads would write the same keys at the same moments, and the
+        // "uncontended" run would wait on leases.
         lua.push_str(&format!(
-            "request = function()\n  return wrk.format(nil, \"{}k-\" .. math.random(1, 1000000000))\nend\n",
+            "local threads = 0\n\
+             setup = function(thread)\n  threads = threads + 1\n  thread:set(\"thread_id\", threads)\nend\n\
+             request = function()\n  return wrk.format(nil, \"{}k-\" .. thread_id .. \"-\" .. math.random(1, 1000000000))\nend\n",
             scenario.path
         ));
     }

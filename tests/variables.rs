@@ -693,3 +693,27 @@ async fn the_embedded_store_supports_variables_and_keeps_them_across_a_restart()
     assert_eq!(delete(&host, "e1", "a/b", &[]).await.status, 204);
     assert_eq!(get(&host, "e2", "a/b?strict").await.status, 404);
 }
+
+#[tokio::test]
+async fn a_write_whose_client_hangs_up_still_lands_and_frees_its_key() {
+    let w = World::start().await;
+    w.backend.state().write_delay = Some(Duration::from_millis(600));
+    // The client gives up while the backend is still taking the write.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(150),
+        put(&w.host, "exec-1", "k", &json!(1), &[]),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the client was meant to hang up");
+    assert!(
+        eventually(Duration::from_secs(5), || w.backend.variable("user-1", "k")
+            == Some(json!(1)))
+        .await,
+        "the write was abandoned with its client"
+    );
+    // Its lease was released: the next write to the key does not wait one out.
+    w.backend.state().write_delay = None;
+    let reply = put(&w.host, "exec-1", "k", &json!(2), &[]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(w.backend.variable("user-1", "k"), Some(json!(2)));
+}

@@ -41,7 +41,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// The front's limits and policies, from the configuration.
 pub struct Front {
     pub(crate) cors: Option<Vec<String>>,
-    pub(crate) in_flight: Semaphore,
+    pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) max_in_flight: usize,
     pub(crate) max_connections: usize,
     pub(crate) body_timeout: Duration,
@@ -54,7 +54,7 @@ impl Front {
         let max_in_flight = config.max_in_flight.max(1);
         Front {
             cors: config.cors.clone(),
-            in_flight: Semaphore::new(max_in_flight),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             max_connections: config.max_connections,
             body_timeout: config.body_timeout,
@@ -155,7 +155,11 @@ async fn connection(
     let _ = conn.await;
 }
 
-async fn handle(app: &App, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+async fn handle(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let request_id = request_id(&request);
     let method = request.method().clone();
@@ -226,7 +230,7 @@ impl Target {
 }
 
 async fn route(
-    app: &App,
+    app: &Arc<App>,
     request: Request<Incoming>,
     target: Target,
     peer: SocketAddr,
@@ -250,7 +254,7 @@ async fn route(
         }
     };
     // Past the in-flight cap, shed load at once rather than queue it.
-    let Ok(_in_flight) = app.front.in_flight.try_acquire() else {
+    let Ok(in_flight) = app.front.in_flight.clone().try_acquire_owned() else {
         app.capabilities
             .metrics
             .rejected_overload
@@ -269,7 +273,24 @@ async fn route(
                 "the request body did not arrive in time",
             )
         })??;
-    app.components.call(group, request, Some(peer.ip())).await
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        let answer = app.components.call(group, request, Some(peer.ip())).await;
+        drop(in_flight);
+        return answer;
+    }
+    // A write runs to its end even if its client hangs up meanwhile: it
+    // must not stop halfway through the backend, nor leave its key's
+    // lease to run out. It still counts as in flight until it is done.
+    let app = app.clone();
+    let call = tokio::spawn(async move {
+        let answer = app.components.call(group, request, Some(peer.ip())).await;
+        drop(in_flight);
+        answer
+    });
+    call.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "a component call ended abnormally");
+        Err(ApiError::internal("the request could not be completed"))
+    })
 }
 
 /// The routes the host answers itself.

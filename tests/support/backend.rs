@@ -42,6 +42,8 @@ pub struct BackendState {
     pub quiet: bool,
     /// Answer every request with 503.
     pub down: bool,
+    /// Wait this long before answering a write (PUT or POST).
+    pub write_delay: Option<std::time::Duration>,
     /// Answer output writes with this status and body instead.
     pub output_answer: Option<(u16, Value)>,
     /// (user id, tool id) -> the credentials the backend keeps.
@@ -150,6 +152,10 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         .collect::<HashMap<_, _>>();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let delay = state.lock().unwrap().write_delay;
+    if let Some(delay) = delay.filter(|_| matches!(method.as_str(), "PUT" | "POST")) {
+        tokio::time::sleep(delay).await;
+    }
     let mut state = state.lock().unwrap();
     if !state.quiet {
         state.requests.push(Recorded {
