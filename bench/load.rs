@@ -302,7 +302,8 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
                     },
                     _ => (servers[&target].base(), servers[&target].pid()),
                 };
-                let script = script(work.path(), &scenario, &token, &hook.url());
+                let run = format!("{}-{conns}", target.slug());
+                let script = script(work.path(), &scenario, &token, &hook.url(), &run);
                 reset_peak_rss(pid);
                 let measured = wrk_run(
                     &wrk,
@@ -343,7 +344,10 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
 }
 
 /// The Lua script that shapes `wrk`'s requests and reports the result.
-fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str) -> PathBuf {
+/// `run` names this server and concurrency, so that spread keys are new in
+/// every run (a server still finishing the last run's writes holds their
+/// leases).
+fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str, run: &str) -> PathBuf {
     let mut lua = format!(
         "wrk.method = \"{}\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
         scenario.method
@@ -371,7 +375,7 @@ fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str) -> PathBuf {
         lua.push_str(&format!(
             "local threads = 0\n\
              setup = function(thread)\n  threads = threads + 1\n  thread:set(\"thread_id\", threads)\nend\n\
-             request = function()\n  return wrk.format(nil, \"{}k-\" .. thread_id .. \"-\" .. math.random(1, 1000000000))\nend\n",
+             request = function()\n  return wrk.format(nil, \"{}{run}-\" .. thread_id .. \"-\" .. math.random(1, 1000000000))\nend\n",
             scenario.path
         ));
     }

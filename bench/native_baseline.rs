@@ -47,9 +47,16 @@ fn main() -> anyhow::Result<()> {
             let _ = stream.set_nodelay(true);
             let caps = capabilities.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                     let caps = caps.clone();
-                    async move { Ok::<_, Infallible>(handle(&caps, request).await) }
+                    async move {
+                        if matches!(*request.method(), Method::GET | Method::HEAD) {
+                            return Ok::<_, Infallible>(handle(&caps, request).await);
+                        }
+                        // As in the host: a write runs to its end if its client hangs up.
+                        let write = tokio::spawn(async move { handle(&caps, request).await });
+                        Ok(write.await.unwrap_or_else(|_| error(500, "internal error")))
+                    }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
