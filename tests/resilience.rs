@@ -17,14 +17,21 @@ async fn get(host: &Host, path: &str, token: &str) -> support::Reply {
 
 /// A host serving the misbehaving test component as its executions group.
 async fn misbehaving_host() -> (Valkey, FakeBackend, Host) {
+    misbehaving_host_with(|config| config).await
+}
+
+/// The same, with more settings.
+async fn misbehaving_host_with(
+    configure: impl FnOnce(HostConfig) -> HostConfig,
+) -> (Valkey, FakeBackend, Host) {
     let valkey = Valkey::start();
     let backend = FakeBackend::start().await;
-    let host = Host::start(
+    let host = Host::start(configure(
         HostConfig::with(&valkey.url(), &backend.url())
             .env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
             .env("CRONIUM_REQUEST_TIMEOUT", "1s")
             .env("CRONIUM_INSTANCE_MEMORY", "32MiB"),
-    )
+    ))
     .await;
     (valkey, backend, host)
 }
@@ -63,17 +70,12 @@ async fn by_default_every_request_gets_a_fresh_instance() {
 
 #[tokio::test]
 async fn a_reused_instance_serves_only_its_credential_and_only_its_count() {
-    let valkey = Valkey::start();
-    let backend = FakeBackend::start().await;
-    let host = Host::start(
-        HostConfig::with(&valkey.url(), &backend.url())
-            .env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
-            .env("CRONIUM_INSTANCE_REUSE", "3"),
-    )
-    .await;
+    let (_valkey, _backend, host) =
+        misbehaving_host_with(|c| c.env("CRONIUM_INSTANCE_REUSE", "3")).await;
     // One credential: three requests on one instance, then a fresh one.
-    let a: Vec<u64> = served_in_order(&host, Some("Bearer a"), 4).await;
-    assert_eq!(a, [1, 2, 3, 1]);
+    for expected in [1, 2, 3, 1] {
+        assert_eq!(served_by_instance(&host, Some("Bearer a")).await, expected);
+    }
     // Another credential, or the same in another case, never gets it.
     assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 1);
     assert_eq!(served_by_instance(&host, Some("bearer a")).await, 1);
@@ -96,15 +98,6 @@ async fn a_reused_instance_serves_only_its_credential_and_only_its_count() {
         metrics.contains("\ncronium_component_instances_reused_total 4\n"),
         "{metrics}"
     );
-}
-
-/// `n` sequential requests with `authorization`, and what each instance had served.
-async fn served_in_order(host: &Host, authorization: Option<&str>, n: usize) -> Vec<u64> {
-    let mut served = Vec::new();
-    for _ in 0..n {
-        served.push(served_by_instance(host, authorization).await);
-    }
-    served
 }
 
 #[tokio::test]

@@ -273,21 +273,19 @@ async fn route(
                 "the request body did not arrive in time",
             )
         })??;
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
-        let answer = app.components.call(group, request, Some(peer.ip())).await;
-        drop(in_flight);
-        return answer;
+    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let app = app.clone();
+    let call = async move {
+        let _in_flight = in_flight;
+        app.components.call(group, request, Some(peer.ip())).await
+    };
+    if read_only {
+        return call.await;
     }
     // A write runs to its end even if its client hangs up meanwhile: it
     // must not stop halfway through the backend, nor leave its key's
     // lease to run out. It still counts as in flight until it is done.
-    let app = app.clone();
-    let call = tokio::spawn(async move {
-        let answer = app.components.call(group, request, Some(peer.ip())).await;
-        drop(in_flight);
-        answer
-    });
-    call.await.unwrap_or_else(|error| {
+    tokio::spawn(call).await.unwrap_or_else(|error| {
         tracing::error!(%error, "a component call ended abnormally");
         Err(ApiError::internal("the request could not be completed"))
     })

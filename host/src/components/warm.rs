@@ -184,23 +184,16 @@ mod tests {
 
     #[test]
     fn a_key_is_one_group_and_one_exact_credential() {
-        let a = WarmKey::of(Group::Executions, Some(b"Bearer a")).unwrap();
-        assert_eq!(
-            Some(&a),
-            WarmKey::of(Group::Executions, Some(b"Bearer a")).as_ref()
-        );
-        assert_ne!(
-            Some(&a),
-            WarmKey::of(Group::Variables, Some(b"Bearer a")).as_ref()
-        );
-        assert_ne!(
-            Some(&a),
-            WarmKey::of(Group::Executions, Some(b"Bearer b")).as_ref()
-        );
-        assert_ne!(
-            Some(&a),
-            WarmKey::of(Group::Executions, Some(b"bearer a")).as_ref()
-        );
+        let a = WarmKey::of(Group::Executions, Some(b"Bearer a"));
+        assert!(a.is_some());
+        assert_eq!(a, WarmKey::of(Group::Executions, Some(b"Bearer a")));
+        for other in [
+            WarmKey::of(Group::Variables, Some(b"Bearer a")),
+            WarmKey::of(Group::Executions, Some(b"Bearer b")),
+            WarmKey::of(Group::Executions, Some(b"bearer a")),
+        ] {
+            assert_ne!(a, other);
+        }
     }
 
     fn key(credential: &[u8]) -> WarmKey {
