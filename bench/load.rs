@@ -8,6 +8,9 @@
 //!   instance per request (the default);
 //! * `host, reuse 128`: the same with `CRONIUM_INSTANCE_REUSE=128`, an
 //!   instance serving up to 128 requests of one credential;
+//! * `host, wasi:http export` (GET input only): the host calling the
+//!   components through `wasi:http`, as Spin does, instead of their
+//!   direct `handler` export;
 //! * `native`: the same routes as plain Rust on the same capabilities
 //!   (`bench/native_baseline.rs`): host/native is the price of isolation;
 //! * `hello`: a minimal `wasi:http` component on our host, and on
@@ -69,6 +72,9 @@ enum Target {
     Host,
     /// The host with `CRONIUM_INSTANCE_REUSE` (warm instances).
     HostReuse,
+    /// The host calling the components' `wasi:http` export, as Spin does
+    /// (`CRONIUM_COMPONENT_EXPORT=wasi-http`).
+    HostWasiHttp,
     Native,
     Hello,
     WasmtimeServe,
@@ -88,6 +94,7 @@ impl Target {
         match self {
             Target::Host => "host",
             Target::HostReuse => "host, reuse 128",
+            Target::HostWasiHttp => "host, wasi:http export",
             Target::Native => "native",
             Target::Hello => "host+hello",
             Target::WasmtimeServe => "wasmtime-serve+hello",
@@ -97,6 +104,14 @@ impl Target {
 
 const ALL_CONNS: &[u32] = &[1, 16, 64, 256];
 const SERVERS: &[Target] = &[Target::Host, Target::HostReuse, Target::Native];
+/// The servers plus the host on the `wasi:http` export: what the direct
+/// `handler` export saves, shown on the headline scenario.
+const SERVERS_AND_WASI_HTTP: &[Target] = &[
+    Target::Host,
+    Target::HostReuse,
+    Target::HostWasiHttp,
+    Target::Native,
+];
 
 /// Requests one instance may serve in the `host, reuse` runs.
 const REUSE: &str = "128";
@@ -119,7 +134,7 @@ fn scenarios() -> Vec<Scenario> {
             body: Body::None,
             spread_keys: false,
             connections: ALL_CONNS,
-            targets: SERVERS,
+            targets: SERVERS_AND_WASI_HTTP,
         },
         Scenario {
             name: "context",
@@ -263,6 +278,10 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
     servers.insert(
         Target::HostReuse,
         Host::start(quiet(base.clone()).env("CRONIUM_INSTANCE_REUSE", REUSE)).await,
+    );
+    servers.insert(
+        Target::HostWasiHttp,
+        Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await,
     );
     let mut native = quiet(base.clone());
     native.binary = Some(PathBuf::from(NATIVE));
@@ -533,6 +552,7 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
         let (other, label) = match target {
             Target::Host => (Target::Native, "host / native"),
             Target::HostReuse => (Target::Native, "host, reuse / native"),
+            Target::HostWasiHttp => (Target::Native, "host, wasi:http / native"),
             Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),
             _ => continue,
         };

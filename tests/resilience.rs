@@ -10,6 +10,14 @@ use support::{FakeBackend, Host, HostConfig, Valkey, call, token};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 
+/// `CRONIUM_COMPONENT_EXPORT`s: misbehaviour is contained through either.
+const EXPORTS: [&str; 2] = ["handler", "wasi-http"];
+
+/// A misbehaving host calling `export`.
+async fn misbehaving_host_on(export: &str) -> (Valkey, FakeBackend, Host) {
+    misbehaving_host_with(|c| c.env("CRONIUM_COMPONENT_EXPORT", export)).await
+}
+
 async fn get(host: &Host, path: &str, token: &str) -> support::Reply {
     let auth = format!("Bearer {token}");
     call("GET", &host.url(path), &[("authorization", &auth)], None).await
@@ -38,15 +46,18 @@ async fn misbehaving_host_with(
 
 #[tokio::test]
 async fn a_trapping_component_answers_json_500_and_the_next_request_succeeds() {
-    let (_valkey, _backend, host) = misbehaving_host().await;
-    let reply = get(&host, "/executions/trap/input", "x").await;
-    assert_eq!(reply.status, 500);
-    assert_eq!(reply.error_message(), "the component failed");
-    let reply = get(&host, "/executions/ok/input", "x").await;
-    assert_eq!(
-        (reply.status, reply.json["data"].as_str()),
-        (200, Some("fine"))
-    );
+    for export in EXPORTS {
+        let (_valkey, _backend, host) = misbehaving_host_on(export).await;
+        let reply = get(&host, "/executions/trap/input", "x").await;
+        assert_eq!(reply.status, 500, "{export}");
+        assert_eq!(reply.error_message(), "the component failed");
+        let reply = get(&host, "/executions/ok/input", "x").await;
+        assert_eq!(
+            (reply.status, reply.json["data"].as_str()),
+            (200, Some("fine")),
+            "{export}"
+        );
+    }
 }
 
 /// How many requests the instance that answered had served, itself included.
@@ -70,57 +81,66 @@ async fn by_default_every_request_gets_a_fresh_instance() {
 
 #[tokio::test]
 async fn a_reused_instance_serves_only_its_credential_and_only_its_count() {
-    let (_valkey, _backend, host) =
-        misbehaving_host_with(|c| c.env("CRONIUM_INSTANCE_REUSE", "3")).await;
-    // One credential: three requests on one instance, then a fresh one.
-    for expected in [1, 2, 3, 1] {
-        assert_eq!(served_by_instance(&host, Some("Bearer a")).await, expected);
-    }
-    // Another credential, or the same in another case, never gets it.
-    assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 1);
-    assert_eq!(served_by_instance(&host, Some("bearer a")).await, 1);
-    assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 2);
-    // Requests without a credential never share an instance.
-    for _ in 0..2 {
-        assert_eq!(served_by_instance(&host, None).await, 1);
-    }
-    // An instance that failed is not kept.
-    assert_eq!(served_by_instance(&host, Some("Bearer c")).await, 1);
-    let auth = [("authorization", "Bearer c")];
-    let trapped = call("GET", &host.url("/executions/trap/input"), &auth, None).await;
-    assert_eq!(trapped.status, 500);
-    assert_eq!(served_by_instance(&host, Some("Bearer c")).await, 1);
+    for export in EXPORTS {
+        let (_valkey, _backend, host) = misbehaving_host_with(|c| {
+            c.env("CRONIUM_INSTANCE_REUSE", "3")
+                .env("CRONIUM_COMPONENT_EXPORT", export)
+        })
+        .await;
+        // One credential: three requests on one instance, then a fresh one.
+        for expected in [1, 2, 3, 1] {
+            assert_eq!(served_by_instance(&host, Some("Bearer a")).await, expected);
+        }
+        // Another credential, or the same in another case, never gets it.
+        assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 1);
+        assert_eq!(served_by_instance(&host, Some("bearer a")).await, 1);
+        assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 2);
+        // Requests without a credential never share an instance.
+        for _ in 0..2 {
+            assert_eq!(served_by_instance(&host, None).await, 1);
+        }
+        // An instance that failed is not kept.
+        assert_eq!(served_by_instance(&host, Some("Bearer c")).await, 1);
+        let auth = [("authorization", "Bearer c")];
+        let trapped = call("GET", &host.url("/executions/trap/input"), &auth, None).await;
+        assert_eq!(trapped.status, 500);
+        assert_eq!(served_by_instance(&host, Some("Bearer c")).await, 1);
 
-    let metrics = call("GET", &host.url("/metrics"), &[], None).await;
-    let metrics = String::from_utf8_lossy(&metrics.body);
-    // Reused: a's 2nd, 3rd; b's 2nd; c's trap request.
-    assert!(
-        metrics.contains("\ncronium_component_instances_reused_total 4\n"),
-        "{metrics}"
-    );
+        let metrics = call("GET", &host.url("/metrics"), &[], None).await;
+        let metrics = String::from_utf8_lossy(&metrics.body);
+        // Reused: a's 2nd, 3rd; b's 2nd; c's trap request.
+        assert!(
+            metrics.contains("\ncronium_component_instances_reused_total 4\n"),
+            "{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_the_deadline_with_json_504() {
-    let (_valkey, _backend, host) = misbehaving_host().await;
-    let started = Instant::now();
-    let reply = get(&host, "/executions/loop/input", "x").await;
-    assert_eq!(reply.status, 504);
-    reply.error_message();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "stopped near its 1 s deadline"
-    );
-    assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+    for export in EXPORTS {
+        let (_valkey, _backend, host) = misbehaving_host_on(export).await;
+        let started = Instant::now();
+        let reply = get(&host, "/executions/loop/input", "x").await;
+        assert_eq!(reply.status, 504, "{export}");
+        reply.error_message();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stopped near its 1 s deadline ({export})"
+        );
+        assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+    }
 }
 
 #[tokio::test]
 async fn a_memory_blowup_hits_the_cap_and_answers_json_500() {
-    let (_valkey, _backend, host) = misbehaving_host().await;
-    let reply = get(&host, "/executions/oom/input", "x").await;
-    assert_eq!(reply.status, 500);
-    assert_eq!(reply.error_message(), "the component ran out of memory");
-    assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+    for export in EXPORTS {
+        let (_valkey, _backend, host) = misbehaving_host_on(export).await;
+        let reply = get(&host, "/executions/oom/input", "x").await;
+        assert_eq!(reply.status, 500, "{export}");
+        assert_eq!(reply.error_message(), "the component ran out of memory");
+        assert_eq!(get(&host, "/executions/ok/input", "x").await.status, 200);
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,11 @@
 //! and touches nothing else. With `CRONIUM_INSTANCE_REUSE` above 1, an
 //! instance may instead serve further requests carrying its credential
 //! ([`warm`]).
+//!
+//! A request enters a component through its `cronium:runtime/handler`
+//! export, one call with the request read whole (`wit/handler.wit`), or,
+//! for a component without it or with `CRONIUM_COMPONENT_EXPORT=wasi-http`,
+//! through `wasi:http/incoming-handler`, as under Spin.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,9 +32,11 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::capabilities::{Capabilities, bindings::Endpoint};
+use crate::capabilities::Capabilities;
+use crate::capabilities::bindings::exports::cronium::runtime::handler;
+use crate::capabilities::bindings::{Endpoint, EndpointPre};
 use crate::compile_cache::CompileCache;
-use crate::config::Config;
+use crate::config::{ComponentExport, Config};
 use crate::error::ApiError;
 use warm::{WarmKey, WarmPool};
 
@@ -235,10 +242,25 @@ pub(crate) fn start_epoch_clock(engine: &Engine) -> std::io::Result<()> {
         .map(drop)
 }
 
+/// A group's pre-instantiated component, by the export the host calls.
+#[derive(Clone)]
+enum Entry {
+    /// `cronium:runtime/handler`.
+    Handler(EndpointPre<RequestState>),
+    /// `wasi:http/incoming-handler`.
+    WasiHttp(ProxyPre<RequestState>),
+}
+
+/// An instance's bindings, by the export the host calls.
+enum Exports {
+    Handler(Endpoint),
+    WasiHttp(Proxy),
+}
+
 /// The loaded components.
 pub struct Components {
     engine: Engine,
-    groups: HashMap<Group, ProxyPre<RequestState>>,
+    groups: HashMap<Group, Entry>,
     capabilities: Arc<Capabilities>,
     timeout: Duration,
     memory: usize,
@@ -250,7 +272,7 @@ pub struct Components {
 /// An instance between two requests: its store and its bindings.
 struct WarmInstance {
     store: Store<RequestState>,
-    proxy: Proxy,
+    exports: Exports,
 }
 
 impl Components {
@@ -290,14 +312,14 @@ impl Components {
                 group: group.name(),
                 source,
             })?;
-            let pre = linker
+            let entry = linker
                 .instantiate_pre(&component)
-                .and_then(ProxyPre::new)
+                .and_then(|pre| entry(pre, config.component_export))
                 .map_err(|source| LoadError::Component {
                     group: group.name(),
                     source,
                 })?;
-            groups.insert(group, pre);
+            groups.insert(group, entry);
         }
 
         start_epoch_clock(&engine).map_err(|e| LoadError::Engine(e.into()))?;
@@ -327,10 +349,10 @@ impl Components {
         key: Option<&WarmKey>,
         peer: Option<IpAddr>,
         limits: MemoryLimit,
-    ) -> (Store<RequestState>, Option<(Proxy, u32)>) {
+    ) -> (Store<RequestState>, Option<(Exports, u32)>) {
         let warm = self.warm.as_ref().zip(key).and_then(|(w, k)| w.take(k));
-        let (mut store, proxy) = match warm {
-            Some((WarmInstance { mut store, proxy }, served)) => {
+        let (mut store, exports) = match warm {
+            Some((WarmInstance { mut store, exports }, served)) => {
                 let state = store.data_mut();
                 state.peer = peer;
                 state.limits = limits;
@@ -338,7 +360,7 @@ impl Components {
                     .metrics
                     .instances_reused
                     .fetch_add(1, Ordering::Relaxed);
-                (store, Some((proxy, served)))
+                (store, Some((exports, served)))
             }
             None => {
                 let store = Store::new(
@@ -359,7 +381,7 @@ impl Components {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(epoch_ticks(self.timeout));
         store.epoch_deadline_trap();
-        (store, proxy)
+        (store, exports)
     }
 
     /// Serves `request` with `group`'s component.
@@ -369,7 +391,7 @@ impl Components {
         request: Request<Full<Bytes>>,
         peer: Option<IpAddr>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
-        let pre = self.groups[&group].clone();
+        let entry = self.groups[&group].clone();
         let (limits, memory_hit) = MemoryLimit::new(self.memory);
         let key = self.warm.as_ref().and_then(|_| {
             WarmKey::of(
@@ -380,86 +402,30 @@ impl Components {
                     .map(|v| v.as_bytes()),
             )
         });
-        let (mut store, warm) = self.store_for(key.as_ref(), peer, limits);
-
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let (incoming, outparam) = {
-            let mut http = store.data_mut().http();
-            let incoming = http.new_incoming_request(Scheme::Http, request);
-            let outparam = http.new_response_outparam(sender);
-            match (incoming, outparam) {
-                (Ok(i), Ok(o)) => (i, o),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::error!(error = %e, "could not hand the request to the component");
-                    return Err(ApiError::internal(
-                        "the request could not be handed to its component",
-                    ));
-                }
-            }
-        };
-
-        // The guest runs in this task (no spawn, no cross-thread wake-up);
-        // its store is dropped as soon as it returns, which also settles
-        // the response channel if it never answered.
-        let metrics = self.capabilities.metrics.clone();
-        let guest = async move {
-            let (proxy, served) = match warm {
-                Some(warm) => warm,
-                None => {
-                    let started = std::time::Instant::now();
-                    let proxy = pre.instantiate_async(&mut store).await?;
-                    metrics.instantiation.observe(started.elapsed());
-                    (proxy, 0)
-                }
-            };
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await?;
-            Ok::<_, wasmtime::Error>((WarmInstance { store, proxy }, served + 1))
-        };
-        // Reads the answer, body included, while the guest writes it.
-        let answer = async move {
-            let response = match receiver.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(code)) => return Answer::ErrorCode(format!("{code:?}")),
-                Err(_) => return Answer::None,
-            };
-            let (parts, body) = response.into_parts();
-            match body.collect().await {
-                Ok(collected) => {
-                    Answer::Response(Response::from_parts(parts, Full::new(collected.to_bytes())))
-                }
-                Err(_) => Answer::None,
-            }
+        let (store, warm) = self.store_for(key.as_ref(), peer, limits);
+        let instance = Instance {
+            store,
+            warm,
+            metrics: &self.capabilities.metrics,
         };
 
         // The deadline covers the whole call, host calls included; the
         // epoch deadline stops a guest that spins without calling out.
         let outcome = tokio::time::timeout(self.timeout + EPOCH_TICK * 10, async {
-            tokio::pin!(guest, answer);
-            let (ended, answered) = tokio::select! {
-                ended = &mut guest => (ended, answer.await),
-                answered = &mut answer => (guest.await, answered),
+            let answered = match entry {
+                Entry::Handler(pre) => instance.handle(pre, request).await,
+                Entry::WasiHttp(pre) => instance.handle_wasi_http(pre, request).await,
             };
-            match (ended, answered) {
-                (Ok((instance, served)), Answer::Response(response)) => {
+            match answered {
+                Ok((response, instance, served)) => {
                     // Only an instance that answered cleanly is kept.
                     if let (Some(pool), Some(key)) = (&self.warm, key) {
                         pool.put(key, instance, served);
                     }
                     Ok(response)
                 }
-                (Ok(_), Answer::ErrorCode(code)) => {
-                    tracing::warn!(code, "component answered with an error code");
-                    Err(ApiError::internal("the component failed"))
-                }
-                (Ok(_), Answer::None) => {
-                    tracing::error!("component returned without a response");
-                    Err(ApiError::internal("the component did not answer"))
-                }
-                // A trap counts even after the body: the client has seen nothing yet.
-                (Err(error), _) => Err(failure(error, &memory_hit)),
+                Err(CallError::Guest(error)) => Err(failure(error, &memory_hit)),
+                Err(CallError::Answer(error)) => Err(error),
             }
         })
         .await;
@@ -471,11 +437,216 @@ impl Components {
     }
 }
 
-/// What the guest handed back through its response outparam.
-enum Answer {
-    Response(Response<Full<Bytes>>),
-    ErrorCode(String),
-    None,
+/// A store about to serve one request: a new one (`warm` is `None`) or a
+/// warm instance with the requests it has served.
+struct Instance<'a> {
+    store: Store<RequestState>,
+    warm: Option<(Exports, u32)>,
+    metrics: &'a Arc<crate::metrics::Metrics>,
+}
+
+/// What a served request gives back: the response, and the instance with
+/// the requests it has now served.
+type Served = (Response<Full<Bytes>>, WarmInstance, u32);
+
+/// Why a call gave no response.
+enum CallError {
+    /// The guest trapped, ran out of memory or failed a host call.
+    Guest(wasmtime::Error),
+    /// The guest returned without a usable answer.
+    Answer(ApiError),
+}
+
+impl From<wasmtime::Error> for CallError {
+    fn from(error: wasmtime::Error) -> Self {
+        CallError::Guest(error)
+    }
+}
+
+impl Instance<'_> {
+    /// The warm instance's bindings (`unwrap` picks the export's), else
+    /// a new instance's, timing its instantiation.
+    async fn exports<P>(
+        &mut self,
+        instantiate: impl AsyncFnOnce(&mut Store<RequestState>) -> wasmtime::Result<P>,
+        unwrap: impl FnOnce(Exports) -> Option<P>,
+    ) -> wasmtime::Result<(P, u32)> {
+        if let Some((exports, served)) = self.warm.take() {
+            // A group keeps its export for the host's lifetime.
+            return unwrap(exports)
+                .map(|exports| (exports, served))
+                .ok_or_else(|| wasmtime::format_err!("a warm instance of another export"));
+        }
+        let started = std::time::Instant::now();
+        let exports = instantiate(&mut self.store).await?;
+        self.metrics.instantiation.observe(started.elapsed());
+        Ok((exports, 0))
+    }
+
+    /// Serves `request` through the `handler` export: one call.
+    async fn handle(
+        mut self,
+        pre: EndpointPre<RequestState>,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Served, CallError> {
+        let (endpoint, served) = self
+            .exports(
+                async |store| pre.instantiate_async(store).await,
+                |e| match e {
+                    Exports::Handler(e) => Some(e),
+                    Exports::WasiHttp(_) => None,
+                },
+            )
+            .await?;
+        let request = handler_request(request).await;
+        let answer = endpoint
+            .cronium_runtime_handler()
+            .call_handle(&mut self.store, &request)
+            .await?;
+        let response = handler_response(answer).map_err(CallError::Answer)?;
+        let instance = WarmInstance {
+            store: self.store,
+            exports: Exports::Handler(endpoint),
+        };
+        Ok((response, instance, served + 1))
+    }
+
+    /// Serves `request` through `wasi:http/incoming-handler`, reading the
+    /// answer, body included, while the guest writes it.
+    async fn handle_wasi_http(
+        mut self,
+        pre: ProxyPre<RequestState>,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Served, CallError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (incoming, outparam) = {
+            let mut http = self.store.data_mut().http();
+            let incoming = http.new_incoming_request(Scheme::Http, request);
+            let outparam = http.new_response_outparam(sender);
+            match (incoming, outparam) {
+                (Ok(i), Ok(o)) => (i, o),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "could not hand the request to the component");
+                    return Err(CallError::Answer(ApiError::internal(
+                        "the request could not be handed to its component",
+                    )));
+                }
+            }
+        };
+
+        // The guest runs in this task (no spawn, no cross-thread wake-up);
+        // its store is dropped as soon as it returns, which also settles
+        // the response channel if it never answered.
+        let guest = async move {
+            let (proxy, served) = self
+                .exports(
+                    async |store| pre.instantiate_async(store).await,
+                    |e| match e {
+                        Exports::WasiHttp(p) => Some(p),
+                        Exports::Handler(_) => None,
+                    },
+                )
+                .await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut self.store, incoming, outparam)
+                .await?;
+            let instance = WarmInstance {
+                store: self.store,
+                exports: Exports::WasiHttp(proxy),
+            };
+            Ok::<_, wasmtime::Error>((instance, served + 1))
+        };
+        let answer = async move {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => {
+                    tracing::warn!(code = ?code, "component answered with an error code");
+                    return Err(ApiError::internal("the component failed"));
+                }
+                Err(_) => return Err(no_answer()),
+            };
+            let (parts, body) = response.into_parts();
+            match body.collect().await {
+                Ok(collected) => Ok(Response::from_parts(parts, Full::new(collected.to_bytes()))),
+                Err(_) => Err(no_answer()),
+            }
+        };
+
+        tokio::pin!(guest, answer);
+        let (ended, answered) = tokio::select! {
+            ended = &mut guest => (ended, answer.await),
+            answered = &mut answer => (guest.await, answered),
+        };
+        // A trap counts even after the body: the client has seen nothing yet.
+        let (instance, served) = ended?;
+        let response = answered.map_err(CallError::Answer)?;
+        Ok((response, instance, served))
+    }
+}
+
+/// The `handler` export's view of `request`.
+async fn handler_request(request: Request<Full<Bytes>>) -> handler::Request {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    handler::Request {
+        method: parts.method.as_str().to_owned(),
+        path_with_query: parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    }
+}
+
+/// The response of a `handler` answer; a status or header that HTTP does
+/// not allow is the component's failure.
+fn handler_response(answer: handler::Response) -> Result<Response<Full<Bytes>>, ApiError> {
+    let invalid = |what: &str| {
+        tracing::error!(what, "component answered with an invalid response");
+        ApiError::internal("the component failed")
+    };
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(answer.status).map_err(|_| invalid("status"))?;
+    let headers = response.headers_mut();
+    for (name, value) in answer.headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("header name"))?;
+        let value =
+            hyper::header::HeaderValue::from_bytes(&value).map_err(|_| invalid("header value"))?;
+        headers.append(name, value);
+    }
+    Ok(response)
+}
+
+/// The error of a component that returned without answering.
+fn no_answer() -> ApiError {
+    tracing::error!("component returned without a response");
+    ApiError::internal("the component did not answer")
+}
+
+/// `pre` by the export the host calls: `handler` if asked for and
+/// exported, else `wasi:http/incoming-handler`.
+fn entry(
+    pre: wasmtime::component::InstancePre<RequestState>,
+    export: ComponentExport,
+) -> wasmtime::Result<Entry> {
+    if export == ComponentExport::Handler
+        && let Ok(handler) = EndpointPre::new(pre.clone())
+    {
+        return Ok(Entry::Handler(handler));
+    }
+    ProxyPre::new(pre).map(Entry::WasiHttp)
 }
 
 /// Turns a failed guest call into the caller's error.

@@ -34,6 +34,16 @@ pub enum LogFormat {
     Text,
 }
 
+/// Which export of an endpoint component the host calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentExport {
+    /// `cronium:runtime/handler` when the component has it (ours all do),
+    /// else `wasi:http/incoming-handler`.
+    Handler,
+    /// Always `wasi:http/incoming-handler`, the export Spin calls.
+    WasiHttp,
+}
+
 /// Where Valkey is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValkeyConfig {
@@ -232,6 +242,9 @@ pub struct Config {
     /// serve further requests that carry the same `Authorization` header,
     /// and only those (see `components::warm`).
     pub instance_reuse: u32,
+    /// `CRONIUM_COMPONENT_EXPORT` (`handler`): the export the host calls;
+    /// `wasi-http` calls every component the way Spin does.
+    pub component_export: ComponentExport,
     /// `CRONIUM_CACHE_DIR` (`<temp dir>/cronium-runtime`, `off` to disable):
     /// where compiled components are kept between starts.
     pub compile_cache: Option<PathBuf>,
@@ -334,6 +347,20 @@ impl Config {
             })
             .transpose()?;
 
+        let component_export = match get("CRONIUM_COMPONENT_EXPORT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("handler") => ComponentExport::Handler,
+            Some("wasi-http") => ComponentExport::WasiHttp,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "CRONIUM_COMPONENT_EXPORT",
+                    format!("{other:?}: use handler or wasi-http"),
+                ));
+            }
+        };
+
         let log_format = match get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") | Some("console") | Some("pretty") => LogFormat::Text,
@@ -420,6 +447,7 @@ impl Config {
                 }
                 n => n,
             },
+            component_export,
             component_overrides,
             tools,
         })
@@ -571,6 +599,18 @@ mod tests {
         assert_eq!(c.instance_reuse, 64);
         let error = config(&[("CRONIUM_INSTANCE_REUSE", "0")]).unwrap_err();
         assert_eq!(error.name, "CRONIUM_INSTANCE_REUSE");
+    }
+
+    #[test]
+    fn the_handler_export_is_called_unless_wasi_http_is_asked_for() {
+        assert_eq!(
+            config(&[]).unwrap().component_export,
+            ComponentExport::Handler
+        );
+        let c = config(&[("CRONIUM_COMPONENT_EXPORT", "WASI-HTTP")]).unwrap();
+        assert_eq!(c.component_export, ComponentExport::WasiHttp);
+        let error = config(&[("CRONIUM_COMPONENT_EXPORT", "http")]).unwrap_err();
+        assert_eq!(error.name, "CRONIUM_COMPONENT_EXPORT");
     }
 
     #[test]

@@ -19,13 +19,9 @@ use cronium_guest::bindings::types::Claims;
 use cronium_guest::{ApiError, Reply, Request, audit, authorize, execution, path};
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
-use spin_sdk::http_component;
+use spin_sdk::http::Method;
 
-#[http_component]
-fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, route)
-}
+cronium_guest::endpoint!(route);
 
 /// One of the group's operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,10 @@
 //! What every endpoint component shares, and nothing with I/O of its own:
 //!
 //! * [`bindings`]: the capability imports of the `endpoint` world;
-//! * [`serve`]: reads the request (body capped), runs the component's
-//!   handler and writes its [`Reply`] or [`ApiError`] as JSON;
+//! * [`endpoint!`]: a component's two doors, `wasi:http` ([`serve`]: reads
+//!   the request, body capped, and writes the answer) and the direct
+//!   `handler` export the custom host calls ([`answer`]); both run the
+//!   component's route and answer its [`Reply`] or [`ApiError`] as JSON;
 //! * [`Request`], [`path`]: request parsing and path decoding;
 //! * [`authorize`]: token verification plus the execution-id guard;
 //! * [`execution::load`], [`audit::record`]: the execution record through
@@ -19,6 +21,10 @@ pub mod bindings {
         path: "../../wit",
         world: "cronium:runtime/endpoint",
         runtime_path: "::spin_sdk::wit_bindgen::rt",
+        // Components export `handler` with `endpoint!`, which names these
+        // bindings from outside this crate.
+        pub_export_macro: true,
+        default_bindings_module: "::cronium_guest::bindings",
     });
     pub use cronium::runtime::*;
 }
@@ -36,10 +42,66 @@ pub use error::ApiError;
 pub use reply::Reply;
 pub use request::Request;
 
+use bindings::exports::cronium::runtime::handler;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
-/// Serves one request: reads it with the body cap of its path, runs
-/// `handler`, and writes the reply (or the error) as JSON.
+/// Gives a component its two doors onto one route function
+/// (`fn(Request) -> Result<Reply, ApiError>`): the `wasi:http` export,
+/// which Spin calls, and the `handler` export, which the custom host
+/// calls. Both answer the same request the same way.
+///
+/// ```ignore
+/// cronium_guest::endpoint!(route);
+/// ```
+#[macro_export]
+macro_rules! endpoint {
+    ($route:path) => {
+        #[::spin_sdk::http_component]
+        fn handle(
+            request: ::spin_sdk::http::IncomingRequest,
+            out: ::spin_sdk::http::ResponseOutparam,
+        ) {
+            $crate::serve(request, out, $route)
+        }
+
+        /// The direct door (`cronium:runtime/handler`).
+        struct DirectDoor;
+
+        impl $crate::bindings::exports::cronium::runtime::handler::Guest for DirectDoor {
+            fn handle(
+                request: $crate::bindings::exports::cronium::runtime::handler::Request,
+            ) -> $crate::bindings::exports::cronium::runtime::handler::Response {
+                $crate::answer(request, $route)
+            }
+        }
+
+        $crate::bindings::export!(DirectDoor);
+    };
+}
+
+/// Serves one request of the direct door: the same as [`serve`], with
+/// the request already read and the answer returned whole.
+pub fn answer(
+    request: handler::Request,
+    route: impl FnOnce(Request) -> Result<Reply, ApiError>,
+) -> handler::Response {
+    let reply = match Request::from_direct(request) {
+        Ok(request) => route(request).unwrap_or_else(Reply::from),
+        Err(error) => Reply::from(error),
+    };
+    let (status, headers, body) = reply.into_parts();
+    handler::Response {
+        status,
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect(),
+        body,
+    }
+}
+
+/// Serves one request of the `wasi:http` door: reads it with the body cap
+/// of its path, runs `route`, and writes the reply (or the error) as JSON.
 ///
 /// Reading and writing use the blocking `wasi:io` calls directly rather
 /// than an async executor: a handler has nothing to do while it waits, and
@@ -47,10 +109,10 @@ use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, Re
 pub fn serve(
     incoming: IncomingRequest,
     out: ResponseOutparam,
-    handler: impl FnOnce(Request) -> Result<Reply, ApiError>,
+    route: impl FnOnce(Request) -> Result<Reply, ApiError>,
 ) {
     let reply = match Request::read(&incoming) {
-        Ok(request) => handler(request).unwrap_or_else(Reply::from),
+        Ok(request) => route(request).unwrap_or_else(Reply::from),
         Err(error) => Reply::from(error),
     };
     write(out, reply);

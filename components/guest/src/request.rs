@@ -5,6 +5,7 @@ use spin_sdk::http::{IncomingRequest, Method};
 use wasi::io::streams::StreamError;
 
 use crate::ApiError;
+use crate::bindings::exports::cronium::runtime::handler;
 
 /// The parts of a request that handlers look at.
 #[derive(Debug, Clone)]
@@ -57,6 +58,26 @@ impl Request {
         })
     }
 
+    /// Takes a request that came through the direct door (`handler.wit`),
+    /// with the same body cap as [`Request::read`].
+    pub fn from_direct(request: handler::Request) -> Result<Self, ApiError> {
+        let (path, query) = match request.path_with_query.split_once('?') {
+            Some((p, q)) => (p.to_owned(), q.to_owned()),
+            None => (request.path_with_query, String::new()),
+        };
+        let limit = cronium_rules::limits::body_max_for_path(&path);
+        if request.body.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        Ok(Request {
+            method: method(request.method),
+            path,
+            query,
+            headers: request.headers,
+            body: request.body,
+        })
+    }
+
     /// A request built in memory (for tests).
     pub fn new(method: Method, path: &str, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Self {
         Request {
@@ -86,5 +107,60 @@ impl Request {
         }
         serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}
+
+/// The method named `name`, as `wasi:http` would have handed it over.
+fn method(name: String) -> Method {
+    match name.as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "CONNECT" => Method::Connect,
+        "OPTIONS" => Method::Options,
+        "TRACE" => Method::Trace,
+        "PATCH" => Method::Patch,
+        _ => Method::Other(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cronium_rules::limits::{BODY_MAX, OUTPUT_BODY_MAX};
+
+    fn direct(method: &str, path_with_query: &str, body: usize) -> handler::Request {
+        handler::Request {
+            method: method.into(),
+            path_with_query: path_with_query.into(),
+            headers: vec![("authorization".into(), b"Bearer t".to_vec())],
+            body: vec![b' '; body],
+        }
+    }
+
+    #[test]
+    fn a_direct_request_is_split_into_path_query_method_and_headers() {
+        let request = Request::from_direct(direct("PUT", "/a/b%2Fc?x=1&y", 2)).unwrap();
+        assert_eq!(request.method, Method::Put);
+        assert_eq!(
+            (request.path.as_str(), request.query.as_str()),
+            ("/a/b%2Fc", "x=1&y")
+        );
+        assert_eq!(request.header("Authorization"), Some("Bearer t"));
+        assert_eq!(request.body.len(), 2);
+        let other = Request::from_direct(direct("PURGE", "/", 0)).unwrap();
+        assert_eq!(other.method, Method::Other("PURGE".into()));
+    }
+
+    #[test]
+    fn a_direct_request_over_its_routes_cap_is_413_like_a_streamed_one() {
+        let at_cap = direct("POST", "/executions/e/output", OUTPUT_BODY_MAX);
+        assert!(Request::from_direct(at_cap).is_ok());
+        let over = direct("POST", "/executions/e/output", OUTPUT_BODY_MAX + 1);
+        assert_eq!(Request::from_direct(over).unwrap_err().status, 413);
+        let over = direct("PUT", "/executions/e/variables/k", BODY_MAX + 1);
+        assert_eq!(Request::from_direct(over).unwrap_err().status, 413);
     }
 }

@@ -30,13 +30,9 @@ use cronium_rules::tools::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
-use spin_sdk::http_component;
+use spin_sdk::http::Method;
 
-#[http_component]
-fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, route)
-}
+cronium_guest::endpoint!(route);
 
 fn route(request: Request) -> Result<Reply, ApiError> {
     match (request.path.as_str(), &request.method) {

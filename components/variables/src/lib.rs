@@ -30,13 +30,9 @@ use cronium_rules::keys;
 use cronium_rules::variables::{self, Precondition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json, value::RawValue};
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
-use spin_sdk::http_component;
+use spin_sdk::http::Method;
 
-#[http_component]
-fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, route)
-}
+cronium_guest::endpoint!(route);
 
 const ALLOWED: &str = "GET, PUT, DELETE";
 

@@ -31,6 +31,7 @@ pub mod bindings {
         path: "../wit",
         world: "cronium:runtime/endpoint",
         imports: { default: async },
+        exports: { default: async },
     });
     pub use cronium::runtime::*;
 }

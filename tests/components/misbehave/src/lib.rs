@@ -8,26 +8,39 @@
 //! * `slow`: answers after two seconds;
 //! * `count`: answers how many requests this instance has served, itself
 //!   included (1 for a fresh instance; more only when the host reuses it);
+//! * `export`: answers the export the request came through, `handler` or
+//!   `wasi-http`;
 //! * anything else: answers `200 {"success":true,"data":"fine"}`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cronium_guest::bindings::exports::cronium::runtime::handler;
 use cronium_guest::{ApiError, Reply, Request, path};
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
 
-#[http_component]
-fn handle(request: IncomingRequest, out: ResponseOutparam) {
-    cronium_guest::serve(request, out, misbehave)
+// The two doors of `cronium_guest::endpoint!`, each saying which it is.
+#[spin_sdk::http_component]
+fn handle(request: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    cronium_guest::serve(request, out, |request| misbehave(request, "wasi-http"))
 }
+
+struct DirectDoor;
+
+impl handler::Guest for DirectDoor {
+    fn handle(request: handler::Request) -> handler::Response {
+        cronium_guest::answer(request, |request| misbehave(request, "handler"))
+    }
+}
+
+cronium_guest::bindings::export!(DirectDoor);
 
 /// Requests this instance has served.
 static SERVED: AtomicU64 = AtomicU64::new(0);
 
-fn misbehave(request: Request) -> Result<Reply, ApiError> {
+fn misbehave(request: Request, export: &str) -> Result<Reply, ApiError> {
     let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     match path::segments(&request.path).as_slice() {
         ["executions", "count", _] => Ok(Reply::data(served.into())),
+        ["executions", "export", _] => Ok(Reply::data(export.into())),
         ["executions", "trap", _] => panic!("asked to trap"),
         ["executions", "loop", _] => {
             let mut n: u64 = 0;
