@@ -26,6 +26,8 @@
 //! keep the harness working in CI; `-- --seconds N` sets the run length;
 //! `-- --only <text>` runs the scenarios whose name contains it (and
 //! skips cold start and growth);
+//! `-- --rounds N` measures every point N times, the servers taking turns,
+//! and reports medians (errors summed, peak RSS the highest);
 //! `-- --no-rate-limit` turns rate limiting off in every server.
 
 #[path = "../tests/support/mod.rs"]
@@ -206,7 +208,7 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-/// What `wrk` measured.
+/// What `wrk` measured (or the medians of several runs).
 #[derive(Debug, Clone)]
 struct Measured {
     requests_per_sec: f64,
@@ -221,6 +223,27 @@ struct Measured {
     cpu_us_per_request: Option<f64>,
 }
 
+impl Measured {
+    /// The medians of `runs` (at least one): each figure on its own,
+    /// errors summed, peak RSS the highest.
+    fn median(runs: Vec<Measured>) -> Measured {
+        let median = |figure: fn(&Measured) -> Option<f64>| {
+            let mut values: Vec<f64> = runs.iter().filter_map(figure).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied()
+        };
+        Measured {
+            requests_per_sec: median(|m| Some(m.requests_per_sec)).unwrap_or_default(),
+            p50_ms: median(|m| Some(m.p50_ms)).unwrap_or_default(),
+            p99_ms: median(|m| Some(m.p99_ms)).unwrap_or_default(),
+            p999_ms: median(|m| Some(m.p999_ms)).unwrap_or_default(),
+            errors: runs.iter().map(|m| m.errors).sum(),
+            peak_rss_mib: runs.iter().filter_map(|m| m.peak_rss_mib).reduce(f64::max),
+            cpu_us_per_request: median(|m| m.cpu_us_per_request),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let smoke = args.iter().any(|a| a == "--smoke");
@@ -230,6 +253,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(if smoke { 1 } else { 5 });
+    let rounds: u32 = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1);
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -239,10 +269,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(smoke, seconds, only));
+    runtime.block_on(run(smoke, seconds, rounds, only));
 }
 
-async fn run(smoke: bool, seconds: u64, only: Option<String>) {
+async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
     let wrk = ensure_wrk();
     let work = tempfile::tempdir().unwrap();
     let valkey = Valkey::start();
@@ -313,33 +343,43 @@ async fn run(smoke: bool, seconds: u64, only: Option<String>) {
             scenario.connections.to_vec()
         };
         for &conns in &connections {
+            // Rounds interleave the servers, so that a slow spell of the
+            // shared machine hits all of them, then each keeps its medians.
+            let mut samples: BTreeMap<Target, Vec<Measured>> = BTreeMap::new();
+            for round in 0..rounds {
+                for &target in scenario.targets {
+                    let (url, pid) = match target {
+                        Target::WasmtimeServe => match &wasmtime_serve {
+                            Some(serve) => (serve.url.clone(), Some(serve.child.id())),
+                            None => continue,
+                        },
+                        _ => (servers[&target].base(), servers[&target].pid()),
+                    };
+                    let run = format!("{}-{conns}-{round}", target.slug());
+                    let script = script(work.path(), &scenario, &token, &hook.url(), &run);
+                    reset_peak_rss(pid);
+                    let measured = wrk_run(
+                        &wrk,
+                        &format!("{url}{}", scenario.path.replace("{server}", &target.slug())),
+                        &script,
+                        conns,
+                        seconds,
+                        pid,
+                    );
+                    eprintln!(
+                        "{:<36} {:<22} c={:<4} {:>10.0} req/s",
+                        scenario.name,
+                        target.name(),
+                        conns,
+                        measured.requests_per_sec
+                    );
+                    samples.entry(target).or_default().push(measured);
+                }
+            }
             for &target in scenario.targets {
-                let (url, pid) = match target {
-                    Target::WasmtimeServe => match &wasmtime_serve {
-                        Some(serve) => (serve.url.clone(), Some(serve.child.id())),
-                        None => continue,
-                    },
-                    _ => (servers[&target].base(), servers[&target].pid()),
-                };
-                let run = format!("{}-{conns}", target.slug());
-                let script = script(work.path(), &scenario, &token, &hook.url(), &run);
-                reset_peak_rss(pid);
-                let measured = wrk_run(
-                    &wrk,
-                    &format!("{url}{}", scenario.path.replace("{server}", &target.slug())),
-                    &script,
-                    conns,
-                    seconds,
-                    pid,
-                );
-                eprintln!(
-                    "{:<36} {:<22} c={:<4} {:>10.0} req/s",
-                    scenario.name,
-                    target.name(),
-                    conns,
-                    measured.requests_per_sec
-                );
-                rows.push((scenario.name, target, conns, measured));
+                if let Some(runs) = samples.remove(&target) {
+                    rows.push((scenario.name, target, conns, Measured::median(runs)));
+                }
             }
         }
     }
