@@ -38,6 +38,7 @@ use crate::capabilities::bindings::{Endpoint, EndpointPre};
 use crate::compile_cache::CompileCache;
 use crate::config::{ComponentExport, Config};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use warm::{WarmKey, WarmPool};
 
 /// An endpoint group: a component and the routes it serves.
@@ -403,7 +404,7 @@ impl Components {
             )
         });
         let (store, warm) = self.store_for(key.as_ref(), peer, limits);
-        let instance = Instance {
+        let call = Call {
             store,
             warm,
             metrics: &self.capabilities.metrics,
@@ -413,8 +414,8 @@ impl Components {
         // epoch deadline stops a guest that spins without calling out.
         let outcome = tokio::time::timeout(self.timeout + EPOCH_TICK * 10, async {
             let answered = match entry {
-                Entry::Handler(pre) => instance.handle(pre, request).await,
-                Entry::WasiHttp(pre) => instance.handle_wasi_http(pre, request).await,
+                Entry::Handler(pre) => call.handle(pre, request).await,
+                Entry::WasiHttp(pre) => call.handle_wasi_http(pre, request).await,
             };
             match answered {
                 Ok((response, instance, served)) => {
@@ -437,12 +438,12 @@ impl Components {
     }
 }
 
-/// A store about to serve one request: a new one (`warm` is `None`) or a
-/// warm instance with the requests it has served.
-struct Instance<'a> {
+/// One request about to be served: a new store (`warm` is `None`), or a
+/// warm instance's store with its bindings and the requests it served.
+struct Call<'a> {
     store: Store<RequestState>,
     warm: Option<(Exports, u32)>,
-    metrics: &'a Arc<crate::metrics::Metrics>,
+    metrics: &'a Metrics,
 }
 
 /// What a served request gives back: the response, and the instance with
@@ -463,7 +464,7 @@ impl From<wasmtime::Error> for CallError {
     }
 }
 
-impl Instance<'_> {
+impl Call<'_> {
     /// The warm instance's bindings (`unwrap` picks the export's), else
     /// a new instance's, timing its instantiation.
     async fn exports<P>(
@@ -604,7 +605,8 @@ async fn handler_request(request: Request<Full<Bytes>>) -> handler::Request {
             .iter()
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect(),
-        body: body.to_vec(),
+        // Takes over the buffer, without a copy, when nothing else shares it.
+        body: Vec::from(body),
     }
 }
 

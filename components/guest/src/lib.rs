@@ -1,7 +1,7 @@
 //! What every endpoint component shares, and nothing with I/O of its own:
 //!
 //! * [`bindings`]: the capability imports of the `endpoint` world;
-//! * [`endpoint!`]: a component's two doors, `wasi:http` ([`serve`]: reads
+//! * [`endpoint!`]: a component's two exports, `wasi:http` ([`serve`]: reads
 //!   the request, body capped, and writes the answer) and the direct
 //!   `handler` export the custom host calls ([`answer`]); both run the
 //!   component's route and answer its [`Reply`] or [`ApiError`] as JSON;
@@ -45,7 +45,7 @@ pub use request::Request;
 use bindings::exports::cronium::runtime::handler;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
-/// Gives a component its two doors onto one route function
+/// Gives a component its two exports onto one route function
 /// (`fn(Request) -> Result<Reply, ApiError>`): the `wasi:http` export,
 /// which Spin calls, and the `handler` export, which the custom host
 /// calls. Both answer the same request the same way.
@@ -64,10 +64,10 @@ macro_rules! endpoint {
             $crate::serve(request, out, $route)
         }
 
-        /// The direct door (`cronium:runtime/handler`).
-        struct DirectDoor;
+        /// The direct export (`cronium:runtime/handler`).
+        struct HandlerExport;
 
-        impl $crate::bindings::exports::cronium::runtime::handler::Guest for DirectDoor {
+        impl $crate::bindings::exports::cronium::runtime::handler::Guest for HandlerExport {
             fn handle(
                 request: $crate::bindings::exports::cronium::runtime::handler::Request,
             ) -> $crate::bindings::exports::cronium::runtime::handler::Response {
@@ -75,11 +75,11 @@ macro_rules! endpoint {
             }
         }
 
-        $crate::bindings::export!(DirectDoor);
+        $crate::bindings::export!(HandlerExport);
     };
 }
 
-/// Serves one request of the direct door: the same as [`serve`], with
+/// Serves one request of the `handler` export: the same as [`serve`], with
 /// the request already read and the answer returned whole.
 pub fn answer(
     request: handler::Request,
@@ -100,7 +100,7 @@ pub fn answer(
     }
 }
 
-/// Serves one request of the `wasi:http` door: reads it with the body cap
+/// Serves one request of the `wasi:http` export: reads it with the body cap
 /// of its path, runs `route`, and writes the reply (or the error) as JSON.
 ///
 /// Reading and writing use the blocking `wasi:io` calls directly rather

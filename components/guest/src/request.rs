@@ -58,7 +58,7 @@ impl Request {
         })
     }
 
-    /// Takes a request that came through the direct door (`handler.wit`),
+    /// Takes a request that came through the `handler` export (`handler.wit`),
     /// with the same body cap as [`Request::read`].
     pub fn from_direct(request: handler::Request) -> Result<Self, ApiError> {
         let (path, query) = match request.path_with_query.split_once('?') {

@@ -17,21 +17,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cronium_guest::bindings::exports::cronium::runtime::handler;
 use cronium_guest::{ApiError, Reply, Request, path};
 
-// The two doors of `cronium_guest::endpoint!`, each saying which it is.
+// The two exports of `cronium_guest::endpoint!`, each saying which it is.
 #[spin_sdk::http_component]
 fn handle(request: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
     cronium_guest::serve(request, out, |request| misbehave(request, "wasi-http"))
 }
 
-struct DirectDoor;
+struct HandlerExport;
 
-impl handler::Guest for DirectDoor {
+impl handler::Guest for HandlerExport {
     fn handle(request: handler::Request) -> handler::Response {
         cronium_guest::answer(request, |request| misbehave(request, "handler"))
     }
 }
 
-cronium_guest::bindings::export!(DirectDoor);
+cronium_guest::bindings::export!(HandlerExport);
 
 /// Requests this instance has served.
 static SERVED: AtomicU64 = AtomicU64::new(0);
