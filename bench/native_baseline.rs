@@ -17,7 +17,7 @@ use cronium_host::capabilities::Capabilities;
 use cronium_host::capabilities::backend::{AuditRecord, now_rfc3339};
 use cronium_host::config::Config;
 use cronium_rules::token::Claims;
-use cronium_rules::wire::Execution;
+use cronium_rules::wire::{Execution, Success};
 use cronium_rules::{keys, variables};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::server::conn::http1;
@@ -101,11 +101,11 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
     };
     match (method, rest.as_str()) {
         (Method::GET, "input") => match execution(caps, &caller).await {
-            Ok(e) => json_reply(200, json!({"success": true, "data": e.input().cloned()})),
+            Ok(e) => serialized_reply(&Success::new(e.input())),
             Err(reply) => reply,
         },
         (Method::GET, "context") => match execution(caps, &caller).await {
-            Ok(e) => json_reply(200, json!({"success": true, "data": e})),
+            Ok(e) => serialized_reply(&Success::new(&e)),
             Err(reply) => reply,
         },
         (Method::POST, "output") => {
@@ -289,6 +289,19 @@ fn audit(caps: &Capabilities, caller: &Claims, action: &str, ok: bool, mut detai
         metadata: details,
         timestamp: now_rfc3339(),
     });
+}
+
+/// `200` with `body` serialized as it is (raw JSON as written), as the
+/// components answer reads.
+fn serialized_reply(body: &impl serde::Serialize) -> Reply {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .unwrap(),
+        Err(_) => error(500, "the answer could not be written"),
+    }
 }
 
 fn json_reply(status: u16, body: Value) -> Reply {

@@ -156,7 +156,7 @@ pub fn create_execution(
         event_type: new.event_type.clone(),
         user_id: new.user.clone(),
         start_time: Some(started),
-        metadata: Value::Object(metadata),
+        metadata: serde_json::value::to_raw_value(&metadata).context("writing the metadata")?,
     };
     // `execution create` before any `dev` makes the dev secret now.
     let verifier = verifier(config, true)?;

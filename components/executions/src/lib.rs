@@ -74,17 +74,15 @@ fn health(request: &Request) -> Result<Reply, ApiError> {
     Ok(Reply::json(200, json!({"status": "healthy", "time": time})))
 }
 
+/// The input as written (`null` without one), never parsed.
 fn get_input(caller: &Claims) -> Result<Reply, ApiError> {
     let execution = execution::load(caller, "get_input")?;
-    Ok(Reply::data(
-        execution.input().cloned().unwrap_or(Value::Null),
-    ))
+    Ok(Reply::serialized_data(&execution.input()))
 }
 
 fn get_context(caller: &Claims) -> Result<Reply, ApiError> {
     let execution = execution::load(caller, "get_context")?;
-    let data = serde_json::to_value(&execution).map_err(|_| internal())?;
-    Ok(Reply::data(data))
+    Ok(Reply::serialized_data(&execution))
 }
 
 /// `{"data":null}` is an output of null; a body without `data` is a 400.

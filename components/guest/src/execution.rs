@@ -43,7 +43,7 @@ fn from_wit(e: types::Execution) -> Option<Execution> {
         event_type: e.event_type,
         user_id: e.user_id,
         start_time: e.start_time,
-        metadata: serde_json::from_str(&e.metadata).ok()?,
+        metadata: serde_json::value::RawValue::from_string(e.metadata).ok()?,
     })
 }
 

@@ -1,5 +1,7 @@
 //! Successful answers: the `{"success":true,...}` envelope.
 
+use cronium_rules::wire::Success;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::ApiError;
@@ -10,7 +12,14 @@ pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     /// `None`: no body at all (204).
-    body: Option<Value>,
+    body: Option<Body>,
+}
+
+/// A JSON body, as a value or already serialized.
+#[derive(Debug, Clone, PartialEq)]
+enum Body {
+    Value(Value),
+    Serialized(Vec<u8>),
 }
 
 impl Reply {
@@ -24,12 +33,27 @@ impl Reply {
         Self::json(200, json!({ "success": true, "data": data }))
     }
 
+    /// `200 {"success":true,"data":<data>}`, with `data` serialized as it
+    /// is: a raw JSON value (the input, the execution's metadata) goes out
+    /// as written, never parsed into a tree and written again.
+    pub fn serialized_data(data: &impl Serialize) -> Self {
+        match Success::new(data).to_vec() {
+            Ok(bytes) => Reply {
+                status: 200,
+                headers: Vec::new(),
+                body: Some(Body::Serialized(bytes)),
+            },
+            // Only a map with non-string keys fails; nothing of ours.
+            Err(_) => ApiError::new(500, "the answer could not be written").into(),
+        }
+    }
+
     /// Any status with a JSON body.
     pub fn json(status: u16, body: Value) -> Self {
         Reply {
             status,
             headers: Vec::new(),
-            body: Some(body),
+            body: Some(Body::Value(body)),
         }
     }
 
@@ -59,7 +83,12 @@ impl Reply {
         let body = match self.body {
             Some(body) => {
                 headers.push(("content-type".into(), "application/json".into()));
-                serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
+                match body {
+                    Body::Value(value) => {
+                        serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec())
+                    }
+                    Body::Serialized(bytes) => bytes,
+                }
             }
             None => Vec::new(),
         };
@@ -71,7 +100,7 @@ impl From<ApiError> for Reply {
     fn from(error: ApiError) -> Self {
         Reply {
             status: error.status,
-            body: Some(error.body()),
+            body: Some(Body::Value(error.body())),
             headers: error.headers,
         }
     }

@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// An execution as the runtime serves it (`GET /executions/{id}/context`
 /// answers exactly this object) and caches it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Execution {
     pub execution_id: String,
@@ -16,14 +17,50 @@ pub struct Execution {
     pub event_type: Option<String>,
     pub user_id: String,
     pub start_time: Option<String>,
-    /// A JSON object; `metadata.input` is the script's input.
-    pub metadata: Value,
+    /// A JSON object, kept as written; `metadata.input` is the script's
+    /// input. As text, a record is read from the cache and served without
+    /// building a tree of the input, however large.
+    pub metadata: Box<RawValue>,
 }
 
 impl Execution {
-    /// The script's input: `metadata.input`, if any.
-    pub fn input(&self) -> Option<&Value> {
-        self.metadata.get("input").filter(|v| !v.is_null())
+    /// The script's input, `metadata.input` as written, unless absent or
+    /// null.
+    pub fn input(&self) -> Option<&RawValue> {
+        #[derive(Deserialize)]
+        struct Metadata<'a> {
+            #[serde(borrow)]
+            input: Option<&'a RawValue>,
+        }
+        let metadata = self.metadata.get();
+        // Only an object has fields (serde would also read `[x]` as one).
+        if !metadata.trim_start().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str::<Metadata>(metadata).ok()?.input
+    }
+}
+
+/// The contract's success envelope, `{"success":true,"data":<data>}`.
+/// `data` is serialized as it is: a [`RawValue`] goes out as written.
+#[derive(Debug, Serialize)]
+pub struct Success<T> {
+    success: bool,
+    data: T,
+}
+
+impl<T: Serialize> Success<T> {
+    /// The envelope of `data`.
+    pub fn new(data: T) -> Self {
+        Success {
+            success: true,
+            data,
+        }
+    }
+
+    /// The envelope as JSON bytes.
+    pub fn to_vec(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(self)
     }
 }
 
@@ -124,6 +161,8 @@ impl BackendContext {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         };
+        let metadata = serde_json::value::to_raw_value(&metadata)
+            .map_err(|e| InvalidContext(e.to_string()))?;
         Ok(Execution {
             execution_id: self.execution_id.unwrap_or_else(|| requested_id.to_owned()),
             job_id,
@@ -286,7 +325,7 @@ mod tests {
         assert_eq!(exec.job_id, "42");
         assert_eq!(exec.event_name.as_deref(), Some("Nightly"));
         assert_eq!(exec.event_type.as_deref(), Some("BASH"));
-        assert_eq!(exec.input(), Some(&json!({"a": 1})));
+        assert_eq!(exec.input().map(RawValue::get), Some(r#"{"a":1}"#));
     }
 
     #[test]
@@ -299,8 +338,39 @@ mod tests {
             .into_execution("e1", None)
             .unwrap();
         assert_eq!(exec.event_name, None);
-        assert_eq!(exec.metadata, json!({}));
-        assert_eq!(exec.input(), None);
+        assert_eq!(exec.metadata.get(), "{}");
+        assert!(exec.input().is_none());
+    }
+
+    fn with_metadata(metadata: &str) -> Execution {
+        Execution {
+            execution_id: "e".into(),
+            job_id: "j".into(),
+            event_id: None,
+            event_name: None,
+            event_type: None,
+            user_id: "u".into(),
+            start_time: None,
+            metadata: RawValue::from_string(metadata.into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn input_is_metadata_input_as_written_and_none_when_absent_or_null() {
+        let exec = with_metadata(r#"{"x": {"input": 5}, "input": [1, "a b"]}"#);
+        assert_eq!(exec.input().map(RawValue::get), Some(r#"[1, "a b"]"#));
+        for metadata in [r#"{"input": null}"#, "{}", r#"{"x": {"input": 5}}"#, "[1]"] {
+            assert!(with_metadata(metadata).input().is_none(), "{metadata}");
+        }
+    }
+
+    #[test]
+    fn the_success_envelope_carries_raw_data_as_written() {
+        let exec = with_metadata(r#"{"input": {"b": 1, "a": [ 2 ]}}"#);
+        let body = Success::new(exec.input()).to_vec().unwrap();
+        assert_eq!(body, br#"{"success":true,"data":{"b": 1, "a": [ 2 ]}}"#);
+        let none = Success::new(with_metadata("{}").input()).to_vec().unwrap();
+        assert_eq!(none, br#"{"success":true,"data":null}"#);
     }
 
     #[test]
@@ -329,7 +399,7 @@ mod tests {
             event_type: None,
             user_id: "u".into(),
             start_time: None,
-            metadata: json!({}),
+            metadata: RawValue::from_string("{}".into()).unwrap(),
         };
         let v = serde_json::to_value(&exec).unwrap();
         for field in [
