@@ -63,6 +63,15 @@ async fn the_handler_export_is_called_unless_wasi_http_is_configured() {
 }
 
 #[tokio::test]
+async fn a_handler_answer_that_http_does_not_allow_is_a_json_500() {
+    let world = World::start(|c| c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)).await;
+    let url = world.host.url("/executions/bad-header/input");
+    let reply = call("GET", &url, &[], None).await;
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert_eq!(reply.error_message(), "the component failed");
+}
+
+#[tokio::test]
 async fn a_component_with_only_the_wasi_http_export_is_served_through_it() {
     let world = World::start(|c| c.env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await;
     let reply = call("GET", &world.host.url("/executions/x/input"), &[], None).await;

@@ -10,6 +10,7 @@
 //!   included (1 for a fresh instance; more only when the host reuses it);
 //! * `export`: answers the export the request came through, `handler` or
 //!   `wasi-http`;
+//! * `bad-header`: answers with a header name HTTP does not allow;
 //! * anything else: answers `200 {"success":true,"data":"fine"}`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,9 @@ fn misbehave(request: Request, export: &str) -> Result<Reply, ApiError> {
     match path::segments(&request.path).as_slice() {
         ["executions", "count", _] => Ok(Reply::data(served.into())),
         ["executions", "export", _] => Ok(Reply::data(export.into())),
+        ["executions", "bad-header", _] => {
+            Ok(Reply::data(export.into()).with_header("bad name", "x"))
+        }
         ["executions", "trap", _] => panic!("asked to trap"),
         ["executions", "loop", _] => {
             let mut n: u64 = 0;
