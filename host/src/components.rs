@@ -258,6 +258,22 @@ enum Exports {
     WasiHttp(Proxy),
 }
 
+impl Exports {
+    fn into_handler(self) -> Option<Endpoint> {
+        match self {
+            Exports::Handler(endpoint) => Some(endpoint),
+            Exports::WasiHttp(_) => None,
+        }
+    }
+
+    fn into_wasi_http(self) -> Option<Proxy> {
+        match self {
+            Exports::WasiHttp(proxy) => Some(proxy),
+            Exports::Handler(_) => None,
+        }
+    }
+}
+
 /// The loaded components.
 pub struct Components {
     engine: Engine,
@@ -493,10 +509,7 @@ impl Call<'_> {
         let (endpoint, served) = self
             .exports(
                 async |store| pre.instantiate_async(store).await,
-                |e| match e {
-                    Exports::Handler(e) => Some(e),
-                    Exports::WasiHttp(_) => None,
-                },
+                Exports::into_handler,
             )
             .await?;
         let request = handler_request(request).await;
@@ -542,10 +555,7 @@ impl Call<'_> {
             let (proxy, served) = self
                 .exports(
                     async |store| pre.instantiate_async(store).await,
-                    |e| match e {
-                        Exports::WasiHttp(p) => Some(p),
-                        Exports::Handler(_) => None,
-                    },
+                    Exports::into_wasi_http,
                 )
                 .await?;
             proxy
