@@ -73,8 +73,8 @@ const HYPER_MAX_HEADERS: usize = 200;
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `listener` until `shutdown` resolves, then lets open requests
-/// finish for up to `drain`.
+/// Serves `listener` until `shutdown` resolves, then lets open requests,
+/// and writes whose clients hung up, finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -115,14 +115,20 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop.send(true);
+    let in_flight = &app.front.in_flight;
+    let every_permit = u32::try_from(app.front.max_in_flight).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(drain, async {
         while connections.join_next().await.is_some() {}
+        // A write whose client hung up runs on in a task of its own
+        // (`route`), holding its in-flight permit until it is done.
+        let _all_done = in_flight.acquire_many(every_permit).await;
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
             open = connections.len(),
-            "connections still open after the drain deadline"
+            calls = app.front.max_in_flight - in_flight.available_permits(),
+            "connections or component calls still open after the drain deadline"
         );
         connections.abort_all();
     }

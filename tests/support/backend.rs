@@ -42,8 +42,11 @@ pub struct BackendState {
     pub quiet: bool,
     /// Answer every request with 503.
     pub down: bool,
-    /// Wait this long before answering a write (PUT or POST).
+    /// Wait this long before answering a variable write (PUT); audit
+    /// events and outputs are answered at once.
     pub write_delay: Option<std::time::Duration>,
+    /// Variable writes (PUT) received, counted on arrival, before the delay.
+    pub writes_received: usize,
     /// Answer output writes with this status and body instead.
     pub output_answer: Option<(u16, Value)>,
     /// (user id, tool id) -> the credentials the backend keeps.
@@ -152,8 +155,14 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         .collect::<HashMap<_, _>>();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let delay = state.lock().unwrap().write_delay;
-    if let Some(delay) = delay.filter(|_| matches!(method.as_str(), "PUT" | "POST")) {
+    let delay = {
+        let mut state = state.lock().unwrap();
+        if method == "PUT" {
+            state.writes_received += 1;
+        }
+        state.write_delay
+    };
+    if let Some(delay) = delay.filter(|_| method == "PUT") {
         tokio::time::sleep(delay).await;
     }
     let mut state = state.lock().unwrap();
