@@ -244,7 +244,6 @@ pub(crate) fn start_epoch_clock(engine: &Engine) -> std::io::Result<()> {
 }
 
 /// A group's pre-instantiated component, by the export the host calls.
-#[derive(Clone)]
 enum Entry {
     /// `cronium:runtime/handler`.
     Handler(EndpointPre<RequestState>),
@@ -256,22 +255,6 @@ enum Entry {
 enum Exports {
     Handler(Endpoint),
     WasiHttp(Proxy),
-}
-
-impl Exports {
-    fn into_handler(self) -> Option<Endpoint> {
-        match self {
-            Exports::Handler(endpoint) => Some(endpoint),
-            Exports::WasiHttp(_) => None,
-        }
-    }
-
-    fn into_wasi_http(self) -> Option<Proxy> {
-        match self {
-            Exports::WasiHttp(proxy) => Some(proxy),
-            Exports::Handler(_) => None,
-        }
-    }
 }
 
 /// The loaded components.
@@ -408,7 +391,7 @@ impl Components {
         request: Request<Full<Bytes>>,
         peer: Option<IpAddr>,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
-        let entry = self.groups[&group].clone();
+        let entry = &self.groups[&group];
         let (limits, memory_hit) = MemoryLimit::new(self.memory);
         let key = self.warm.as_ref().and_then(|_| {
             WarmKey::of(
@@ -420,7 +403,7 @@ impl Components {
             )
         });
         let (store, warm) = self.store_for(key.as_ref(), peer, limits);
-        let call = Call {
+        let mut call = Call {
             store,
             warm,
             metrics: &self.capabilities.metrics,
@@ -429,9 +412,14 @@ impl Components {
         // The deadline covers the whole call, host calls included; the
         // epoch deadline stops a guest that spins without calling out.
         let outcome = tokio::time::timeout(self.timeout + EPOCH_TICK * 10, async {
-            let answered = match entry {
-                Entry::Handler(pre) => call.handle(pre, request).await,
-                Entry::WasiHttp(pre) => call.handle_wasi_http(pre, request).await,
+            let answered = match call.exports(entry).await {
+                Ok((Exports::Handler(endpoint), served)) => {
+                    call.handle(endpoint, served, request).await
+                }
+                Ok((Exports::WasiHttp(proxy), served)) => {
+                    call.handle_wasi_http(proxy, served, request).await
+                }
+                Err(error) => Err(CallError::Guest(error)),
             };
             match answered {
                 Ok((response, instance, served)) => {
@@ -481,21 +469,20 @@ impl From<wasmtime::Error> for CallError {
 }
 
 impl Call<'_> {
-    /// The warm instance's bindings (`unwrap` picks the export's), else
-    /// a new instance's, timing its instantiation.
-    async fn exports<P>(
-        &mut self,
-        instantiate: impl AsyncFnOnce(&mut Store<RequestState>) -> wasmtime::Result<P>,
-        unwrap: impl FnOnce(Exports) -> Option<P>,
-    ) -> wasmtime::Result<(P, u32)> {
-        if let Some((exports, served)) = self.warm.take() {
-            // A group keeps its export for the host's lifetime.
-            return unwrap(exports)
-                .map(|exports| (exports, served))
-                .ok_or_else(|| wasmtime::format_err!("a warm instance of another export"));
+    /// The warm instance's bindings and the requests it has served, else
+    /// a new instance of `entry`'s (timed) and 0. A group keeps its
+    /// export for the host's lifetime, so warm bindings are `entry`'s.
+    async fn exports(&mut self, entry: &Entry) -> wasmtime::Result<(Exports, u32)> {
+        if let Some(warm) = self.warm.take() {
+            return Ok(warm);
         }
         let started = std::time::Instant::now();
-        let exports = instantiate(&mut self.store).await?;
+        let exports = match entry {
+            Entry::Handler(pre) => Exports::Handler(pre.instantiate_async(&mut self.store).await?),
+            Entry::WasiHttp(pre) => {
+                Exports::WasiHttp(pre.instantiate_async(&mut self.store).await?)
+            }
+        };
         self.metrics.instantiation.observe(started.elapsed());
         Ok((exports, 0))
     }
@@ -503,15 +490,10 @@ impl Call<'_> {
     /// Serves `request` through the `handler` export: one call.
     async fn handle(
         mut self,
-        pre: EndpointPre<RequestState>,
+        endpoint: Endpoint,
+        served: u32,
         request: Request<Full<Bytes>>,
     ) -> Result<Served, CallError> {
-        let (endpoint, served) = self
-            .exports(
-                async |store| pre.instantiate_async(store).await,
-                Exports::into_handler,
-            )
-            .await?;
         let request = handler_request(request).await;
         let answer = endpoint
             .cronium_runtime_handler()
@@ -529,7 +511,8 @@ impl Call<'_> {
     /// answer, body included, while the guest writes it.
     async fn handle_wasi_http(
         mut self,
-        pre: ProxyPre<RequestState>,
+        proxy: Proxy,
+        served: u32,
         request: Request<Full<Bytes>>,
     ) -> Result<Served, CallError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -552,12 +535,6 @@ impl Call<'_> {
         // its store is dropped as soon as it returns, which also settles
         // the response channel if it never answered.
         let guest = async move {
-            let (proxy, served) = self
-                .exports(
-                    async |store| pre.instantiate_async(store).await,
-                    Exports::into_wasi_http,
-                )
-                .await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut self.store, incoming, outparam)
