@@ -295,20 +295,20 @@ fn audit(caps: &Capabilities, caller: &Claims, action: &str, ok: bool, mut detai
 /// components answer reads.
 fn serialized_reply(body: &impl serde::Serialize) -> Reply {
     match serde_json::to_vec(body) {
-        Ok(bytes) => Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(bytes)))
-            .unwrap(),
+        Ok(bytes) => json_bytes(200, bytes),
         Err(_) => error(500, "the answer could not be written"),
     }
 }
 
 fn json_reply(status: u16, body: Value) -> Reply {
+    json_bytes(status, body.to_string().into_bytes())
+}
+
+fn json_bytes(status: u16, body: Vec<u8>) -> Reply {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(body)))
         .unwrap()
 }
 

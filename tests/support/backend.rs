@@ -155,15 +155,15 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         .collect::<HashMap<_, _>>();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let delay = {
-        let mut state = state.lock().unwrap();
-        if method == "PUT" {
+    if method == "PUT" {
+        let delay = {
+            let mut state = state.lock().unwrap();
             state.writes_received += 1;
+            state.write_delay
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
-        state.write_delay
-    };
-    if let Some(delay) = delay.filter(|_| method == "PUT") {
-        tokio::time::sleep(delay).await;
     }
     let mut state = state.lock().unwrap();
     if !state.quiet {

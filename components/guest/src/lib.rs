@@ -85,10 +85,9 @@ pub fn answer(
     request: handler::Request,
     route: impl FnOnce(Request) -> Result<Reply, ApiError>,
 ) -> handler::Response {
-    let reply = match Request::from_direct(request) {
-        Ok(request) => route(request).unwrap_or_else(Reply::from),
-        Err(error) => Reply::from(error),
-    };
+    let reply = Request::from_direct(request)
+        .and_then(route)
+        .unwrap_or_else(Reply::from);
     let (status, headers, body) = reply.into_parts();
     handler::Response {
         status,
@@ -111,10 +110,9 @@ pub fn serve(
     out: ResponseOutparam,
     route: impl FnOnce(Request) -> Result<Reply, ApiError>,
 ) {
-    let reply = match Request::read(&incoming) {
-        Ok(request) => route(request).unwrap_or_else(Reply::from),
-        Err(error) => Reply::from(error),
-    };
+    let reply = Request::read(&incoming)
+        .and_then(route)
+        .unwrap_or_else(Reply::from);
     write(out, reply);
 }
 

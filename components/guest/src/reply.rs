@@ -37,7 +37,7 @@ impl Reply {
     /// is: a raw JSON value (the input, the execution's metadata) goes out
     /// as written, never parsed into a tree and written again.
     pub fn serialized_data(data: &impl Serialize) -> Self {
-        match Success::new(data).to_vec() {
+        match serde_json::to_vec(&Success::new(data)) {
             Ok(bytes) => Reply {
                 status: 200,
                 headers: Vec::new(),

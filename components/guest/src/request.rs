@@ -24,11 +24,7 @@ impl Request {
     /// without reading the rest.
     pub fn read(incoming: &IncomingRequest) -> Result<Self, ApiError> {
         let method = incoming.method();
-        let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
-        let (path, query) = match path_with_query.split_once('?') {
-            Some((p, q)) => (p.to_owned(), q.to_owned()),
-            None => (path_with_query, String::new()),
-        };
+        let (path, query) = split_query(incoming.path_with_query().unwrap_or_else(|| "/".into()));
         let headers = incoming.headers().entries();
         let limit = cronium_rules::limits::body_max_for_path(&path);
         let unreadable = || ApiError::bad_request("could not read the request body");
@@ -61,10 +57,7 @@ impl Request {
     /// Takes a request that came through the `handler` export (`handler.wit`),
     /// with the same body cap as [`Request::read`].
     pub fn from_direct(request: handler::Request) -> Result<Self, ApiError> {
-        let (path, query) = match request.path_with_query.split_once('?') {
-            Some((p, q)) => (p.to_owned(), q.to_owned()),
-            None => (request.path_with_query, String::new()),
-        };
+        let (path, query) = split_query(request.path_with_query);
         let limit = cronium_rules::limits::body_max_for_path(&path);
         if request.body.len() > limit {
             return Err(ApiError::payload_too_large(limit));
@@ -107,6 +100,14 @@ impl Request {
         }
         serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}
+
+/// The path and the query (without `?`) of `path_with_query`.
+fn split_query(path_with_query: String) -> (String, String) {
+    match path_with_query.split_once('?') {
+        Some((path, query)) => (path.to_owned(), query.to_owned()),
+        None => (path_with_query, String::new()),
     }
 }
 

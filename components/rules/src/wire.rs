@@ -57,11 +57,6 @@ impl<T: Serialize> Success<T> {
             data,
         }
     }
-
-    /// The envelope as JSON bytes.
-    pub fn to_vec(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(self)
-    }
 }
 
 /// The backend's answer to `GET /api/internal/executions/{id}/context`.
@@ -367,9 +362,9 @@ mod tests {
     #[test]
     fn the_success_envelope_carries_raw_data_as_written() {
         let exec = with_metadata(r#"{"input": {"b": 1, "a": [ 2 ]}}"#);
-        let body = Success::new(exec.input()).to_vec().unwrap();
+        let body = serde_json::to_vec(&Success::new(exec.input())).unwrap();
         assert_eq!(body, br#"{"success":true,"data":{"b": 1, "a": [ 2 ]}}"#);
-        let none = Success::new(with_metadata("{}").input()).to_vec().unwrap();
+        let none = serde_json::to_vec(&Success::new(with_metadata("{}").input())).unwrap();
         assert_eq!(none, br#"{"success":true,"data":null}"#);
     }
 
