@@ -61,6 +61,16 @@ pub struct BackendConfig {
     pub timeout: Duration,
 }
 
+/// `ENABLE_TLS` with `TLS_CERT` and `TLS_KEY`: serve HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// A PEM file with the certificate chain, leaf first. Re-read when it
+    /// changes on disk, so a renewed certificate needs no restart.
+    pub cert: PathBuf,
+    /// A PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// How tool components are found and fenced in.
 #[derive(Debug, Clone)]
 pub struct ToolsConfig {
@@ -228,6 +238,8 @@ pub struct Config {
     pub backend: Option<BackendConfig>,
     /// `CRONIUM_DATA_DIR` (`./cronium-data`): the embedded store.
     pub data_dir: PathBuf,
+    /// `ENABLE_TLS` (false), `TLS_CERT`, `TLS_KEY`: serve HTTPS.
+    pub tls: Option<TlsConfig>,
     /// `LOG_LEVEL` (info) and `LOG_FORMAT` (json).
     pub log_level: String,
     pub log_format: LogFormat,
@@ -333,10 +345,10 @@ impl Config {
 
         let backend = get("BACKEND_URL")
             .map(|url| -> Result<BackendConfig, ConfigError> {
-                if !url.starts_with("http://") {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(ConfigError::new(
                         "BACKEND_URL",
-                        "only http:// URLs are supported (terminate TLS in front of the backend)",
+                        "use an http:// or https:// URL",
                     ));
                 }
                 Ok(BackendConfig {
@@ -404,6 +416,19 @@ impl Config {
             valkey,
             cache_ttl: vars.duration("CACHE_TTL", Duration::from_secs(300))?,
             backend,
+            tls: if vars.boolean("ENABLE_TLS", false)? {
+                let path = |name: &'static str| {
+                    get(name).map(PathBuf::from).ok_or_else(|| {
+                        ConfigError::new(name, "required when ENABLE_TLS is true")
+                    })
+                };
+                Some(TlsConfig {
+                    cert: path("TLS_CERT")?,
+                    key: path("TLS_KEY")?,
+                })
+            } else {
+                None
+            },
             data_dir,
             log_level: get("LOG_LEVEL").unwrap_or("info").to_ascii_lowercase(),
             log_format,
