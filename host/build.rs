@@ -5,6 +5,11 @@
 //!
 //! The production components are embedded in the binary; the test and
 //! benchmark ones are only built, and their paths handed to the tests.
+//!
+//! The `wasm32-wasip2` target is added with rustup when it is missing:
+//! `rust-toolchain.toml` lists it, but rustup installs a toolchain file's
+//! targets only when it installs the toolchain itself, so a machine that
+//! already had `stable` would otherwise fail here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,6 +58,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = root.join("target").join("components");
+    ensure_target_installed();
 
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root)
@@ -92,6 +98,34 @@ fn main() {
         let wasm = artifact(&target_dir, krate);
         assert!(wasm.exists(), "{} was not built", wasm.display());
         println!("cargo:rustc-env={var}={}", wasm.display());
+    }
+}
+
+/// Adds the `wasm32-wasip2` target to the toolchain building us, unless
+/// its standard library is already there.
+fn ensure_target_installed() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if libdir.as_deref().is_some_and(Path::is_dir) {
+        return;
+    }
+    println!("cargo:warning=adding the {TARGET} target with rustup (once per toolchain)");
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        rustup.arg("--toolchain").arg(toolchain);
+    }
+    match rustup.status() {
+        Ok(status) if status.success() => {}
+        outcome => panic!(
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed ({outcome:?}); \
+             install the target for this toolchain and build again"
+        ),
     }
 }
 

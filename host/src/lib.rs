@@ -3,7 +3,8 @@
 //! capabilities natively.
 //!
 //! * [`config`]: the environment (the Go service's variables and ours);
-//! * [`server`]: HTTP, native `/health`, routing, body caps, request log;
+//! * [`server`]: HTTP (HTTPS with `ENABLE_TLS`), native `/health`,
+//!   routing, body caps, request log;
 //! * [`components`]: the engine, one pre-instantiated component per group,
 //!   a fresh bounded store per request;
 //! * [`compile_cache`]: compiled components kept on disk between starts;
@@ -69,6 +70,12 @@ pub enum StartError {
     Load(#[from] LoadError),
     #[error("built-in tool: {0}")]
     Tools(#[from] crate::tools::ToolLoadError),
+    /// `TLS_CERT` or `TLS_KEY` cannot be served.
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
+    /// The client of an `https://` backend could not be set up.
+    #[error("BACKEND_URL: {0}")]
+    BackendTls(#[from] crate::capabilities::backend::BackendSetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -97,7 +104,7 @@ impl Capabilities {
             None => Cache::Memory(MemoryCache::new(config.cache_ttl, MEMORY_CACHE_ENTRIES)),
         };
         let backend = Arc::new(match &config.backend {
-            Some(backend) => Backend::Http(HttpBackend::new(backend)),
+            Some(backend) => Backend::Http(HttpBackend::new(backend)?),
             None => Backend::Embedded(EmbeddedStore::open(&config.data_dir)?),
         });
         let (audit, audit_worker) =
@@ -127,12 +134,20 @@ pub struct Runtime {
     app: Arc<App>,
     audit: AuditWorker,
     listener: TcpListener,
+    /// `Some` when the listener serves HTTPS.
+    tls: Option<server::tls::TlsAcceptor>,
 }
 
 impl Runtime {
     /// Builds the capabilities and components of `config` and binds its
     /// address. Valkey is connected lazily: it may come up later.
     pub async fn start(config: &Config) -> Result<Runtime, StartError> {
+        // First, so that a bad certificate or key fails the start at once.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(server::tls::TlsAcceptor::new)
+            .transpose()?;
         let (capabilities, audit_worker) = Capabilities::from_config(config).await?;
         capabilities.tools.watch();
         let capabilities = Arc::new(capabilities);
@@ -148,8 +163,12 @@ impl Runtime {
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             cache = if config.valkey.is_some() { "valkey" } else { "in-process" },
             backend = if config.backend.is_some() { "http" } else { "embedded" },
+            scheme = if tls.is_some() { "https" } else { "http" },
             "cronium runtime listening"
         );
+        if let Some(tls) = &tls {
+            tls.watch();
+        }
         Ok(Runtime {
             app: Arc::new(App {
                 components,
@@ -158,6 +177,7 @@ impl Runtime {
             }),
             audit: audit_worker,
             listener,
+            tls,
         })
     }
 
@@ -169,7 +189,7 @@ impl Runtime {
     /// Serves until `shutdown` resolves, drains open requests, then
     /// delivers the queued audit events.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        server::serve(self.listener, self.app.clone(), shutdown, DRAIN).await;
+        server::serve(self.listener, self.tls, self.app.clone(), shutdown, DRAIN).await;
         // Dropping the last handle on the capabilities closes the audit queue.
         drop(self.app);
         self.audit.finish(AUDIT_FLUSH).await;

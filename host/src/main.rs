@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cronium_host::Runtime;
-use cronium_host::config::{Config, LogFormat, parse_duration};
+use cronium_host::config::{self, Config, LogFormat, parse_duration, settings};
 use cronium_rules::token::Claims;
 
 #[derive(Parser)]
@@ -32,8 +32,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve, configured by the environment (the default).
+    /// Serve, configured by the environment and config.yaml (the default).
     Serve,
+    /// Print the effective configuration: every setting, its value (secrets
+    /// redacted) and where it came from. Exits 1 if it is not valid.
+    Config,
     /// Serve on the embedded defaults with a demo execution; prints a token and curl lines.
     Dev {
         /// Port to listen on (the SSH tunnel of the runners targets 8089).
@@ -78,11 +81,18 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .after_help(settings::help_text())
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(Command::Config) = cli.command {
+        return print_config();
+    }
     let mut config = Config::from_env()?;
     init_logging(&config);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
+        Command::Config => print_config(),
         Command::Dev { port, data_dir } => {
             config.listen.set_port(port);
             config.data_dir = data_dir;
@@ -124,6 +134,25 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cronium-runtime config`.
+fn print_config() -> anyhow::Result<()> {
+    let dir = std::env::current_dir().context("reading the working directory")?;
+    let (file, settings) = config::effective(&config::process_env(), &dir)?;
+    match file {
+        Some(file) => println!("# configuration file: {}", file.display()),
+        None => println!("# configuration file: none (CONFIG_FILE unset, no ./config.yaml)"),
+    }
+    let width = settings.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for entry in settings {
+        match (&entry.value, &entry.origin) {
+            (None, _) => println!("{:<width$}  (unset)", entry.name),
+            (Some(value), Some(origin)) => println!("{:<width$}  {value}  # {origin}", entry.name),
+            (Some(value), None) => println!("{:<width$}  {value}  # computed", entry.name),
+        }
+    }
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

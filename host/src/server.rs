@@ -2,10 +2,13 @@
 //! `/metrics` and CORS preflights are answered here; every other route
 //! goes to the component that owns it, after the connection and
 //! in-flight caps, the body cap of its route and the body deadline. One
-//! log line and one metrics sample per request, with a request id.
+//! log line and one metrics sample per request, with a request id. With
+//! `ENABLE_TLS`, every connection is HTTPS ([`tls`]), and otherwise served
+//! the same way.
 
 mod cors;
 mod timed_io;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -70,13 +74,16 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 const HYPER_MAX_HEADERS: usize = 200;
 
-/// How long a client may take to send its request headers.
+/// How long a client may take to send its request headers (and, over
+/// TLS, to complete its handshake).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `listener` until `shutdown` resolves, then lets open requests,
-/// and writes whose clients hung up, finish for up to `drain`.
+/// Serves `listener` (HTTPS through `tls` when given) until `shutdown`
+/// resolves, then lets open requests, and writes whose clients hung up,
+/// finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tls::TlsAcceptor>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -103,9 +110,22 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let (app, stopped) = (app.clone(), stopped.clone());
+                let (app, mut stopped, tls) = (app.clone(), stopped.clone(), tls.clone());
                 connections.spawn(async move {
-                    connection(stream, peer, app, stopped).await;
+                    // The handshake holds the connection's slot, within
+                    // the header deadline, and gives way to a shutdown.
+                    match tls {
+                        None => connection(stream, peer, app, stopped).await,
+                        Some(tls) => {
+                            let handshake = tokio::select! {
+                                stream = tls.handshake(stream, peer, HEADER_READ_TIMEOUT) => stream,
+                                _ = stopped.wait_for(|stop| *stop) => None,
+                            };
+                            if let Some(stream) = handshake {
+                                connection(stream, peer, app, stopped).await;
+                            }
+                        }
+                    }
                     drop(slot);
                 });
                 while connections.try_join_next().is_some() {}
@@ -134,12 +154,15 @@ pub async fn serve(
     }
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
+/// Serves HTTP/1.1 on one connection, plain TCP or TLS.
+async fn connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: Arc<App>,
     mut stopped: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let write_timeout = app.front.write_timeout;
     let service = service_fn(move |request| {
         let app = app.clone();

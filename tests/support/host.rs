@@ -16,6 +16,12 @@ pub struct HostConfig {
     pub valkey_url: Option<String>,
     pub backend_url: Option<String>,
     pub env: Vec<(String, String)>,
+    /// The port, when the test chose it (e.g. in a configuration file).
+    pub port: Option<u16>,
+    /// Only what a test cannot do without (loopback address, data and
+    /// compile cache directories) plus `env`: no port, secret, backend token
+    /// or log settings, so that a configuration file can supply them.
+    pub bare: bool,
 }
 
 impl HostConfig {
@@ -25,7 +31,7 @@ impl HostConfig {
             binary: None,
             valkey_url: Some(valkey_url.into()),
             backend_url: Some(backend_url.into()),
-            env: Vec::new(),
+            ..HostConfig::default()
         }
     }
 
@@ -50,7 +56,7 @@ impl Host {
         let data_dir = tempfile::tempdir().unwrap();
         let log = data_dir.path().join("host.log");
         let mut host = Host {
-            port: free_port(),
+            port: config.port.unwrap_or_else(free_port),
             config,
             data_dir,
             log,
@@ -116,7 +122,7 @@ impl Host {
     /// Runs `cronium-runtime <args>` with this host's environment.
     pub fn command(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cronium-runtime"));
-        cmd.args(args);
+        cmd.args(args).current_dir(self.data_dir.path());
         for (k, v) in self.environment() {
             cmd.env(k, v);
         }
@@ -137,7 +143,21 @@ impl Host {
             ),
             // Backtraces on a hot error path are slow and say nothing to a test.
             ("RUST_BACKTRACE".to_owned(), "0".to_owned()),
+            // One compile cache for every test host of the run (the host
+            // creates it private), instead of a cold compile per host.
+            (
+                "CRONIUM_CACHE_DIR".to_owned(),
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/compile-cache").to_owned(),
+            ),
         ]);
+        if self.config.bare {
+            env.retain(|name, _| {
+                matches!(
+                    name.as_str(),
+                    "HOST" | "CRONIUM_DATA_DIR" | "CRONIUM_CACHE_DIR" | "RUST_BACKTRACE"
+                )
+            });
+        }
         if let Some(url) = &self.config.valkey_url {
             env.insert("VALKEY_URL".into(), url.clone());
         }
@@ -162,13 +182,22 @@ impl Host {
             .clone()
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cronium-runtime")));
         let mut cmd = Command::new(binary);
+        // In its data directory, so that no config.yaml of the caller's
+        // working directory is read.
         cmd.env_clear()
+            .current_dir(self.data_dir.path())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in self.environment() {
             cmd.env(k, v);
         }
+        // An HTTPS host is ready once it listens: it binds only when all
+        // else is loaded, and the plain-HTTP check below cannot talk to it.
+        let tls = self
+            .environment()
+            .get("ENABLE_TLS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         self.child = Some(cmd.spawn().expect("starting cronium-runtime"));
         let deadline = Instant::now() + Duration::from_secs(60);
         let client = super::client::call;
@@ -177,6 +206,9 @@ impl Host {
                 panic!("cronium-runtime exited with {status}:\n{}", self.log());
             }
             if std::net::TcpStream::connect(self.addr()).is_ok() {
+                if tls {
+                    return;
+                }
                 let reply = client("GET", &self.url("/health"), &[], None).await;
                 if reply.status == 200 {
                     return;

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod client;
 pub mod host;
 pub mod stand_in;
+pub mod tls;
 pub mod valkey;
 
 pub use backend::FakeBackend;

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 /// Parses a Go duration (`300ms`, `30s`, `5m`, `1h30m`); a bare number is
-/// seconds.
+/// seconds. `None` for anything else, a negative or non-finite part, and
+/// a total that does not fit a `Duration`.
 pub fn parse(text: &str) -> Option<Duration> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
@@ -36,7 +37,7 @@ pub fn parse(text: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * scale).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(value * scale).ok()?)?;
     }
     Some(total)
 }
@@ -54,5 +55,13 @@ mod tests {
         assert_eq!(parse("45"), Some(Duration::from_secs(45)));
         assert_eq!(parse("5 parsecs"), None);
         assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn a_total_too_large_for_a_duration_is_refused_not_a_panic() {
+        assert_eq!(parse("9999999999999999999s9999999999999999999s"), None);
+        assert_eq!(parse("99999999999999999999999h"), None);
+        assert_eq!(parse("1e400s"), None);
+        assert_eq!(parse("."), None);
     }
 }

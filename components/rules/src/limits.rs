@@ -6,13 +6,15 @@ pub const OUTPUT_BODY_MAX: usize = 5 * 1024 * 1024;
 /// Every other route accepts bodies up to 1 MiB.
 pub const BODY_MAX: usize = 1024 * 1024;
 
-/// The body cap of a request path.
+/// The body cap of a request path: 5 MiB for exactly
+/// `/executions/{id}/output`, 1 MiB for everything else (a variable named
+/// `output` included).
 pub fn body_max_for_path(path: &str) -> usize {
-    if path.starts_with("/executions/") && path.ends_with("/output") {
-        OUTPUT_BODY_MAX
-    } else {
-        BODY_MAX
-    }
+    let is_output = path
+        .strip_prefix("/executions/")
+        .and_then(|rest| rest.strip_suffix("/output"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    if is_output { OUTPUT_BODY_MAX } else { BODY_MAX }
 }
 
 #[cfg(test)]
@@ -24,5 +26,19 @@ mod tests {
         assert_eq!(body_max_for_path("/executions/e1/output"), 5_242_880);
         assert_eq!(body_max_for_path("/executions/e1/condition"), 1_048_576);
         assert_eq!(body_max_for_path("/tool-actions/execute"), 1_048_576);
+    }
+
+    #[test]
+    fn a_variable_named_output_keeps_the_one_mebibyte_cap() {
+        assert_eq!(
+            body_max_for_path("/executions/e1/variables/output"),
+            BODY_MAX
+        );
+        assert_eq!(
+            body_max_for_path("/executions/e1/variables/a/output"),
+            BODY_MAX
+        );
+        assert_eq!(body_max_for_path("/executions//output"), BODY_MAX);
+        assert_eq!(body_max_for_path("/x/executions/e1/output"), BODY_MAX);
     }
 }

@@ -1,6 +1,10 @@
 //! The `backend` capability: the Cronium backend's internal API when
-//! `BACKEND_URL` is set, the embedded on-disk store otherwise.
+//! `BACKEND_URL` is set (`http://`, or `https://` verified against the
+//! roots of [`trust`]), the embedded on-disk store otherwise.
 
+mod trust;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +14,7 @@ use cronium_rules::wire::{self, BackendContext, Execution};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -219,10 +224,20 @@ pub fn now_rfc3339() -> String {
         .expect("the current time formats as RFC 3339")
 }
 
+/// Why the backend client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendSetupError {
+    /// rustls refused the client configuration.
+    #[error("TLS client configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
 /// A client of the Cronium backend's internal API: pooled keep-alive
 /// connections, a deadline per call, retries only for idempotent calls.
+/// Every call (audit delivery and `/ready`'s ping too) goes through its one
+/// client, which speaks `http://` and verified `https://`.
 pub struct HttpBackend {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     authorization: Option<HeaderValue>,
     timeout: Duration,
@@ -235,11 +250,30 @@ struct Answer {
 }
 
 impl HttpBackend {
-    /// A client of the backend at `config.url`.
-    pub fn new(config: &BackendConfig) -> Self {
+    /// A client of the backend at `config.url`. For an `https://` URL the
+    /// trusted roots are read here (the system's, `SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`); server verification cannot be turned off.
+    pub fn new(config: &BackendConfig) -> Result<Self, BackendSetupError> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.timeout.min(Duration::from_secs(5))));
+        connector.enforce_http(false);
+        let roots = if config.url.starts_with("https://") {
+            trust::roots_from_env()
+        } else {
+            rustls::RootCertStore::empty()
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -250,12 +284,12 @@ impl HttpBackend {
                 v.set_sensitive(true);
                 v
             });
-        HttpBackend {
+        Ok(HttpBackend {
             client,
             base: config.url.clone(),
             authorization,
             timeout: config.timeout,
-        }
+        })
     }
 
     async fn ping(&self) -> bool {
@@ -535,13 +569,38 @@ fn status_error(answer: &Answer) -> BackendError {
     rules::status_failure(answer.status.as_u16(), &answer.body)
 }
 
-/// A connection failure, described without the backend's address.
+/// A connection failure, described without the backend's address. A TLS
+/// failure (an unverifiable certificate, most often) is also logged.
 fn connect_error(error: &hyper_util::client::legacy::Error) -> String {
+    if let Some(tls) = tls_cause(error) {
+        tracing::warn!(error = %tls, "TLS with the backend failed");
+        return "cannot connect to the backend securely".into();
+    }
     if error.is_connect() {
         "cannot connect to the backend".into()
     } else {
         "the connection to the backend failed".into()
     }
+}
+
+/// The rustls error somewhere in `error`'s chain. tokio-rustls and
+/// hyper-rustls pass it on inside (nested) `io::Error`s, whose `source`
+/// skips the error they wrap, so those are looked into.
+fn tls_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// `/api/internal/executions/{id}/{operation}` for the caller's execution.
@@ -573,6 +632,14 @@ mod tests {
             };
             proptest::prop_assert_eq!(AuditRecord::from_json(&record.to_json()), Some(record));
         }
+    }
+
+    #[test]
+    fn a_tls_error_is_found_inside_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = std::io::Error::other(std::io::Error::other(tls.clone()));
+        assert_eq!(tls_cause(&wrapped), Some(&tls));
+        assert_eq!(tls_cause(&std::io::Error::other("refused")), None);
     }
 
     #[test]

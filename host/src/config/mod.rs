@@ -1,0 +1,1127 @@
+//! Configuration, read as the Go service reads it (`CONTRACT.md`,
+//! "Configuration compatibility"): its variables and `config.yaml`
+//! schema, each variable also as `RUNTIME_<NAME>` and
+//! `RUNTIME_<SECTION>_<NAME>`, plus our own `CRONIUM_*` settings (in the
+//! file under `cronium:`). An operator can swap one binary for the other.
+//!
+//! * [`settings`]: the table of every setting (variable, file key, default);
+//! * [`sources`]: the layers and where each value came from;
+//! * this module: the typed [`Config`] built from them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cronium_rules::token::{Algorithm, TokenPolicy};
+use cronium_rules::tools::HostPattern;
+
+pub mod settings;
+mod sources;
+
+use settings::{self as s, Setting};
+pub use sources::{Env, Found, Origin as SourceOrigin, Sources};
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(name: &'static str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            name,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Which export of an endpoint component the host calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentExport {
+    /// `cronium:runtime/handler` when the component has it (ours all do),
+    /// else `wasi:http/incoming-handler`.
+    Handler,
+    /// Always `wasi:http/incoming-handler`, the export Spin calls.
+    WasiHttp,
+}
+
+/// Where Valkey is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValkeyConfig {
+    /// A `redis://`, `rediss://` or `unix://` URL (`valkey://` is read as `redis://`).
+    pub url: String,
+    pub password: Option<String>,
+    pub db: Option<i64>,
+}
+
+/// Where the Cronium backend is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub url: String,
+    pub token: String,
+    pub timeout: Duration,
+}
+
+/// `ENABLE_TLS` with `TLS_CERT` and `TLS_KEY`: serve HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// A PEM file with the certificate chain, leaf first. Re-read when it
+    /// changes on disk, so a renewed certificate needs no restart.
+    pub cert: PathBuf,
+    /// A PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// How tool components are found and fenced in.
+#[derive(Debug, Clone)]
+pub struct ToolsConfig {
+    /// `CRONIUM_TOOLS_DIR` (`<CRONIUM_DATA_DIR>/tools`): drop-in `.wasm` tools.
+    pub dir: PathBuf,
+    /// `CRONIUM_TOOLS_POLL` (1s): how often the directory is rescanned.
+    pub poll: Duration,
+    /// `CRONIUM_BUILTIN_TOOLS` (true): serve the tools built into the
+    /// binary (webhook, slack, discord, email); a file with the same id wins.
+    pub builtin: bool,
+    /// `CRONIUM_TOOL_TIMEOUT` (30s): the deadline of one tool call.
+    pub timeout: Duration,
+    /// `CRONIUM_TOOL_MEMORY` (64MiB): a tool instance's memory cap.
+    pub memory: usize,
+    /// `CRONIUM_TOOL_ALLOWED_HOSTS` (`tool=host,host;tool2=host`): narrows
+    /// the hosts a tool declared. Only an exact host named here lets a tool
+    /// reach a loopback or private address.
+    pub allowed_hosts: HashMap<String, Vec<HostPattern>>,
+    /// `CRONIUM_TOOL_EGRESS` (`https://hooks.slack.com=http://127.0.0.1:9001,...`):
+    /// sends a tool's traffic for one origin to another (a sandbox, an
+    /// egress proxy). Checked against the tool's hosts by the original origin.
+    /// Shared with every tool's egress policy.
+    pub egress: std::sync::Arc<Vec<(Origin, Origin)>>,
+    /// `CRONIUM_TOOL_SETTINGS`: a JSON object of each tool's operator
+    /// settings, keyed by tool id (`{"email":{"baseUrl":"..."}}`).
+    pub settings: HashMap<String, serde_json::Value>,
+}
+
+/// `scheme://host[:port]`, lower-case, with the scheme's port made explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/` is allowed).
+    pub fn parse(text: &str) -> Option<Origin> {
+        let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
+        let (scheme, rest) = text.split_once("://")?;
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let (host, port) = cronium_rules::tools::split_port(rest).ok()?;
+        let port = port.unwrap_or(default_port);
+        Some(Origin {
+            scheme: scheme.to_owned(),
+            host: host.to_owned(),
+            port,
+        })
+    }
+
+    /// `host:port`, as a URI authority.
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl ToolsConfig {
+    fn read(values: &Values, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let mut allowed_hosts = HashMap::new();
+        if let Some(found) = values.find(&s::TOOL_ALLOWED_HOSTS) {
+            for entry in found.text.split(';') {
+                if entry.trim().is_empty() {
+                    continue;
+                }
+                let (tool, hosts) = entry.split_once('=').ok_or_else(|| {
+                    values.invalid(&s::TOOL_ALLOWED_HOSTS, &found, "is not tool=host,host;...")
+                })?;
+                let patterns = hosts
+                    .split(',')
+                    .filter(|h| !h.trim().is_empty())
+                    .map(|h| {
+                        HostPattern::parse(h).map_err(|e| {
+                            values.invalid(&s::TOOL_ALLOWED_HOSTS, &found, &format!("{h:?}: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                allowed_hosts.insert(tool.trim().to_owned(), patterns);
+            }
+        }
+        let mut egress = Vec::new();
+        if let Some(found) = values.find(&s::TOOL_EGRESS) {
+            for entry in found.text.split(',') {
+                if entry.trim().is_empty() {
+                    continue;
+                }
+                let parsed = entry
+                    .split_once('=')
+                    .and_then(|(from, to)| Some((Origin::parse(from)?, Origin::parse(to)?)))
+                    .ok_or_else(|| {
+                        values.invalid(
+                            &s::TOOL_EGRESS,
+                            &found,
+                            &format!("{entry:?} is not origin=origin"),
+                        )
+                    })?;
+                egress.push(parsed);
+            }
+        }
+        let settings = match values.find(&s::TOOL_SETTINGS) {
+            Some(found) => match serde_json::from_str(&found.text) {
+                Ok(serde_json::Value::Object(map)) => map
+                    .into_iter()
+                    .map(|(tool, value)| {
+                        if value.is_object() {
+                            Ok((tool, value))
+                        } else {
+                            Err(values.invalid(
+                                &s::TOOL_SETTINGS,
+                                &found,
+                                &format!("{tool}: not an object"),
+                            ))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => {
+                    return Err(values.invalid(
+                        &s::TOOL_SETTINGS,
+                        &found,
+                        "must be a JSON object keyed by tool id",
+                    ));
+                }
+            },
+            None => HashMap::new(),
+        };
+        Ok(ToolsConfig {
+            dir: values
+                .find(&s::TOOLS_DIR)
+                .map(|found| PathBuf::from(found.text))
+                .unwrap_or_else(|| data_dir.join("tools")),
+            poll: values.duration(&s::TOOLS_POLL)?,
+            builtin: values.boolean(&s::BUILTIN_TOOLS)?,
+            timeout: values.duration(&s::TOOL_TIMEOUT)?,
+            memory: values.size(&s::TOOL_MEMORY)?,
+            allowed_hosts,
+            egress: egress.into(),
+            settings,
+        })
+    }
+}
+
+/// The host's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST` (0.0.0.0) and `PORT` (8081).
+    pub listen: SocketAddr,
+    /// `RUNTIME_JWT_SECRET`, else `JWT_SECRET`, else `RUNTIME_AUTH_JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+    /// `JWT_ALGORITHM` (HS256).
+    pub jwt_algorithm: Algorithm,
+    /// `JWT_LEEWAY` (30s) and `TOKEN_MAX_LIFETIME` (2h).
+    pub token_policy: TokenPolicy,
+    /// `REVOCATION_FAIL_CLOSED` (false): refuse requests (503) when
+    /// revocation cannot be checked for longer than the grace window.
+    pub revocation_fail_closed: bool,
+    /// `RATE_LIMIT_PER_MIN` (1000; 0 disables): requests an execution may
+    /// make a minute, across every host sharing the Valkey.
+    pub rate_limit_per_min: u32,
+    /// `VALKEY_URL`, `VALKEY_PASSWORD`, `VALKEY_DB`; none: in-process cache.
+    pub valkey: Option<ValkeyConfig>,
+    /// `CACHE_TTL` (5m): the default TTL of cached entries.
+    pub cache_ttl: Duration,
+    /// `BACKEND_URL`, `BACKEND_TOKEN`, `BACKEND_TIMEOUT` (30s); none: the
+    /// embedded store in `data_dir`.
+    pub backend: Option<BackendConfig>,
+    /// `CRONIUM_DATA_DIR` (`./cronium-data`): the embedded store.
+    pub data_dir: PathBuf,
+    /// `ENABLE_TLS` (false), `TLS_CERT`, `TLS_KEY`: serve HTTPS.
+    pub tls: Option<TlsConfig>,
+    /// `LOG_LEVEL` (info) and `LOG_FORMAT` (json).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// `CRONIUM_REQUEST_TIMEOUT` (60s): the deadline of one component call.
+    pub request_timeout: Duration,
+    /// `CRONIUM_INSTANCE_MEMORY` (64 MiB): the memory cap of one instance.
+    pub component_memory: usize,
+    /// `CRONIUM_MAX_INSTANCES` (1000): component instances alive at once.
+    pub max_instances: u32,
+    /// `CRONIUM_INSTANCE_REUSE` (1): how many requests one instance may
+    /// serve. 1 gives every request a fresh instance; more lets an instance
+    /// serve further requests that carry the same `Authorization` header,
+    /// and only those (see `components::warm`).
+    pub instance_reuse: u32,
+    /// `CRONIUM_COMPONENT_EXPORT` (`handler`): the export the host calls;
+    /// `wasi-http` calls every component the way Spin does.
+    pub component_export: ComponentExport,
+    /// `CRONIUM_CACHE_DIR` (`<temp dir>/cronium-runtime`, `off` to disable):
+    /// where compiled components are kept between starts.
+    pub compile_cache: Option<PathBuf>,
+    /// `ENABLE_CORS` (true) and `ALLOWED_ORIGINS` (`*`, or a comma list).
+    pub cors: Option<Vec<String>>,
+    /// `CRONIUM_MAX_CONNECTIONS` (10000): open client connections at most;
+    /// further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// `CRONIUM_MAX_IN_FLIGHT` (`CRONIUM_MAX_INSTANCES`): component
+    /// requests answered at once; more get 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// `CRONIUM_BODY_TIMEOUT` (30s): the longest a client may take to send
+    /// a request body (408 past it).
+    pub body_timeout: Duration,
+    /// `CRONIUM_WRITE_TIMEOUT` (30s): the longest a client may leave an
+    /// answer unread before it is disconnected.
+    pub write_timeout: Duration,
+    /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
+    /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
+    pub component_overrides: HashMap<String, PathBuf>,
+    /// Tool components: where they are, their limits and their egress.
+    pub tools: ToolsConfig,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment and the
+    /// configuration file (`CONFIG_FILE`, else `./config.yaml`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        Self::load(&process_env(), &dir)
+    }
+
+    /// Reads the configuration from `env` alone (no file unless
+    /// `CONFIG_FILE` names one): testable without touching the process.
+    pub fn from_vars(env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let nowhere = std::env::temp_dir().join("cronium-runtime-no-config-dir");
+        Self::load(&env, &nowhere)
+    }
+
+    /// Reads the configuration from `env` and the configuration file
+    /// (`CONFIG_FILE`, relative to `dir`, else `dir/config.yaml` when it
+    /// exists).
+    pub fn load(env: &Env, dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let values = Values {
+            sources: Sources::load(env, dir)?,
+            env: env.clone(),
+        };
+        Self::read(&values)
+    }
+
+    fn read(values: &Values) -> Result<Self, ConfigError> {
+        let port: u16 = values.number(&s::PORT)?;
+        let host = values.text(&s::HOST).unwrap_or_default();
+        let listen = format!("{host}:{port}")
+            .parse()
+            .or_else(|_| format!("[{host}]:{port}").parse())
+            .map_err(|_| values.invalid_text(&s::HOST, "is not an IP address"))?;
+
+        let jwt_algorithm = values.parsed(
+            &s::JWT_ALGORITHM,
+            Algorithm::from_name,
+            "use HS256, HS384 or HS512",
+        )?;
+        let token_policy = TokenPolicy {
+            leeway: values.duration(&s::JWT_LEEWAY)?,
+            max_lifetime: values.duration(&s::TOKEN_MAX_LIFETIME)?,
+        };
+
+        let valkey = match values.find(&s::VALKEY_URL) {
+            None => None,
+            Some(found) => Some(ValkeyConfig {
+                url: cronium_rules::valkey::normalize_url(&found.text).ok_or_else(|| {
+                    values.invalid(
+                        &s::VALKEY_URL,
+                        &found,
+                        "use a redis://, rediss://, valkey:// or unix:// URL",
+                    )
+                })?,
+                password: values.text(&s::VALKEY_PASSWORD),
+                db: values.optional_number(&s::VALKEY_DB)?,
+            }),
+        };
+
+        let backend = match values.find(&s::BACKEND_URL) {
+            None => None,
+            Some(found) => {
+                if !(found.text.starts_with("http://") || found.text.starts_with("https://")) {
+                    return Err(values.invalid(
+                        &s::BACKEND_URL,
+                        &found,
+                        "use an http:// or https:// URL",
+                    ));
+                }
+                Some(BackendConfig {
+                    url: found.text.trim_end_matches('/').to_owned(),
+                    token: values.text(&s::BACKEND_TOKEN).unwrap_or_default(),
+                    timeout: values.duration(&s::BACKEND_TIMEOUT)?,
+                })
+            }
+        };
+
+        let component_export = values.parsed(
+            &s::COMPONENT_EXPORT,
+            |v| match v.to_ascii_lowercase().as_str() {
+                "handler" => Some(ComponentExport::Handler),
+                "wasi-http" => Some(ComponentExport::WasiHttp),
+                _ => None,
+            },
+            "use handler or wasi-http",
+        )?;
+        let log_format = values.parsed(
+            &s::LOG_FORMAT,
+            |v| match v.to_ascii_lowercase().as_str() {
+                "json" => Some(LogFormat::Json),
+                "text" | "console" | "pretty" => Some(LogFormat::Text),
+                _ => None,
+            },
+            "use json or text",
+        )?;
+
+        let component_overrides = values
+            .sources
+            .component_overrides()
+            .into_iter()
+            .map(|(group, found)| (group, PathBuf::from(found.text)))
+            .collect();
+
+        let tls = if values.boolean(&s::ENABLE_TLS)? {
+            let path = |setting: &Setting| {
+                values.text(setting).map(PathBuf::from).ok_or_else(|| {
+                    ConfigError::new(setting.var, "required when ENABLE_TLS is true")
+                })
+            };
+            Some(TlsConfig {
+                cert: path(&s::TLS_CERT)?,
+                key: path(&s::TLS_KEY)?,
+            })
+        } else {
+            None
+        };
+
+        let max_instances: u32 = values.number(&s::MAX_INSTANCES)?;
+        let data_dir = PathBuf::from(values.text(&s::DATA_DIR).unwrap_or_default());
+        let compile_cache = match values.find(&s::CACHE_DIR) {
+            Some(found)
+                if matches!(
+                    found.text.to_ascii_lowercase().as_str(),
+                    "off" | "none" | "false"
+                ) =>
+            {
+                None
+            }
+            Some(found) => Some(PathBuf::from(found.text)),
+            None => Some(default_compile_cache(&values.env, &data_dir)),
+        };
+        let tools = ToolsConfig::read(values, &data_dir)?;
+        Ok(Config {
+            listen,
+            jwt_secret: values.text(&s::JWT_SECRET),
+            jwt_algorithm,
+            token_policy,
+            revocation_fail_closed: values.boolean(&s::REVOCATION_FAIL_CLOSED)?,
+            rate_limit_per_min: values.number(&s::RATE_LIMIT_PER_MIN)?,
+            valkey,
+            cache_ttl: values.duration(&s::CACHE_TTL)?,
+            backend,
+            tls,
+            data_dir,
+            log_level: values
+                .text(&s::LOG_LEVEL)
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            log_format,
+            request_timeout: values.duration(&s::REQUEST_TIMEOUT)?,
+            component_memory: values.size(&s::INSTANCE_MEMORY)?,
+            compile_cache,
+            cors: if values.boolean(&s::ENABLE_CORS)? {
+                Some(
+                    values
+                        .text(&s::ALLOWED_ORIGINS)
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect(),
+                )
+            } else {
+                None
+            },
+            max_connections: values.number(&s::MAX_CONNECTIONS)?,
+            max_in_flight: values
+                .optional_number(&s::MAX_IN_FLIGHT)?
+                .unwrap_or(max_instances as usize),
+            body_timeout: values.duration(&s::BODY_TIMEOUT)?,
+            write_timeout: values.duration(&s::WRITE_TIMEOUT)?,
+            max_instances,
+            instance_reuse: match values.number(&s::INSTANCE_REUSE)? {
+                0 => {
+                    return Err(ConfigError::new(
+                        s::INSTANCE_REUSE.var,
+                        "must be at least 1",
+                    ));
+                }
+                n => n,
+            },
+            component_export,
+            component_overrides,
+            tools,
+        })
+    }
+}
+
+/// The process environment; variables that are not UTF-8 are left out
+/// (none of ours can be).
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// The compile cache when none is configured: the user's own cache
+/// directory (`$XDG_CACHE_HOME`, else `~/.cache`), else one under the
+/// data directory. Never a shared place such as `/tmp`, where another
+/// user could create it first.
+fn default_compile_cache(env: &Env, data_dir: &std::path::Path) -> PathBuf {
+    let absolute = |name: &str| env.get(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute("XDG_CACHE_HOME") {
+        xdg.join("cronium-runtime")
+    } else if let Some(home) = absolute("HOME") {
+        home.join(".cache").join("cronium-runtime")
+    } else {
+        data_dir.join("compile-cache")
+    }
+}
+
+/// One effective setting, as `cronium-runtime config` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// The variable (`RATE_LIMIT_PER_MIN`, `CRONIUM_COMPONENT_EXECUTIONS`).
+    pub name: String,
+    /// The value, secrets redacted; `None`: unset.
+    pub value: Option<String>,
+    /// Where it came from (`None`: computed from other settings).
+    pub origin: Option<SourceOrigin>,
+}
+
+/// The configuration as it is in effect: every setting, its value (secrets
+/// and URL passwords redacted) and where it came from; and the file read.
+pub fn effective(
+    env: &Env,
+    dir: &std::path::Path,
+) -> Result<(Option<PathBuf>, Vec<Effective>), ConfigError> {
+    let values = Values {
+        sources: Sources::load(env, dir)?,
+        env: env.clone(),
+    };
+    let config = Config::read(&values)?;
+    let mut out = Vec::new();
+    for setting in s::ALL {
+        let (value, origin) = match values.find(setting) {
+            Some(found) => (Some(found.text), Some(found.origin)),
+            None => (computed(&config, setting), None),
+        };
+        let value = value.map(|v| {
+            if setting.secret {
+                "<redacted>".to_owned()
+            } else {
+                redact_url(&v)
+            }
+        });
+        out.push(Effective {
+            name: setting.var.to_owned(),
+            value,
+            origin,
+        });
+    }
+    for (group, found) in values.sources.component_overrides() {
+        out.push(Effective {
+            name: format!(
+                "{}{}",
+                s::COMPONENT_OVERRIDE_PREFIX,
+                group.to_ascii_uppercase().replace('-', "_")
+            ),
+            value: Some(found.text),
+            origin: Some(found.origin),
+        });
+    }
+    Ok((values.sources.file.clone(), out))
+}
+
+/// The value of a setting whose default depends on others.
+fn computed(config: &Config, setting: &Setting) -> Option<String> {
+    match setting.var {
+        v if v == s::CACHE_DIR.var => config
+            .compile_cache
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        v if v == s::TOOLS_DIR.var => Some(config.tools.dir.display().to_string()),
+        v if v == s::MAX_IN_FLIGHT.var => Some(config.max_in_flight.to_string()),
+        _ => None,
+    }
+}
+
+/// `scheme://user:password@host` with the credentials replaced.
+fn redact_url(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => value.to_owned(),
+    }
+}
+
+/// The merged sources, read as typed values. Every error names the
+/// setting's variable and where the bad value came from.
+struct Values {
+    sources: Sources,
+    env: Env,
+}
+
+impl Values {
+    fn find(&self, setting: &Setting) -> Option<Found> {
+        self.sources.find(setting)
+    }
+
+    fn text(&self, setting: &Setting) -> Option<String> {
+        self.find(setting).map(|found| found.text)
+    }
+
+    fn invalid(&self, setting: &Setting, found: &Found, problem: &str) -> ConfigError {
+        let shown = if setting.secret {
+            "<redacted>".to_owned()
+        } else {
+            format!("{:?}", found.text)
+        };
+        ConfigError::new(
+            setting.var,
+            format!("{shown} (from {}) {problem}", found.origin),
+        )
+    }
+
+    fn invalid_text(&self, setting: &Setting, problem: &str) -> ConfigError {
+        match self.find(setting) {
+            Some(found) => self.invalid(setting, &found, problem),
+            None => ConfigError::new(setting.var, problem.to_owned()),
+        }
+    }
+
+    /// The value parsed by `parse`; `None` when unset without a default.
+    fn optional<T>(
+        &self,
+        setting: &Setting,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.find(setting) {
+            None => Ok(None),
+            Some(found) => match parse(&found.text) {
+                Some(value) => Ok(Some(value)),
+                None => Err(self.invalid(setting, &found, expected)),
+            },
+        }
+    }
+
+    /// The value parsed by `parse`, which the table's default guarantees.
+    fn parsed<T>(
+        &self,
+        setting: &Setting,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        self.optional(setting, parse, expected)?
+            .ok_or_else(|| ConfigError::new(setting.var, "is required"))
+    }
+
+    fn duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
+        self.parsed(
+            setting,
+            parse_duration,
+            "is not a duration (e.g. 30s, 5m, 1h30m)",
+        )
+    }
+
+    fn size(&self, setting: &Setting) -> Result<usize, ConfigError> {
+        self.parsed(setting, parse_size, "is not a size (e.g. 64MiB)")
+    }
+
+    fn number<T: std::str::FromStr>(&self, setting: &Setting) -> Result<T, ConfigError> {
+        self.parsed(
+            setting,
+            |v| v.parse().ok(),
+            "is not a whole number in range",
+        )
+    }
+
+    fn optional_number<T: std::str::FromStr>(
+        &self,
+        setting: &Setting,
+    ) -> Result<Option<T>, ConfigError> {
+        self.optional(
+            setting,
+            |v| v.parse().ok(),
+            "is not a whole number in range",
+        )
+    }
+
+    fn boolean(&self, setting: &Setting) -> Result<bool, ConfigError> {
+        self.parsed(
+            setting,
+            |v| match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Some(true),
+                "0" | "false" | "no" | "off" => Some(false),
+                _ => None,
+            },
+            "is not a boolean",
+        )
+    }
+}
+
+/// Parses a Go duration (`300ms`, `30s`, `5m`, `1h30m`); a bare number is
+/// seconds. The rule is shared with the Spin adapter.
+pub use cronium_rules::duration::parse as parse_duration;
+
+/// Parses `64MiB`, `512KiB`, `1GiB`, `1048576` (bytes).
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let n: usize = text[..digits].parse().ok()?;
+    let scale = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_go_service() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.port(), 8081);
+        assert_eq!(c.cache_ttl, Duration::from_secs(300));
+        assert!(c.valkey.is_none() && c.backend.is_none() && c.jwt_secret.is_none());
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn runtime_jwt_secret_wins_over_the_older_names() {
+        let c = config(&[
+            ("JWT_SECRET", "plain"),
+            ("RUNTIME_JWT_SECRET", "prefixed"),
+            ("RUNTIME_AUTH_JWT_SECRET", "sectioned"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("prefixed"));
+        let c = config(&[
+            ("JWT_SECRET", "plain"),
+            ("RUNTIME_AUTH_JWT_SECRET", "sectioned"),
+        ])
+        .unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("sectioned"));
+        let c = config(&[("JWT_SECRET", "plain")]).unwrap();
+        assert_eq!(c.jwt_secret.as_deref(), Some("plain"));
+    }
+
+    /// A directory holding `config.yaml` with `text`.
+    fn dir_with_config(text: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.yaml"), text).unwrap();
+        dir
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The Go service's schema, every section, keys we ignore included.
+    const GO_CONFIG: &str = r#"
+version: "1.0.0"
+server:
+  port: 9123
+  readTimeout: 30s
+  writeTimeout: 30s
+  idleTimeout: 120s
+cache:
+  url: valkey://cache.internal:6379
+  db: 2
+  poolSize: 10
+  ttl: 10m
+backend:
+  url: https://cronium.internal/
+  token: backend-token
+  timeout: 12s
+  maxRetries: 3
+auth:
+  jwtSecret: ${JWT_SECRET}
+  tokenExpiration: 1h
+logging:
+  level: debug
+  format: text
+security:
+  enableCors: true
+  allowedOrigins:
+    - "https://a.example"
+    - "https://b.example"
+  allowedMethods: [GET, POST]
+  rateLimitPerMin: 250
+  enableTls: false
+"#;
+
+    #[test]
+    fn the_go_services_config_file_is_read_with_unknown_keys_ignored() {
+        let dir = dir_with_config(GO_CONFIG);
+        let c = Config::load(&env(&[("JWT_SECRET", "from-the-environment")]), dir.path()).unwrap();
+        assert_eq!(c.listen.port(), 9123);
+        let valkey = c.valkey.unwrap();
+        assert_eq!(
+            (valkey.url.as_str(), valkey.db),
+            ("redis://cache.internal:6379", Some(2))
+        );
+        assert_eq!(c.cache_ttl, Duration::from_secs(600));
+        let backend = c.backend.unwrap();
+        assert_eq!(backend.url, "https://cronium.internal");
+        assert_eq!(backend.token, "backend-token");
+        assert_eq!(backend.timeout, Duration::from_secs(12));
+        assert_eq!(c.jwt_secret.as_deref(), Some("from-the-environment"));
+        assert_eq!(
+            (c.log_level.as_str(), c.log_format),
+            ("debug", LogFormat::Text)
+        );
+        assert_eq!(
+            c.cors.unwrap(),
+            vec![
+                "https://a.example".to_owned(),
+                "https://b.example".to_owned()
+            ]
+        );
+        assert_eq!(c.rate_limit_per_min, 250);
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn variables_win_over_the_file_in_the_contracts_order() {
+        let dir = dir_with_config(GO_CONFIG);
+        let load = |pairs: &[(&str, &str)]| {
+            Config::load(&env(pairs), dir.path())
+                .unwrap()
+                .rate_limit_per_min
+        };
+        assert_eq!(load(&[]), 250);
+        assert_eq!(load(&[("RATE_LIMIT_PER_MIN", "10")]), 10);
+        assert_eq!(
+            load(&[
+                ("RATE_LIMIT_PER_MIN", "10"),
+                ("RUNTIME_SECURITY_RATE_LIMIT_PER_MIN", "20")
+            ]),
+            20
+        );
+        assert_eq!(
+            load(&[
+                ("RATE_LIMIT_PER_MIN", "10"),
+                ("RUNTIME_SECURITY_RATE_LIMIT_PER_MIN", "20"),
+                ("RUNTIME_RATE_LIMIT_PER_MIN", "30"),
+            ]),
+            30
+        );
+        // An empty variable is unset: the file decides.
+        assert_eq!(load(&[("RATE_LIMIT_PER_MIN", " ")]), 250);
+    }
+
+    #[test]
+    fn config_file_names_another_file_and_a_missing_one_is_an_error() {
+        let dir = dir_with_config("server:\n  port: 1\n");
+        std::fs::write(dir.path().join("other.yaml"), "server:\n  port: 2\n").unwrap();
+        let c = Config::load(&env(&[("CONFIG_FILE", "other.yaml")]), dir.path()).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        let error = Config::load(&env(&[("CONFIG_FILE", "missing.yaml")]), dir.path()).unwrap_err();
+        assert_eq!(error.name, "CONFIG_FILE");
+        let bad = dir_with_config("server: [unclosed");
+        assert_eq!(
+            Config::load(&env(&[]), bad.path()).unwrap_err().name,
+            "CONFIG_FILE"
+        );
+        let list = dir_with_config("- 1\n- 2\n");
+        assert_eq!(
+            Config::load(&env(&[]), list.path()).unwrap_err().name,
+            "CONFIG_FILE"
+        );
+    }
+
+    #[test]
+    fn our_own_settings_live_under_cronium_in_the_file() {
+        let dir = dir_with_config(
+            "cronium:\n  instanceReuse: 8\n  toolSettings:\n    email:\n      baseUrl: http://mail\n  component:\n    executions: /opt/x.wasm\n",
+        );
+        let c = Config::load(&env(&[]), dir.path()).unwrap();
+        assert_eq!(c.instance_reuse, 8);
+        assert_eq!(c.tools.settings["email"]["baseUrl"], "http://mail");
+        assert_eq!(
+            c.component_overrides["executions"],
+            PathBuf::from("/opt/x.wasm")
+        );
+        let c = Config::load(&env(&[("RUNTIME_CRONIUM_INSTANCE_REUSE", "3")]), dir.path()).unwrap();
+        assert_eq!(c.instance_reuse, 3);
+    }
+
+    #[test]
+    fn a_placeholder_naming_an_unset_variable_leaves_the_setting_unset() {
+        let dir = dir_with_config(GO_CONFIG);
+        let c = Config::load(&env(&[]), dir.path()).unwrap();
+        assert_eq!(c.jwt_secret, None);
+    }
+
+    #[test]
+    fn tls_needs_its_certificate_and_key() {
+        let error = config(&[("ENABLE_TLS", "true"), ("TLS_KEY", "/k.pem")]).unwrap_err();
+        assert_eq!(error.name, "TLS_CERT");
+        let c = config(&[
+            ("RUNTIME_SECURITY_ENABLE_TLS", "true"),
+            ("TLS_CERT", "/c.pem"),
+            ("TLS_KEY", "/k.pem"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!((tls.cert, tls.key), ("/c.pem".into(), "/k.pem".into()));
+    }
+
+    #[test]
+    fn the_effective_configuration_says_where_each_value_came_from_and_hides_secrets() {
+        let dir = dir_with_config(GO_CONFIG);
+        let (file, settings) = effective(
+            &env(&[
+                ("JWT_SECRET", "super-secret-value"),
+                ("RUNTIME_VALKEY_URL", "redis://user:hunter2@cache:6379"),
+                ("HOME", "/home/op"),
+            ]),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(file.unwrap().ends_with("config.yaml"));
+        let get = |name: &str| settings.iter().find(|e| e.name == name).unwrap().clone();
+        let secret = get("JWT_SECRET");
+        assert_eq!(secret.value.as_deref(), Some("<redacted>"));
+        assert_eq!(secret.origin, Some(SourceOrigin::Env("JWT_SECRET".into())));
+        let url = get("VALKEY_URL");
+        assert_eq!(url.value.as_deref(), Some("redis://<redacted>@cache:6379"));
+        assert_eq!(
+            url.origin,
+            Some(SourceOrigin::Env("RUNTIME_VALKEY_URL".into()))
+        );
+        assert_eq!(get("BACKEND_TOKEN").value.as_deref(), Some("<redacted>"));
+        assert!(matches!(
+            get("RATE_LIMIT_PER_MIN").origin,
+            Some(SourceOrigin::File { ref key, .. }) if key == "security.rateLimitPerMin"
+        ));
+        assert_eq!(
+            get("CRONIUM_BODY_TIMEOUT").origin,
+            Some(SourceOrigin::Default)
+        );
+        assert_eq!(
+            get("CRONIUM_CACHE_DIR").value.as_deref(),
+            Some("/home/op/.cache/cronium-runtime")
+        );
+        let everything = format!("{settings:?}");
+        assert!(!everything.contains("super-secret-value") && !everything.contains("hunter2"));
+        assert!(!everything.contains("backend-token"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_where_it_was_set() {
+        let dir = dir_with_config("cache:\n  ttl: soon\n");
+        let error = Config::load(&env(&[]), dir.path()).unwrap_err();
+        assert_eq!(error.name, "CACHE_TTL");
+        assert!(error.problem.contains("cache.ttl"), "{error}");
+        let error = config(&[("RUNTIME_CACHE_CACHE_TTL", "soon")]).unwrap_err();
+        assert!(
+            error.problem.contains("$RUNTIME_CACHE_CACHE_TTL"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_default_in_the_table_is_accepted() {
+        // Defaults are written as values and parsed like them.
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.port(), 8081);
+        assert_eq!(c.max_in_flight, c.max_instances as usize);
+    }
+
+    #[test]
+    fn the_compile_cache_defaults_to_a_per_user_directory() {
+        let c = config(&[("XDG_CACHE_HOME", "/x/cache"), ("HOME", "/home/u")]).unwrap();
+        assert_eq!(
+            c.compile_cache,
+            Some(PathBuf::from("/x/cache/cronium-runtime"))
+        );
+        let c = config(&[("HOME", "/home/u")]).unwrap();
+        assert_eq!(
+            c.compile_cache,
+            Some(PathBuf::from("/home/u/.cache/cronium-runtime"))
+        );
+        let c = config(&[("CRONIUM_DATA_DIR", "/srv/data")]).unwrap();
+        assert_eq!(
+            c.compile_cache,
+            Some(PathBuf::from("/srv/data/compile-cache"))
+        );
+        assert_eq!(
+            config(&[("CRONIUM_CACHE_DIR", "off")])
+                .unwrap()
+                .compile_cache,
+            None
+        );
+    }
+
+    #[test]
+    fn valkey_scheme_means_redis() {
+        let c = config(&[("VALKEY_URL", "valkey://cache:6379/0")]).unwrap();
+        assert_eq!(c.valkey.unwrap().url, "redis://cache:6379/0");
+        assert!(config(&[("VALKEY_URL", "http://cache")]).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_durations_parse_or_are_refused(text in "\\PC{0,40}") {
+            let _ = parse_duration(&text);
+        }
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
+        assert_eq!(config(&[]).unwrap().instance_reuse, 1);
+        let c = config(&[("CRONIUM_INSTANCE_REUSE", "64")]).unwrap();
+        assert_eq!(c.instance_reuse, 64);
+        let error = config(&[("CRONIUM_INSTANCE_REUSE", "0")]).unwrap_err();
+        assert_eq!(error.name, "CRONIUM_INSTANCE_REUSE");
+    }
+
+    #[test]
+    fn the_handler_export_is_called_unless_wasi_http_is_asked_for() {
+        assert_eq!(
+            config(&[]).unwrap().component_export,
+            ComponentExport::Handler
+        );
+        let c = config(&[("CRONIUM_COMPONENT_EXPORT", "WASI-HTTP")]).unwrap();
+        assert_eq!(c.component_export, ComponentExport::WasiHttp);
+        let error = config(&[("CRONIUM_COMPONENT_EXPORT", "http")]).unwrap_err();
+        assert_eq!(error.name, "CRONIUM_COMPONENT_EXPORT");
+    }
+
+    #[test]
+    fn component_overrides_are_read_by_group() {
+        let c = config(&[
+            ("CRONIUM_COMPONENT_EXECUTIONS", "/x.wasm"),
+            ("CRONIUM_INSTANCE_MEMORY", "32MiB"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.component_overrides.get("executions"),
+            Some(&PathBuf::from("/x.wasm"))
+        );
+        assert_eq!(c.component_overrides.len(), 1);
+        assert_eq!(c.component_memory, 32 << 20);
+    }
+
+    #[test]
+    fn tool_settings_hosts_and_egress_are_read() {
+        let c = config(&[
+            ("CRONIUM_DATA_DIR", "/srv/cronium"),
+            (
+                "CRONIUM_TOOL_ALLOWED_HOSTS",
+                "webhook=127.0.0.1:8080, *.corp.example ; email=mail.example.com",
+            ),
+            (
+                "CRONIUM_TOOL_EGRESS",
+                "https://hooks.slack.com=http://127.0.0.1:9001/",
+            ),
+            (
+                "CRONIUM_TOOL_SETTINGS",
+                r#"{"email":{"baseUrl":"http://x"}}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.tools.dir, PathBuf::from("/srv/cronium/tools"));
+        assert_eq!(c.tools.allowed_hosts["webhook"].len(), 2);
+        assert!(c.tools.allowed_hosts["webhook"][0].matches("127.0.0.1", 8080));
+        assert!(c.tools.allowed_hosts["email"][0].matches("mail.example.com", 443));
+        let (from, to) = &c.tools.egress[0];
+        assert_eq!((from.host.as_str(), from.port), ("hooks.slack.com", 443));
+        assert_eq!(
+            (to.scheme.as_str(), to.authority()),
+            ("http", "127.0.0.1:9001".into())
+        );
+        assert_eq!(c.tools.settings["email"]["baseUrl"], "http://x");
+        assert!(c.tools.builtin);
+    }
+
+    #[test]
+    fn bad_tool_settings_name_the_variable() {
+        for (name, value) in [
+            ("CRONIUM_TOOL_ALLOWED_HOSTS", "webhook"),
+            ("CRONIUM_TOOL_ALLOWED_HOSTS", "webhook=a b"),
+            ("CRONIUM_TOOL_EGRESS", "https://a=ftp://b"),
+            ("CRONIUM_TOOL_SETTINGS", "[1]"),
+            ("CRONIUM_TOOL_SETTINGS", r#"{"email":1}"#),
+        ] {
+            assert_eq!(config(&[(name, value)]).unwrap_err().name, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = config(&[("PORT", "eighty")]).unwrap_err();
+        assert_eq!(e.name, "PORT");
+        let e = config(&[("CACHE_TTL", "soon")]).unwrap_err();
+        assert_eq!(e.name, "CACHE_TTL");
+    }
+}

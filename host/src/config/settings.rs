@@ -1,0 +1,411 @@
+//! Every setting the host reads, in one table: its variable, its key in
+//! `config.yaml` (the Go service's schema, ours under `cronium:`), its
+//! default and what it means. Reading (`sources`), `--help` and
+//! `cronium-runtime config` are all driven by this table, so a setting
+//! added here is documented and reported everywhere at once.
+
+/// One setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The plain variable, as the Go service names it (`RATE_LIMIT_PER_MIN`).
+    pub var: &'static str,
+    /// The dotted key in `config.yaml` (`security.rateLimitPerMin`).
+    pub key: &'static str,
+    /// The default, written as a value of the setting would be (`5m`);
+    /// `None`: unset, or computed (see `default_note`).
+    pub default: Option<&'static str>,
+    /// What the default is when it is computed from other settings.
+    pub default_note: Option<&'static str>,
+    /// Never printed (`cronium-runtime config` shows `<redacted>`).
+    pub secret: bool,
+    /// One line for `--help`.
+    pub help: &'static str,
+}
+
+impl Setting {
+    const fn new(var: &'static str, key: &'static str, help: &'static str) -> Self {
+        Setting {
+            var,
+            key,
+            default: None,
+            default_note: None,
+            secret: false,
+            help,
+        }
+    }
+
+    const fn default(mut self, value: &'static str) -> Self {
+        self.default = Some(value);
+        self
+    }
+
+    const fn computed(mut self, note: &'static str) -> Self {
+        self.default_note = Some(note);
+        self
+    }
+
+    const fn secret(mut self) -> Self {
+        self.secret = true;
+        self
+    }
+
+    /// The `config.yaml` section (`security`).
+    pub fn section(&self) -> &'static str {
+        self.key
+            .split_once('.')
+            .map_or(self.key, |(section, _)| section)
+    }
+
+    /// `RUNTIME_<NAME>`: the highest-precedence spelling.
+    pub fn prefixed_var(&self) -> String {
+        format!("RUNTIME_{}", self.var)
+    }
+
+    /// `RUNTIME_<SECTION>_<NAME>`: the Go service's envconfig name
+    /// (`RUNTIME_SECURITY_RATE_LIMIT_PER_MIN`).
+    pub fn sectioned_var(&self) -> String {
+        format!(
+            "RUNTIME_{}_{}",
+            self.section().to_ascii_uppercase(),
+            self.var
+        )
+    }
+
+    /// The default as `--help` and `config` show it.
+    pub fn default_text(&self) -> &'static str {
+        self.default.or(self.default_note).unwrap_or("unset")
+    }
+}
+
+pub const PORT: Setting = Setting::new("PORT", "server.port", "port to listen on").default("8081");
+pub const HOST: Setting =
+    Setting::new("HOST", "server.host", "address to listen on").default("0.0.0.0");
+
+pub const JWT_SECRET: Setting = Setting::new(
+    "JWT_SECRET",
+    "auth.jwtSecret",
+    "HMAC secret shared with the orchestrator (required, at least 16 bytes)",
+)
+.secret();
+pub const JWT_ALGORITHM: Setting = Setting::new(
+    "JWT_ALGORITHM",
+    "auth.jwtAlgorithm",
+    "token signature algorithm: HS256, HS384 or HS512",
+)
+.default("HS256");
+pub const JWT_LEEWAY: Setting = Setting::new(
+    "JWT_LEEWAY",
+    "auth.jwtLeeway",
+    "clock skew allowed on exp and nbf",
+)
+.default("30s");
+pub const TOKEN_MAX_LIFETIME: Setting = Setting::new(
+    "TOKEN_MAX_LIFETIME",
+    "auth.tokenMaxLifetime",
+    "a token older than this (from iat) is refused",
+)
+.default("2h");
+pub const REVOCATION_FAIL_CLOSED: Setting = Setting::new(
+    "REVOCATION_FAIL_CLOSED",
+    "auth.revocationFailClosed",
+    "answer 503 when revocation cannot be checked for over a minute",
+)
+.default("false");
+
+pub const VALKEY_URL: Setting = Setting::new(
+    "VALKEY_URL",
+    "cache.url",
+    "redis://, rediss://, unix:// or valkey:// URL; unset: in-process cache",
+);
+pub const VALKEY_PASSWORD: Setting =
+    Setting::new("VALKEY_PASSWORD", "cache.password", "Valkey password").secret();
+pub const VALKEY_DB: Setting = Setting::new("VALKEY_DB", "cache.db", "Valkey database number");
+pub const CACHE_TTL: Setting =
+    Setting::new("CACHE_TTL", "cache.ttl", "default TTL of cached entries").default("5m");
+
+pub const BACKEND_URL: Setting = Setting::new(
+    "BACKEND_URL",
+    "backend.url",
+    "the Cronium internal API (http:// or https://); unset: embedded store",
+);
+pub const BACKEND_TOKEN: Setting = Setting::new(
+    "BACKEND_TOKEN",
+    "backend.token",
+    "bearer token for the backend",
+)
+.secret();
+pub const BACKEND_TIMEOUT: Setting = Setting::new(
+    "BACKEND_TIMEOUT",
+    "backend.timeout",
+    "deadline of one backend call",
+)
+.default("30s");
+
+pub const LOG_LEVEL: Setting = Setting::new(
+    "LOG_LEVEL",
+    "logging.level",
+    "error, warn, info, debug or trace",
+)
+.default("info");
+pub const LOG_FORMAT: Setting =
+    Setting::new("LOG_FORMAT", "logging.format", "json or text").default("json");
+
+pub const ENABLE_CORS: Setting =
+    Setting::new("ENABLE_CORS", "security.enableCors", "answer CORS").default("true");
+pub const ALLOWED_ORIGINS: Setting = Setting::new(
+    "ALLOWED_ORIGINS",
+    "security.allowedOrigins",
+    "CORS origins, comma-separated (a list in the file)",
+)
+.default("*");
+pub const RATE_LIMIT_PER_MIN: Setting = Setting::new(
+    "RATE_LIMIT_PER_MIN",
+    "security.rateLimitPerMin",
+    "requests an execution may make a minute, across hosts; 0: off",
+)
+.default("1000");
+pub const ENABLE_TLS: Setting = Setting::new(
+    "ENABLE_TLS",
+    "security.enableTls",
+    "serve HTTPS with TLS_CERT and TLS_KEY",
+)
+.default("false");
+pub const TLS_CERT: Setting = Setting::new(
+    "TLS_CERT",
+    "security.tlsCert",
+    "PEM certificate chain (re-read when it changes)",
+);
+pub const TLS_KEY: Setting = Setting::new("TLS_KEY", "security.tlsKey", "PEM private key");
+
+pub const DATA_DIR: Setting = Setting::new(
+    "CRONIUM_DATA_DIR",
+    "cronium.dataDir",
+    "the embedded store, audit spool and drop-in tools",
+)
+.default("cronium-data");
+pub const CACHE_DIR: Setting = Setting::new(
+    "CRONIUM_CACHE_DIR",
+    "cronium.cacheDir",
+    "compiled components kept between starts (off: none); must be yours and private",
+)
+.computed(
+    "$XDG_CACHE_HOME/cronium-runtime, ~/.cache/cronium-runtime or <CRONIUM_DATA_DIR>/compile-cache",
+);
+pub const REQUEST_TIMEOUT: Setting = Setting::new(
+    "CRONIUM_REQUEST_TIMEOUT",
+    "cronium.requestTimeout",
+    "deadline of one component call (504 past it)",
+)
+.default("60s");
+pub const INSTANCE_MEMORY: Setting = Setting::new(
+    "CRONIUM_INSTANCE_MEMORY",
+    "cronium.instanceMemory",
+    "memory cap of one component instance",
+)
+.default("64MiB");
+pub const MAX_INSTANCES: Setting = Setting::new(
+    "CRONIUM_MAX_INSTANCES",
+    "cronium.maxInstances",
+    "component instances alive at once (pool size)",
+)
+.default("1000");
+pub const INSTANCE_REUSE: Setting = Setting::new(
+    "CRONIUM_INSTANCE_REUSE",
+    "cronium.instanceReuse",
+    "requests one instance may serve, only for the same Authorization; 1: fresh per request",
+)
+.default("1");
+pub const COMPONENT_EXPORT: Setting = Setting::new(
+    "CRONIUM_COMPONENT_EXPORT",
+    "cronium.componentExport",
+    "export the host calls: handler or wasi-http",
+)
+.default("handler");
+pub const MAX_CONNECTIONS: Setting = Setting::new(
+    "CRONIUM_MAX_CONNECTIONS",
+    "cronium.maxConnections",
+    "open client connections at most",
+)
+.default("10000");
+pub const MAX_IN_FLIGHT: Setting = Setting::new(
+    "CRONIUM_MAX_IN_FLIGHT",
+    "cronium.maxInFlight",
+    "component requests at once; more get 503",
+)
+.computed("CRONIUM_MAX_INSTANCES");
+pub const BODY_TIMEOUT: Setting = Setting::new(
+    "CRONIUM_BODY_TIMEOUT",
+    "cronium.bodyTimeout",
+    "longest a request body may take to arrive (408)",
+)
+.default("30s");
+pub const WRITE_TIMEOUT: Setting = Setting::new(
+    "CRONIUM_WRITE_TIMEOUT",
+    "cronium.writeTimeout",
+    "longest a client may leave an answer unread",
+)
+.default("30s");
+pub const TOOLS_DIR: Setting = Setting::new(
+    "CRONIUM_TOOLS_DIR",
+    "cronium.toolsDir",
+    "drop-in tool components",
+)
+.computed("<CRONIUM_DATA_DIR>/tools");
+pub const TOOLS_POLL: Setting = Setting::new(
+    "CRONIUM_TOOLS_POLL",
+    "cronium.toolsPoll",
+    "how often the tools directory is rescanned",
+)
+.default("1s");
+pub const BUILTIN_TOOLS: Setting = Setting::new(
+    "CRONIUM_BUILTIN_TOOLS",
+    "cronium.builtinTools",
+    "serve the built-in webhook, slack, discord and email tools",
+)
+.default("true");
+pub const TOOL_TIMEOUT: Setting = Setting::new(
+    "CRONIUM_TOOL_TIMEOUT",
+    "cronium.toolTimeout",
+    "deadline of one tool call",
+)
+.default("30s");
+pub const TOOL_MEMORY: Setting = Setting::new(
+    "CRONIUM_TOOL_MEMORY",
+    "cronium.toolMemory",
+    "memory cap of one tool call",
+)
+.default("64MiB");
+pub const TOOL_ALLOWED_HOSTS: Setting = Setting::new(
+    "CRONIUM_TOOL_ALLOWED_HOSTS",
+    "cronium.toolAllowedHosts",
+    "narrows a tool's hosts: tool=host,host;tool2=host",
+);
+pub const TOOL_EGRESS: Setting = Setting::new(
+    "CRONIUM_TOOL_EGRESS",
+    "cronium.toolEgress",
+    "send a tool origin's traffic elsewhere: origin=origin,...",
+);
+pub const TOOL_SETTINGS: Setting = Setting::new(
+    "CRONIUM_TOOL_SETTINGS",
+    "cronium.toolSettings",
+    "operator settings per tool, a JSON object keyed by tool id (a map in the file)",
+);
+
+/// Every setting, in the order `--help` and `config` list them.
+pub const ALL: &[Setting] = &[
+    PORT,
+    HOST,
+    JWT_SECRET,
+    JWT_ALGORITHM,
+    JWT_LEEWAY,
+    TOKEN_MAX_LIFETIME,
+    REVOCATION_FAIL_CLOSED,
+    VALKEY_URL,
+    VALKEY_PASSWORD,
+    VALKEY_DB,
+    CACHE_TTL,
+    BACKEND_URL,
+    BACKEND_TOKEN,
+    BACKEND_TIMEOUT,
+    LOG_LEVEL,
+    LOG_FORMAT,
+    ENABLE_CORS,
+    ALLOWED_ORIGINS,
+    RATE_LIMIT_PER_MIN,
+    ENABLE_TLS,
+    TLS_CERT,
+    TLS_KEY,
+    DATA_DIR,
+    CACHE_DIR,
+    REQUEST_TIMEOUT,
+    INSTANCE_MEMORY,
+    MAX_INSTANCES,
+    INSTANCE_REUSE,
+    COMPONENT_EXPORT,
+    MAX_CONNECTIONS,
+    MAX_IN_FLIGHT,
+    BODY_TIMEOUT,
+    WRITE_TIMEOUT,
+    TOOLS_DIR,
+    TOOLS_POLL,
+    BUILTIN_TOOLS,
+    TOOL_TIMEOUT,
+    TOOL_MEMORY,
+    TOOL_ALLOWED_HOSTS,
+    TOOL_EGRESS,
+    TOOL_SETTINGS,
+];
+
+/// `CRONIUM_COMPONENT_<GROUP>=<path>` (file: `cronium.component.<group>`):
+/// a `.wasm` serving a group instead of the embedded one. The one
+/// setting whose names are open-ended.
+pub const COMPONENT_OVERRIDE_PREFIX: &str = "CRONIUM_COMPONENT_";
+/// The file section of component overrides.
+pub const COMPONENT_OVERRIDE_KEY: &str = "cronium.component";
+
+/// Names read before the configuration itself.
+pub const CONFIG_FILE: &str = "CONFIG_FILE";
+/// The file read when `CONFIG_FILE` is not set, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.yaml";
+
+/// The settings table as `--help` shows it.
+pub fn help_text() -> String {
+    let mut text = String::from(
+        "Settings (environment variable, config.yaml key, default). Each variable is also read as \
+         RUNTIME_<NAME> and RUNTIME_<SECTION>_<NAME> (e.g. RUNTIME_SECURITY_RATE_LIMIT_PER_MIN); \
+         precedence: RUNTIME_<NAME> > RUNTIME_<SECTION>_<NAME> > <NAME> > config.yaml (or the \
+         file CONFIG_FILE names; ${VAR} in its values is taken from the environment) > default. \
+         Durations are Go-style (300ms, 30s, 5m, 1h30m). `cronium-runtime config` prints the \
+         effective configuration and where each value came from.\n\n",
+    );
+    for setting in ALL {
+        text.push_str(&format!(
+            "  {:<28} {:<27} [default: {}]\n      {}\n",
+            setting.var,
+            setting.key,
+            setting.default_text(),
+            setting.help
+        ));
+    }
+    text.push_str(&format!(
+        "  {:<28} {:<27} [default: embedded]\n      a .wasm serving a group instead of the embedded one\n",
+        "CRONIUM_COMPONENT_<GROUP>", "cronium.component.<group>"
+    ));
+    text
+}
+
+/// The setting whose variable is `var`, in any of its spellings.
+pub fn by_var(var: &str) -> Option<&'static Setting> {
+    ALL.iter().find(|s| s.var == var)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_one_variable_and_one_key() {
+        let mut vars: Vec<_> = ALL.iter().map(|s| s.var).collect();
+        let mut keys: Vec<_> = ALL.iter().map(|s| s.key).collect();
+        vars.sort_unstable();
+        keys.sort_unstable();
+        let (n_vars, n_keys) = (vars.len(), keys.len());
+        vars.dedup();
+        keys.dedup();
+        assert_eq!((vars.len(), keys.len()), (n_vars, n_keys));
+        for s in ALL {
+            assert!(s.key.contains('.'), "{} has no section", s.key);
+        }
+    }
+
+    #[test]
+    fn go_envconfig_names_are_derived_from_section_and_name() {
+        assert_eq!(
+            RATE_LIMIT_PER_MIN.sectioned_var(),
+            "RUNTIME_SECURITY_RATE_LIMIT_PER_MIN"
+        );
+        assert_eq!(JWT_SECRET.sectioned_var(), "RUNTIME_AUTH_JWT_SECRET");
+        assert_eq!(VALKEY_URL.sectioned_var(), "RUNTIME_CACHE_VALKEY_URL");
+        assert_eq!(JWT_SECRET.prefixed_var(), "RUNTIME_JWT_SECRET");
+    }
+}
