@@ -1026,17 +1026,6 @@ security:
     }
 
     #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
-        assert_eq!(parse_duration("5 parsecs"), None);
-        assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
     fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
         assert_eq!(config(&[]).unwrap().instance_reuse, 1);
         let c = config(&[("CRONIUM_INSTANCE_REUSE", "64")]).unwrap();
