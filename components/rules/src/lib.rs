@@ -6,7 +6,7 @@
 //! * [`backend`]: how the backend's internal API is called and its answers read;
 //! * [`duration`]: Go-style durations (`30s`, `5m`) of the configuration;
 //! * [`keys`]: the cache key formats;
-//! * [`lease`]: the lease scripts and the backoff while waiting for one;
+//! * [`lease`]: the lease scripts, the line of waiters, and how they wait;
 //! * [`limits`]: request body caps;
 //! * [`rate_limit`]: the GCRA rate limit and its Valkey scripts;
 //! * [`schema`]: the JSON Schema subset tool parameters are checked against;

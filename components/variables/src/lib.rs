@@ -219,7 +219,7 @@ impl Variable<'_> {
         match cache::acquire(
             &self.cache_key,
             variables::WRITE_LEASE_TTL_MS,
-            variables::WRITE_LEASE_WAIT_MS,
+            variables::WRITE_LEASE_PATIENCE_MS,
         ) {
             Ok(Some(lease)) => Ok(Some(lease)),
             Ok(None) => Err(ApiError::unavailable("the variable is busy; try again")),

@@ -1,6 +1,7 @@
 //! The `cache` capability: Valkey when `VALKEY_URL` is set, an in-process
 //! map otherwise. Both keep the same rules: TTLs, integer increments, and
-//! leases with an owner token, a fence and compare-and-delete release.
+//! leases with an owner token, a fence, compare-and-delete release and a
+//! first-come-first-served line of waiters ([`cronium_rules::lease`]).
 //!
 //! In front of Valkey sits a small in-process copy of the values that never
 //! change ([`keys::is_immutable`]: execution records), bounded in entries,
@@ -10,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cronium_rules::keys;
+use cronium_rules::lease::{self, Line, Turn, Wait};
 use cronium_rules::rate_limit::{self, Quota};
-use cronium_rules::{keys, lease};
+use cronium_rules::valkey::AcquireAnswer;
 
 use super::valkey::ValkeyCache;
 
@@ -41,13 +44,6 @@ pub struct Access {
     pub revoked: bool,
     /// Microseconds until the execution may send again (0: it may now).
     pub retry_after_us: u64,
-}
-
-/// The outcome of one attempt to take a lease.
-pub(crate) enum Attempt {
-    Taken(u64),
-    /// Held by someone else for this much longer.
-    Held(Duration),
 }
 
 /// The configured cache.
@@ -198,41 +194,62 @@ impl Cache {
         }
     }
 
-    /// Takes the lease on `key` for `ttl`, waiting up to `wait` with the
-    /// backoff of [`lease::backoff`]. `None` when the wait ran out.
+    /// Takes the lease on `key` for `ttl`, in turn: waiting in line until
+    /// the line ahead has stood still for `wait` ([`lease::Wait`]); with a
+    /// zero `wait`, one attempt that fails while the lease is held or
+    /// others wait for it. `None` when the wait ran out.
     pub async fn acquire(
         &self,
         key: &str,
         ttl: Duration,
         wait: Duration,
     ) -> Result<Option<Lease>, CacheError> {
-        let (ttl, wait) = lease::clamp_request(ttl, wait);
+        let (ttl, patience) = lease::clamp_request(ttl, wait);
         let owner = lease::owner_token(rand::random());
-        let deadline = Instant::now() + wait;
-        for attempt in 0.. {
-            let outcome = match self {
-                Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl).await?,
-                Cache::Memory(c) => c.try_acquire(key, &owner, ttl),
+        let mut wait = Wait::new(patience);
+        let joins = wait.joins_line();
+        let started = Instant::now();
+        loop {
+            let attempt = match self {
+                Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl, joins).await,
+                Cache::Memory(c) => Ok(c.try_acquire(key, &owner, ttl, joins)),
             };
-            let holder_ttl = match outcome {
-                Attempt::Taken(fence) => {
+            let ahead = match attempt {
+                Ok(AcquireAnswer::Taken(fence)) => {
                     return Ok(Some(Lease {
                         key: key.to_owned(),
                         owner,
                         fence,
                     }));
                 }
-                Attempt::Held(remaining) => remaining,
+                Ok(AcquireAnswer::Later { ahead }) => ahead,
+                Err(error) => {
+                    self.leave_line(key, &owner, joins).await;
+                    return Err(error);
+                }
             };
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+            match wait.next_pause(ahead, started.elapsed(), rand::random()) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => {
+                    self.leave_line(key, &owner, joins).await;
+                    return Ok(None);
+                }
             }
-            let pause =
-                lease::backoff(attempt, rand::random(), Some(holder_ttl)).min(deadline - now);
-            tokio::time::sleep(pause).await;
         }
-        Ok(None)
+    }
+
+    /// Takes a waiter that gives up out of the line (else it would hold
+    /// the line up until its place expires).
+    async fn leave_line(&self, key: &str, owner: &str, joined: bool) {
+        if !joined {
+            return;
+        }
+        match self {
+            Cache::Valkey { remote: c, .. } => {
+                let _ = c.leave(key, owner).await;
+            }
+            Cache::Memory(c) => c.leave(key, owner),
+        }
     }
 
     /// Releases `lease` if its owner still holds it.
@@ -247,6 +264,11 @@ impl Cache {
 /// The in-process cache of the embedded defaults: a bounded map with TTLs.
 pub struct MemoryCache {
     entries: Mutex<HashMap<String, Entry>>,
+    /// The lines of waiters for leases, by guarded key (only while someone
+    /// waits). Locked before `entries` when both are needed.
+    lines: Mutex<HashMap<String, Line>>,
+    /// The origin of the lines' clock.
+    created: Instant,
     default_ttl: Duration,
     max_entries: usize,
 }
@@ -267,6 +289,8 @@ impl MemoryCache {
     pub fn new(default_ttl: Duration, max_entries: usize) -> Self {
         MemoryCache {
             entries: Mutex::new(HashMap::new()),
+            lines: Mutex::new(HashMap::new()),
+            created: Instant::now(),
             default_ttl,
             max_entries: max_entries.max(1),
         }
@@ -399,12 +423,27 @@ impl MemoryCache {
         decision.retry_after_us
     }
 
-    fn try_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Attempt {
+    fn lock_lines(&self) -> std::sync::MutexGuard<'_, HashMap<String, Line>> {
+        // As for `lock`: every update leaves a line whole.
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One attempt to take `key`'s lease, in turn (the rules of
+    /// [`lease::ACQUIRE_SCRIPT`], on [`Line`]).
+    fn try_acquire(&self, key: &str, owner: &str, ttl: Duration, joins: bool) -> AcquireAnswer {
         let now = Instant::now();
         let lease_key = keys::lease(key);
+        let mut lines = self.lock_lines();
         let mut entries = self.lock();
-        if let Some(held) = entries.get(&lease_key).filter(|e| e.live(now)) {
-            return Attempt::Held(held.expires.map_or(ttl, |t| t - now));
+        let lease_free = !entries.get(&lease_key).is_some_and(|e| e.live(now));
+        let line = lines.entry(key.to_owned()).or_default();
+        let clock_ms = now.duration_since(self.created).as_millis() as u64;
+        let turn = line.attempt(owner, joins, lease_free, clock_ms);
+        if line.is_empty() {
+            lines.remove(key);
+        }
+        if let Turn::Later { ahead } = turn {
+            return AcquireAnswer::Later { ahead };
         }
         entries.insert(
             lease_key,
@@ -427,7 +466,17 @@ impl MemoryCache {
                 expires: Some(now + lease::FENCE_TTL),
             },
         );
-        Attempt::Taken(fence)
+        AcquireAnswer::Taken(fence)
+    }
+
+    fn leave(&self, key: &str, owner: &str) {
+        let mut lines = self.lock_lines();
+        if let Some(line) = lines.get_mut(key) {
+            line.leave(owner);
+            if line.is_empty() {
+                lines.remove(key);
+            }
+        }
     }
 
     fn release(&self, lease: &Lease) -> bool {
@@ -501,6 +550,72 @@ mod tests {
         assert!(
             !cache.release(&first).await.unwrap(),
             "a stale owner cannot release"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_lease_in_the_order_they_came_and_one_attempt_cannot_cut_in() {
+        let cache = std::sync::Arc::new(memory());
+        let (ttl, patience) = (Duration::from_secs(5), Duration::from_secs(5));
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let served = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 0..5 {
+            let (cache, served) = (cache.clone(), served.clone());
+            waiters.push(tokio::spawn(async move {
+                let lease = cache.acquire("k", ttl, patience).await.unwrap().unwrap();
+                served.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                cache.release(&lease).await.unwrap();
+            }));
+            // Each joins the line before the next one comes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cache.release(&holder).await.unwrap();
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none(),
+            "the lease is free, but others wait for it"
+        );
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(*served.lock().unwrap(), [0, 1, 2, 3, 4]);
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_the_line() {
+        let cache = memory();
+        let ttl = Duration::from_secs(5);
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let gave_up = cache.acquire("k", ttl, Duration::from_millis(20)).await;
+        assert_eq!(gave_up, Ok(None));
+        cache.release(&holder).await.unwrap();
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some(),
+            "nobody is left waiting"
         );
     }
 
