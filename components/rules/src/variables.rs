@@ -23,6 +23,8 @@ pub const WRITE_LEASE_TTL_MS: u64 = 15_000;
 /// the line moving before it answers 503 (see [`crate::lease::Wait`]).
 /// Longer than a lease can be held, so a line that moves, however long,
 /// is always served: running out means Valkey stopped handing leases out.
+/// (A conditional write does not wait: it takes the lease at once or
+/// answers 412.)
 pub const WRITE_LEASE_PATIENCE_MS: u64 = WRITE_LEASE_TTL_MS + 5_000;
 
 // A plain write outwaits any lease, within the patience the cache grants.

@@ -12,11 +12,15 @@
 //! (`a/b` and `a%2Fb` are one key). `GET ...?strict=true` answers 404 for
 //! a missing variable instead of `null`.
 //!
-//! Writes hold the variable's lease while they run. `If-Match` and
-//! `If-None-Match` make a write conditional: it then reads the current
-//! value from the backend under the lease and answers 412 (with the
-//! current ETag) when the precondition fails. Without the cache, plain
-//! writes go straight to the backend; conditional ones answer 503.
+//! Writes hold the variable's lease while they run. A plain write waits
+//! its turn for it (first come, first served). `If-Match` and
+//! `If-None-Match` make a write conditional: it does not wait, since a
+//! lease held or waited for means the value is about to change, and
+//! answers 412 at once (with the cached ETag, when the cache has the
+//! value); with the lease, it reads the current value from the backend
+//! and answers 412 (with the current ETag) when the precondition fails.
+//! Without the cache, plain writes go straight to the backend; conditional
+//! ones answer 503.
 //!
 //! The cache holds each variable (or its absence) per user. Writers clear
 //! it before the backend write and rewrite it after; readers fill it only
@@ -188,14 +192,7 @@ impl Variable<'_> {
         if precondition.is_conditional() {
             let current = self.read_backend()?.map(|text| variables::etag(&text));
             if !precondition.holds(current.as_deref()) {
-                let error = ApiError::new(
-                    412,
-                    "the variable's current value does not match the precondition",
-                );
-                return Err(match current {
-                    Some(etag) => error.with_header("etag", etag),
-                    None => error,
-                });
+                return Err(precondition_failed(current));
             }
         }
         // Cleared first: should the rewrite below fail, no stale value
@@ -212,22 +209,46 @@ impl Variable<'_> {
         Ok(new.as_deref().map(variables::etag))
     }
 
-    /// Takes the variable's lease. Without the cache a plain write goes on
+    /// Takes the variable's lease: a plain write waits its turn, a
+    /// conditional one tries once and answers 412 when another write holds
+    /// or waits for the lease. Without the cache a plain write goes on
     /// unleased (the backend stays last-writer-wins); a conditional one
     /// cannot be made safe and is refused.
     fn lease(&self, conditional: bool) -> Result<Option<Lease>, ApiError> {
-        match cache::acquire(
-            &self.cache_key,
-            variables::WRITE_LEASE_TTL_MS,
-            variables::WRITE_LEASE_PATIENCE_MS,
-        ) {
+        let patience = if conditional {
+            0
+        } else {
+            variables::WRITE_LEASE_PATIENCE_MS
+        };
+        match cache::acquire(&self.cache_key, variables::WRITE_LEASE_TTL_MS, patience) {
             Ok(Some(lease)) => Ok(Some(lease)),
+            Ok(None) if conditional => Err(precondition_failed(self.cached_etag())),
+            // The line stood still for longer than any lease lives.
             Ok(None) => Err(ApiError::unavailable("the variable is busy; try again")),
             Err(_) if conditional => Err(ApiError::unavailable(
                 "conditional writes need the cache, which is unavailable; try again",
             )),
             Err(_) => Ok(None),
         }
+    }
+
+    /// The ETag of the value the cache holds, if it holds one.
+    fn cached_etag(&self) -> Option<String> {
+        let entry = cache::get(&self.cache_key).ok()??;
+        let cached: Cached = serde_json::from_str(&entry).ok()?;
+        cached.value.as_deref().map(variables::etag)
+    }
+}
+
+/// The 412 of a failed precondition, with the current ETag when known.
+fn precondition_failed(current: Option<String>) -> ApiError {
+    let error = ApiError::new(
+        412,
+        "the variable's current value does not match the precondition",
+    );
+    match current {
+        Some(etag) => error.with_header("etag", etag),
+        None => error,
     }
 }
 
