@@ -11,10 +11,12 @@
 //! never see them), and the result is answered as `data`. A tool not
 //! installed here is relayed to the backend, as the Go service did.
 //!
-//! With an `Idempotency-Key` header, the first successful result is kept
-//! for [`idempotency::RESULT_TTL_MS`] and a retry gets it back without
-//! running the action again; a retry arriving while the first call runs
-//! waits for it (the protocol is [`idempotency::run_once`]).
+//! With an `Idempotency-Key` header, installed and relayed tools alike,
+//! the first successful result is kept for [`idempotency::RESULT_TTL_MS`]
+//! and a retry gets it back without running the action again; a retry
+//! arriving while the first call runs waits for it (the protocol is
+//! [`idempotency::run_once`]). A relayed call carries the key to the
+//! backend too.
 
 use std::time::Instant;
 
@@ -118,7 +120,10 @@ fn execute(request: &Request) -> Result<Reply, ApiError> {
                 run(&caller, &call, &action, key)
             })
         }),
-        None => relay(&caller, &call).map(|data| (data, false)),
+        // Not installed here: the action's name is the backend's business.
+        None => once(&caller, &call, &call.action, idempotency_key, |key| {
+            relay(&caller, &call, key)
+        }),
     };
     audit::record(
         &caller,
@@ -273,8 +278,9 @@ fn run(
         .map_err(|_| ApiError::bad_gateway(format!("tool \"{}\" answered invalid JSON", call.tool)))
 }
 
-/// Relays a call for a tool not installed here to the backend.
-fn relay(caller: &Claims, call: &Call) -> Result<Value, ApiError> {
+/// Relays a call for a tool not installed here to the backend, with the
+/// caller's `Idempotency-Key`.
+fn relay(caller: &Claims, call: &Call, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
     let user_id = user_of(caller)?;
     match backend::execute_tool(
         caller,
@@ -282,6 +288,7 @@ fn relay(caller: &Claims, call: &Call) -> Result<Value, ApiError> {
         &call.tool,
         &call.action,
         &call.parameters.to_string(),
+        idempotency_key,
     ) {
         Ok(data) => serde_json::from_str(&data)
             .map_err(|_| ApiError::bad_gateway("the backend answered invalid JSON")),

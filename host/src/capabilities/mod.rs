@@ -284,11 +284,19 @@ impl wit_backend::Host for RequestState {
         tool: String,
         action: String,
         parameters: String,
+        idempotency_key: Option<String>,
     ) -> Result<String, wit_backend::BackendError> {
         let started = Instant::now();
         let result = self
             .backend()
-            .execute_tool(&claims(caller), &user_id, &tool, &action, parameters)
+            .execute_tool(
+                &claims(caller),
+                &user_id,
+                &tool,
+                &action,
+                parameters,
+                idempotency_key.as_deref(),
+            )
             .await;
         Ok(self.observed(started, result)?.to_string())
     }
