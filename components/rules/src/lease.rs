@@ -35,8 +35,8 @@ use std::time::Duration;
 /// milliseconds, `ARGV[5]` `1` to wait in line, `0` for one attempt.
 ///
 /// Returns the new fence (> 0) when taken, or `-ahead` (< 0): how many
-/// turns come before the caller's (the lease's holder counts as one).
-/// Mirrors [`Line::attempt`].
+/// releases of the lease come before the caller's turn (its holder's, if
+/// any, and one for each waiter ahead). Mirrors [`Line::attempt`].
 pub const ACQUIRE_SCRIPT: &str = r#"
 local owner = ARGV[1]
 local function now_ms()
@@ -69,9 +69,10 @@ if first and redis.call('SET', KEYS[1], owner, 'NX', 'PX', ARGV[2]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return fence
 end
+local held = redis.call('EXISTS', KEYS[1])
 if not place then
   if ARGV[5] ~= '1' then
-    return -(waiting + 1)
+    return -(waiting + held)
   end
   local ticket = redis.call('INCR', KEYS[5])
   redis.call('PEXPIRE', KEYS[5], ARGV[3])
@@ -81,7 +82,7 @@ end
 redis.call('HSET', KEYS[4], owner, now_ms() + tonumber(ARGV[4]))
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
-return -(place + 1)
+return -(place + held)
 "#;
 
 /// Releases the lease if `KEYS[1]` still holds `ARGV[1]`. Returns 1 when
@@ -141,8 +142,8 @@ pub fn owner_token(random: u128) -> String {
 pub enum Turn {
     /// The caller's: it takes the free lease (and has left the line).
     Now,
-    /// Not yet: this many turns come before the caller's, the lease's
-    /// holder counting as one.
+    /// Not yet: the lease must be released this many times before it is
+    /// the caller's turn (by its holder, if any, and by each waiter ahead).
     Later { ahead: u64 },
 }
 
@@ -175,11 +176,12 @@ impl Line {
             }
             return Turn::Now;
         }
+        let held = u64::from(!lease_free);
         let place = match place {
             Some(place) => place,
             None if !joins => {
                 return Turn::Later {
-                    ahead: self.waiters.len() as u64 + 1,
+                    ahead: self.waiters.len() as u64 + held,
                 };
             }
             None => {
@@ -189,7 +191,7 @@ impl Line {
         };
         self.waiters[place].1 = now_ms + WAITER_TTL.as_millis() as u64;
         Turn::Later {
-            ahead: place as u64 + 1,
+            ahead: place as u64 + held,
         }
     }
 
@@ -210,16 +212,18 @@ impl Line {
 /// A caller gives up only when the line ahead of it has not moved for its
 /// whole patience, never merely because it has waited long: a line that
 /// moves is served, however long it is. It asks again soon when next in
-/// line, and less often the further back it stands, once it has seen how
-/// fast the line moves (its pauses aim at half its expected wait).
+/// line or the one after, and less often the further back it stands, once
+/// it has seen how fast the line moves (its pauses aim at half its
+/// expected wait). A host may also wake its waiters early when it releases
+/// the lease itself (see the host's cache).
 #[derive(Debug, Clone)]
 pub struct Wait {
     patience: Duration,
-    /// The turns ahead at the last attempt.
+    /// The releases ahead at the last attempt.
     ahead: u64,
     /// When the line last moved, from the start of the wait.
     moved_at: Duration,
-    /// The first attempt's turns ahead and time, to learn the pace.
+    /// The first attempt's releases ahead and time, to learn the pace.
     first: Option<(u64, Duration)>,
 }
 
@@ -240,9 +244,10 @@ impl Wait {
         !self.patience.is_zero()
     }
 
-    /// After an attempt found `ahead` turns before the caller's, `elapsed`
-    /// after the wait began: the pause before the next attempt, or `None`
-    /// to give up. `jitter` (in `[0, 1)`) spreads the pauses by ±25 %.
+    /// After an attempt found `ahead` releases to come before the caller's
+    /// turn, `elapsed` after the wait began: the pause before the next
+    /// attempt, or `None` to give up. `jitter` (in `[0, 1)`) spreads the
+    /// pauses by ±25 %.
     pub fn next_pause(&mut self, ahead: u64, elapsed: Duration, jitter: f64) -> Option<Duration> {
         if ahead < self.ahead {
             self.moved_at = elapsed;
@@ -254,14 +259,16 @@ impl Wait {
             return None;
         }
         let turns_seen = first_ahead.saturating_sub(ahead);
-        let pause = if ahead > 1 && turns_seen > 0 {
-            // Half the expected wait at the pace seen so far.
+        let pause = if ahead > 2 && turns_seen > 0 {
+            // Half the expected wait until it is next but one, at the pace
+            // seen so far: a waiter must not sleep through its turn, or the
+            // lease idles (and the pace everyone measures slows down).
             let per_turn =
                 elapsed.saturating_sub(first_at) / turns_seen.min(u32::MAX as u64) as u32;
-            per_turn.saturating_mul((ahead - 1).min(u32::MAX as u64) as u32) / 2
+            per_turn.saturating_mul((ahead - 2).min(u32::MAX as u64) as u32) / 2
         } else {
-            // Next in line, or the pace is unknown yet: ask again soon,
-            // less often the longer the line stands still.
+            // Next in line or the one after, or the pace is unknown yet:
+            // ask again soon, less often the longer the line stands still.
             still / 8
         };
         let pause = pause
@@ -288,14 +295,14 @@ mod tests {
             );
         }
         // The lease is free: only the front may take it, however often
-        // the others ask.
+        // the others ask (each must wait for the releases of those ahead).
         assert_eq!(
             line.attempt("c", true, LEASE_FREE, 1),
-            Turn::Later { ahead: 3 }
+            Turn::Later { ahead: 2 }
         );
         assert_eq!(
             line.attempt("b", true, LEASE_FREE, 1),
-            Turn::Later { ahead: 2 }
+            Turn::Later { ahead: 1 }
         );
         assert_eq!(line.attempt("a", true, LEASE_FREE, 1), Turn::Now);
         assert_eq!(
@@ -338,7 +345,7 @@ mod tests {
         // The holder released; the waiter has not asked again yet.
         assert_eq!(
             line.attempt("once", false, LEASE_FREE, 1),
-            Turn::Later { ahead: 2 }
+            Turn::Later { ahead: 1 }
         );
         assert_eq!(line.attempt("waiter", true, LEASE_FREE, 2), Turn::Now);
     }
@@ -351,7 +358,7 @@ mod tests {
         line.attempt("alive", true, LEASE_HELD, 0);
         assert_eq!(
             line.attempt("alive", true, LEASE_FREE, ttl - 1),
-            Turn::Later { ahead: 2 },
+            Turn::Later { ahead: 1 },
             "within its TTL the silent waiter keeps its place"
         );
         assert_eq!(line.attempt("alive", true, LEASE_FREE, ttl), Turn::Now);
@@ -430,8 +437,15 @@ mod tests {
         next.next_pause(2, Duration::ZERO, 0.5);
         let next_pause = next.next_pause(1, turn, 0.5).unwrap();
         assert!(far_pause > next_pause * 10, "{far_pause:?} {next_pause:?}");
-        // Half of 19 turns of 4 ms.
-        assert_eq!(far_pause, Duration::from_millis(38));
+        // Half of the 18 turns of 4 ms until it is next but one.
+        assert_eq!(far_pause, Duration::from_millis(36));
+        let mut after_next = Wait::new(MAX_WAIT);
+        after_next.next_pause(3, Duration::ZERO, 0.5);
+        assert_eq!(
+            after_next.next_pause(2, turn, 0.5),
+            Some(MIN_POLL),
+            "the one after the next does not sleep through the next turn"
+        );
     }
 
     #[test]

@@ -145,8 +145,8 @@ fn limit_call(keys: Vec<String>, quota: Quota) -> ScriptCall {
 pub enum AcquireAnswer {
     /// Taken, with this fence.
     Taken(u64),
-    /// Not the caller's turn: this many turns come before it (the lease's
-    /// holder counting as one).
+    /// Not the caller's turn: the lease must be released this many times
+    /// first (by its holder, if any, and by each waiter ahead).
     Later { ahead: u64 },
 }
 

@@ -6,10 +6,18 @@
 //! In front of Valkey sits a small in-process copy of the values that never
 //! change ([`keys::is_immutable`]: execution records), bounded in entries,
 //! value size and time, so the hottest reads skip a round trip.
+//!
+//! A waiter for a lease polls (the rules' [`Wait`]), but a lease released
+//! by this process also wakes this process's waiters for it
+//! ([`LocalReleases`]): the one whose turn it is asks at once, so the lease
+//! does not idle until its next poll. Waiters on other hosts learn at their
+//! next poll.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use cronium_rules::keys;
 use cronium_rules::lease::{self, Line, Turn, Wait};
@@ -52,8 +60,51 @@ pub enum Cache {
         remote: ValkeyCache,
         /// In-process copies of immutable values.
         near: Box<MemoryCache>,
+        /// Leases this process released, for its own waiters.
+        releases: LocalReleases,
     },
     Memory(MemoryCache),
+}
+
+/// Counts, per guarded key, the leases this process released, so that its
+/// waiters for the key can tell how many turns passed without asking
+/// Valkey. Only keys with a waiter listening have an entry.
+#[derive(Default)]
+pub struct LocalReleases {
+    keys: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl LocalReleases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        // Every update is one insert, send or remove.
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts listening for releases of `key`'s lease: the receiver's
+    /// value counts them.
+    fn listen(&self, key: &str) -> watch::Receiver<u64> {
+        let mut keys = self.lock();
+        if let Some(sender) = keys.get(key) {
+            return sender.subscribe();
+        }
+        // Keys nobody listens to any more go when a new key comes.
+        keys.retain(|_, sender| sender.receiver_count() > 0);
+        let (sender, receiver) = watch::channel(0);
+        keys.insert(key.to_owned(), sender);
+        receiver
+    }
+
+    /// Announces a release of `key`'s lease to this process's waiters.
+    fn announce(&self, key: &str) {
+        let mut keys = self.lock();
+        if let Some(sender) = keys.get(key) {
+            if sender.receiver_count() == 0 {
+                keys.remove(key);
+            } else {
+                sender.send_modify(|released| *released += 1);
+            }
+        }
+    }
 }
 
 /// Entries the near cache keeps at most.
@@ -71,13 +122,21 @@ impl Cache {
         Cache::Valkey {
             remote,
             near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES)),
+            releases: LocalReleases::default(),
+        }
+    }
+
+    fn local_releases(&self) -> &LocalReleases {
+        match self {
+            Cache::Valkey { releases, .. } => releases,
+            Cache::Memory(c) => &c.releases,
         }
     }
 
     /// The value under `key`.
     pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         match self {
-            Cache::Valkey { remote, near } => {
+            Cache::Valkey { remote, near, .. } => {
                 let immutable = keys::is_immutable(key);
                 if immutable && let Some(value) = near.get(key) {
                     return Ok(Some(value));
@@ -140,7 +199,7 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         match self {
-            Cache::Valkey { remote, near } => {
+            Cache::Valkey { remote, near, .. } => {
                 // Kept near even when Valkey is away: while it is, this
                 // host serves its hot records without asking the backend.
                 if keys::is_immutable(key) {
@@ -172,7 +231,7 @@ impl Cache {
     /// Removes `key`; whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         match self {
-            Cache::Valkey { remote, near } => {
+            Cache::Valkey { remote, near, .. } => {
                 near.delete(key);
                 remote.delete(key).await
             }
@@ -208,8 +267,12 @@ impl Cache {
         let owner = lease::owner_token(rand::random());
         let mut wait = Wait::new(patience);
         let joins = wait.joins_line();
-        let started = Instant::now();
+        let mut releases = joins.then(|| self.local_releases().listen(key));
+        // Tokio's clock, which tests may pause.
+        let started = tokio::time::Instant::now();
         loop {
+            // Releases heard from here on count towards this waiter's turn.
+            let heard_before = releases.as_mut().map(|r| *r.borrow_and_update());
             let attempt = match self {
                 Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl, joins).await,
                 Cache::Memory(c) => Ok(c.try_acquire(key, &owner, ttl, joins)),
@@ -228,12 +291,15 @@ impl Cache {
                     return Err(error);
                 }
             };
-            match wait.next_pause(ahead, started.elapsed(), rand::random()) {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => {
-                    self.leave_line(key, &owner, joins).await;
-                    return Ok(None);
+            let Some(pause) = wait.next_pause(ahead, started.elapsed(), rand::random()) else {
+                self.leave_line(key, &owner, joins).await;
+                return Ok(None);
+            };
+            match (releases.as_mut(), heard_before) {
+                (Some(releases), Some(before)) => {
+                    until_turn_or(pause, releases, before + ahead).await;
                 }
+                _ => tokio::time::sleep(pause).await,
             }
         }
     }
@@ -252,11 +318,58 @@ impl Cache {
         }
     }
 
-    /// Releases `lease` if its owner still holds it.
+    /// Waits until nobody holds `key`'s lease (true), for at most `wait`
+    /// (false: still held), asking as a waiter next in line would, and at
+    /// once when this process releases it.
+    pub async fn await_release(&self, key: &str, wait: Duration) -> Result<bool, CacheError> {
+        let (_, patience) = lease::clamp_request(Duration::ZERO, wait);
+        let mut releases = self.local_releases().listen(key);
+        // Nobody ahead but the holder, for as long as it holds.
+        let mut pacing = Wait::new(patience);
+        let started = tokio::time::Instant::now();
+        loop {
+            let heard_before = *releases.borrow_and_update();
+            let held = match self {
+                Cache::Valkey { remote: c, .. } => c.exists(&keys::lease(key)).await?,
+                Cache::Memory(c) => c.lease_held(key),
+            };
+            if !held {
+                return Ok(true);
+            }
+            let Some(pause) = pacing.next_pause(1, started.elapsed(), rand::random()) else {
+                return Ok(false);
+            };
+            until_turn_or(pause, &mut releases, heard_before + 1).await;
+        }
+    }
+
+    /// Releases `lease` if its owner still holds it, and tells this
+    /// process's waiters for it.
     pub async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
-        match self {
+        let released = match self {
             Cache::Valkey { remote: c, .. } => c.release(lease).await,
             Cache::Memory(c) => Ok(c.release(lease)),
+        };
+        if matches!(released, Ok(true)) {
+            self.local_releases().announce(&lease.key);
+        }
+        released
+    }
+}
+
+/// Sleeps for `pause`, or less: until `releases` counts `turn` (when, had
+/// every release ahead of the waiter been this process's, its turn came).
+async fn until_turn_or(pause: Duration, releases: &mut watch::Receiver<u64>, turn: u64) {
+    let slept = tokio::time::sleep(pause);
+    tokio::pin!(slept);
+    loop {
+        tokio::select! {
+            () = &mut slept => return,
+            changed = releases.changed() => {
+                if changed.is_err() || *releases.borrow_and_update() >= turn {
+                    return;
+                }
+            }
         }
     }
 }
@@ -264,6 +377,8 @@ impl Cache {
 /// The in-process cache of the embedded defaults: a bounded map with TTLs.
 pub struct MemoryCache {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Leases released, for the waiters (all of them in this process).
+    releases: LocalReleases,
     /// The lines of waiters for leases, by guarded key (only while someone
     /// waits). Locked before `entries` when both are needed.
     lines: Mutex<HashMap<String, Line>>,
@@ -289,6 +404,7 @@ impl MemoryCache {
     pub fn new(default_ttl: Duration, max_entries: usize) -> Self {
         MemoryCache {
             entries: Mutex::new(HashMap::new()),
+            releases: LocalReleases::default(),
             lines: Mutex::new(HashMap::new()),
             created: Instant::now(),
             default_ttl,
@@ -469,6 +585,10 @@ impl MemoryCache {
         AcquireAnswer::Taken(fence)
     }
 
+    fn lease_held(&self, key: &str) -> bool {
+        self.get(&keys::lease(key)).is_some()
+    }
+
     fn leave(&self, key: &str, owner: &str) {
         let mut lines = self.lock_lines();
         if let Some(line) = lines.get_mut(key) {
@@ -594,6 +714,68 @@ mod tests {
                 .await
                 .unwrap()
                 .is_some()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_in_this_process_wakes_the_waiter_whose_turn_it_is_at_once() {
+        let cache = std::sync::Arc::new(memory());
+        let ttl = Duration::from_secs(5);
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let lease = cache.acquire("k", ttl, ttl).await.unwrap().unwrap();
+                (tokio::time::Instant::now(), lease)
+            })
+        };
+        // Long enough for the waiter's polls to be far apart.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let released_at = tokio::time::Instant::now();
+        cache.release(&holder).await.unwrap();
+        let (taken_at, lease) = waiter.await.unwrap();
+        assert_eq!(taken_at, released_at, "taken without waiting for a poll");
+        assert!(lease.fence > holder.fence);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn await_release_returns_when_the_holder_releases_or_the_wait_runs_out() {
+        let cache = std::sync::Arc::new(memory());
+        let ttl = Duration::from_secs(5);
+        assert_eq!(cache.await_release("k", Duration::ZERO).await, Ok(true));
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            cache.await_release("k", Duration::from_millis(300)).await,
+            Ok(false)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let observer = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let free = cache.await_release("k", ttl).await;
+                (tokio::time::Instant::now(), free)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let released_at = tokio::time::Instant::now();
+        cache.release(&holder).await.unwrap();
+        assert_eq!(observer.await.unwrap(), (released_at, Ok(true)));
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some(),
+            "the observer did not take the lease"
         );
     }
 

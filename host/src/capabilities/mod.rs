@@ -170,6 +170,19 @@ impl wit_cache::Host for RequestState {
         };
         logged(self.capabilities.cache.release(&lease).await)
     }
+
+    async fn await_release(
+        &mut self,
+        key: String,
+        wait_ms: u64,
+    ) -> Result<bool, wit_cache::CacheError> {
+        logged(
+            self.capabilities
+                .cache
+                .await_release(&key, Duration::from_millis(wait_ms))
+                .await,
+        )
+    }
 }
 
 impl wit_backend::Host for RequestState {

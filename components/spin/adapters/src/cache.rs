@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use cronium_rules::keys;
 use cronium_rules::lease::{self, Wait};
 use cronium_rules::valkey::{self as commands, AcquireAnswer};
 use cronium_spin_support::valkey::{self, ValkeyError};
@@ -100,6 +101,34 @@ impl Guest for crate::Adapters {
                     leave(&owner);
                     return Ok(None);
                 }
+            }
+        }
+    }
+
+    fn await_release(key: String, wait_ms: u64) -> Result<bool, CacheError> {
+        let (_, patience) = lease::clamp_request(Duration::ZERO, Duration::from_millis(wait_ms));
+        let lease_key = keys::lease(&key);
+        // Nobody ahead but the holder, for as long as it holds.
+        let mut pacing = Wait::new(patience);
+        let started = Instant::now();
+        loop {
+            let held = match valkey::command(&["EXISTS".to_owned(), lease_key.clone()])
+                .map_err(error)?
+                .as_slice()
+            {
+                [RedisResult::Int64(n)] => *n > 0,
+                other => {
+                    return Err(CacheError::Invalid(format!(
+                        "EXISTS answered {other:?}, not an integer"
+                    )));
+                }
+            };
+            if !held {
+                return Ok(true);
+            }
+            match pacing.next_pause(1, started.elapsed(), random_unit()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Ok(false),
             }
         }
     }
