@@ -584,32 +584,77 @@ async fn a_dead_holders_lease_blocks_the_key_no_longer_than_its_ttl() {
 }
 
 #[tokio::test]
-async fn a_conditional_write_that_finds_the_lease_taken_is_412_at_once_with_the_current_etag() {
+async fn a_conditional_write_that_finds_the_lease_held_is_412_with_the_etag_its_holder_wrote() {
     let w = World::start().await;
     let etag = put(&w.host, "exec-1", "busy", &json!(1), &[])
         .await
         .header("etag")
         .unwrap()
         .to_owned();
-    let lease_key = cronium_rules::keys::lease(&cronium_rules::keys::variable("user-1", "busy"));
-    // Another write holds the lease: the value is about to change.
-    let _: () = redis::cmd("SET")
-        .arg(&lease_key)
-        .arg("another-writer")
-        .arg("PX")
-        .arg(30_000)
-        .query(&mut w.valkey.connection())
-        .unwrap();
+    let cache_key = cronium_rules::keys::variable("user-1", "busy");
+    let lease_key = cronium_rules::keys::lease(&cache_key);
+    let take_lease = |valkey: &mut redis::Connection| {
+        let _: () = redis::cmd("SET")
+            .arg(&lease_key)
+            .arg("another-writer")
+            .arg("PX")
+            .arg(30_000)
+            .query(valkey)
+            .unwrap();
+    };
+    let mut valkey = w.valkey.connection();
+
+    // Another write holds the lease and stores 7 while the PUT waits.
+    take_lease(&mut valkey);
     let started = Instant::now();
-    let reply = put(&w.host, "exec-1", "busy", &json!(2), &[("if-match", &etag)]).await;
+    let (value, if_match) = (json!(2), [("if-match", etag.as_str())]);
+    let racing = put(&w.host, "exec-1", "busy", &value, &if_match);
+    let holder = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.backend
+            .state()
+            .variables
+            .insert(("user-1".into(), "busy".into()), json!(7));
+        let mut valkey = w.valkey.connection();
+        let _: () = redis::cmd("SET")
+            .arg(&cache_key)
+            .arg(json!({"value": "7"}).to_string())
+            .query(&mut valkey)
+            .unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(&lease_key)
+            .query(&mut valkey)
+            .unwrap();
+    };
+    let (reply, ()) = tokio::join!(racing, holder);
+    let waited = started.elapsed();
     assert_eq!(reply.status, 412, "{reply:?}");
+    let written = cronium_rules::variables::etag("7");
+    assert_eq!(reply.header("etag"), Some(written.as_str()));
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "answered without waiting: {:?}",
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(900),
+        "answered once the holder was done: {waited:?}"
+    );
+
+    // A holder that does not finish holds the answer up for a second at most.
+    take_lease(&mut valkey);
+    let started = Instant::now();
+    let reply = put(
+        &w.host,
+        "exec-1",
+        "busy",
+        &json!(8),
+        &[("if-match", &written)],
+    )
+    .await;
+    assert_eq!(reply.status, 412, "{reply:?}");
+    assert_eq!(reply.header("etag"), Some(written.as_str()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
         started.elapsed()
     );
-    assert_eq!(reply.header("etag"), Some(etag.as_str()));
-    assert_eq!(w.backend.variable("user-1", "busy"), Some(json!(1)));
+    assert_eq!(w.backend.variable("user-1", "busy"), Some(json!(7)));
 }
 
 #[tokio::test]
