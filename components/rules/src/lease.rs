@@ -8,8 +8,9 @@
 //!
 //! Callers that wait for a lease stand in a line, one per key: a free lease
 //! goes to the caller at the front. A caller that only tries once (a
-//! conditional write, which would rather answer 412 at once) gets the lease
-//! only when it is free and nobody waits for it, so it never jumps the line.
+//! conditional write, which would rather answer 412 than wait its turn)
+//! gets the lease only when it is free and nobody waits for it, so it never
+//! jumps the line.
 //! A waiter keeps its place by asking again (at least every [`MAX_POLL`]);
 //! one that has not asked for [`WAITER_TTL`] is dropped when it reaches the
 //! front, so a waiter that died holds the line up for no longer than that.
@@ -214,8 +215,8 @@ impl Line {
 /// moves is served, however long it is. It asks again soon when next in
 /// line or the one after, and less often the further back it stands, once
 /// it has seen how fast the line moves (its pauses aim at half its
-/// expected wait). A host may also wake its waiters early when it releases
-/// the lease itself (see the host's cache).
+/// expected wait until it is next but one). A host may also wake its
+/// waiters early when it releases the lease itself (see the host's cache).
 #[derive(Debug, Clone)]
 pub struct Wait {
     patience: Duration,
