@@ -53,11 +53,24 @@ struct Scenario {
     method: &'static str,
     path: &'static str,
     body: Body,
-    /// Vary the variable key per request (uncontended writes).
-    spread_keys: bool,
+    /// How the requests vary.
+    requests: Requests,
     connections: &'static [u32],
     /// Which servers take part.
     targets: &'static [Target],
+}
+
+/// How one scenario's requests vary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Requests {
+    /// The same request every time.
+    Same,
+    /// A new variable key per request (uncontended writes).
+    SpreadKeys,
+    /// Compare-and-set writes of ever new values to one variable, each with
+    /// `If-Match: <the last ETag its wrk thread saw>` (answered by a 200 or
+    /// a 412, both of which carry one): clients racing to update a counter.
+    IfMatch,
 }
 
 #[derive(Clone, Copy)]
@@ -125,7 +138,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "GET",
             path: "/health",
             body: Body::None,
-            spread_keys: false,
+            requests: Requests::Same,
             connections: ALL_CONNS,
             targets: SERVERS,
         },
@@ -134,7 +147,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "GET",
             path: "/executions/bench-1/input",
             body: Body::None,
-            spread_keys: false,
+            requests: Requests::Same,
             connections: ALL_CONNS,
             targets: SERVERS_AND_WASI_HTTP,
         },
@@ -143,7 +156,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "GET",
             path: "/executions/bench-1/context",
             body: Body::None,
-            spread_keys: false,
+            requests: Requests::Same,
             connections: &[16, 64],
             targets: SERVERS,
         },
@@ -152,7 +165,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "POST",
             path: "/executions/bench-1/output",
             body: Body::Output(1024),
-            spread_keys: false,
+            requests: Requests::Same,
             connections: &[16, 64],
             targets: SERVERS,
         },
@@ -161,7 +174,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "POST",
             path: "/executions/bench-1/output",
             body: Body::Output(1024 * 1024),
-            spread_keys: false,
+            requests: Requests::Same,
             connections: &[1, 16],
             targets: SERVERS,
         },
@@ -170,7 +183,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "PUT",
             path: "/executions/bench-1/variables/",
             body: Body::Json(r#"{"value":{"n":1}}"#),
-            spread_keys: true,
+            requests: Requests::SpreadKeys,
             connections: &[16, 64],
             targets: SERVERS,
         },
@@ -181,9 +194,20 @@ fn scenarios() -> Vec<Scenario> {
             // after wrk stops must not hold the next server's lease.
             path: "/executions/bench-1/variables/hot-{server}",
             body: Body::Json(r#"{"value":{"n":1}}"#),
-            spread_keys: false,
+            requests: Requests::Same,
             connections: &[16],
             targets: SERVERS,
+        },
+        Scenario {
+            name: "PUT variable, If-Match contended (one key)",
+            method: "PUT",
+            path: "/executions/bench-1/variables/cas-{server}",
+            // The Lua script writes a new value each time.
+            body: Body::None,
+            requests: Requests::IfMatch,
+            connections: &[16],
+            // The native baseline has no compare-and-set.
+            targets: &[Target::Host, Target::HostReuse],
         },
         Scenario {
             name: "tool action (webhook to loopback)",
@@ -192,7 +216,7 @@ fn scenarios() -> Vec<Scenario> {
             body: Body::Json(
                 r#"{"tool":"webhook","action":"send","config":{"url":"{hook}/hook","body":{"n":1},"retries":0}}"#,
             ),
-            spread_keys: false,
+            requests: Requests::Same,
             connections: &[16, 64],
             targets: SERVERS,
         },
@@ -201,7 +225,7 @@ fn scenarios() -> Vec<Scenario> {
             method: "GET",
             path: "/executions/x/input",
             body: Body::None,
-            spread_keys: false,
+            requests: Requests::Same,
             connections: ALL_CONNS,
             targets: &[Target::Hello, Target::WasmtimeServe],
         },
@@ -221,6 +245,10 @@ struct Measured {
     /// less noisy than requests/s on a shared machine, since it does not
     /// count what wrk and Valkey take from the same cores.
     cpu_us_per_request: Option<f64>,
+    /// Of [`Requests::IfMatch`] runs: writes that won (200) and lost (412)
+    /// per second. Any other status counts as an error.
+    won_per_sec: Option<f64>,
+    lost_per_sec: Option<f64>,
 }
 
 impl Measured {
@@ -240,6 +268,8 @@ impl Measured {
             errors: runs.iter().map(|m| m.errors).sum(),
             peak_rss_mib: runs.iter().filter_map(|m| m.peak_rss_mib).reduce(f64::max),
             cpu_us_per_request: median(|m| m.cpu_us_per_request),
+            won_per_sec: median(|m| m.won_per_sec),
+            lost_per_sec: median(|m| m.lost_per_sec),
         }
     }
 }
@@ -355,17 +385,26 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
                         },
                         _ => (servers[&target].base(), servers[&target].pid()),
                     };
+                    let path = scenario.path.replace("{server}", &target.slug());
+                    if scenario.requests == Requests::IfMatch {
+                        // The variable exists, so the first 412 carries its ETag.
+                        let seeded = support::call(
+                            "PUT",
+                            &format!("{url}{path}"),
+                            &[
+                                ("authorization", &format!("Bearer {token}")),
+                                ("content-type", "application/json"),
+                            ],
+                            Some(br#"{"value":0}"#),
+                        )
+                        .await;
+                        assert_eq!(seeded.status, 200, "{seeded:?}");
+                    }
                     let run = format!("{}-{conns}-{round}", target.slug());
                     let script = script(work.path(), &scenario, &token, &hook.url(), &run);
                     reset_peak_rss(pid);
-                    let measured = wrk_run(
-                        &wrk,
-                        &format!("{url}{}", scenario.path.replace("{server}", &target.slug())),
-                        &script,
-                        conns,
-                        seconds,
-                        pid,
-                    );
+                    let measured =
+                        wrk_run(&wrk, &format!("{url}{path}"), &script, conns, seconds, pid);
                     eprintln!(
                         "{:<36} {:<22} c={:<4} {:>10.0} req/s",
                         scenario.name,
@@ -384,6 +423,7 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         }
     }
     print_table(&rows);
+    print_if_match(&rows);
     print_ratios(&rows);
     if smoke {
         // The smoke run keeps the harness honest: every scenario served, cleanly.
@@ -426,7 +466,7 @@ fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str, run: &str) -
             ));
         }
     }
-    if scenario.spread_keys {
+    if scenario.requests == Requests::SpreadKeys {
         // Each wrk thread has its own Lua state with the same unseeded
         // random sequence: without the thread's number in the key, two
         // threads would write the same keys at the same moments, and the
@@ -438,8 +478,28 @@ fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str, run: &str) -
             scenario.path
         ));
     }
+    if scenario.requests == Requests::IfMatch {
+        // `won`, `lost` and `other` are each thread's globals, summed by
+        // `done` (which runs in the main Lua state) through `thread:get`.
+        lua.push_str(
+            "local threads = {}\n\
+             setup = function(thread)\n  table.insert(threads, thread)\n  thread:set(\"thread_id\", #threads)\nend\n\
+             won, lost, other, n, etag = 0, 0, 0, 0, '\"none\"'\n\
+             request = function()\n  n = n + 1\n  wrk.headers[\"If-Match\"] = etag\n  \
+             return wrk.format(nil, nil, nil, '{\"value\":{\"thread\":' .. thread_id .. ',\"n\":' .. n .. '}}')\nend\n\
+             response = function(status, headers, body)\n  \
+             if status == 200 then won = won + 1 elseif status == 412 then lost = lost + 1 else other = other + 1 end\n  \
+             local tag = headers[\"etag\"] or headers[\"ETag\"]\n  if tag then etag = tag end\nend\n\
+             cas_summary = function()\n  local w, l, o = 0, 0, 0\n  \
+             for _, t in ipairs(threads) do w = w + t:get(\"won\"); l = l + t:get(\"lost\"); o = o + t:get(\"other\") end\n  \
+             io.write(string.format('IFMATCH %d %d %d\\n', w, l, o))\nend\n",
+        );
+    } else {
+        lua.push_str("cas_summary = function() end\n");
+    }
     lua.push_str(
         "done = function(summary, latency, requests)\n\
+         cas_summary()\n\
          local e = summary.errors\n\
          io.write(string.format('RESULT %d %d %d %d %d %d %d\\n', summary.requests, summary.duration, \
          e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))\n\
@@ -493,9 +553,23 @@ fn wrk_run(
         .split_whitespace()
         .map(|v| v.parse().unwrap())
         .collect();
+    // won, lost (412: an answer, not an error), other statuses.
+    let if_match: Option<Vec<f64>> = text.lines().find_map(|l| {
+        l.strip_prefix("IFMATCH ").map(|rest| {
+            rest.split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect()
+        })
+    });
+    let seconds_run = n[1] / 1e6;
     Measured {
-        requests_per_sec: n[0] / (n[1] / 1e6),
-        errors: (n[2] + n[3]) as u64,
+        requests_per_sec: n[0] / seconds_run,
+        errors: match &if_match {
+            Some(counts) => (n[2] + counts[2]) as u64,
+            None => (n[2] + n[3]) as u64,
+        },
+        won_per_sec: if_match.as_ref().map(|c| c[0] / seconds_run),
+        lost_per_sec: if_match.as_ref().map(|c| c[1] / seconds_run),
         p50_ms: n[4] / 1000.0,
         p99_ms: n[5] / 1000.0,
         p999_ms: n[6] / 1000.0,
@@ -574,6 +648,29 @@ fn print_table(rows: &[(&str, Target, u32, Measured)]) {
             m.cpu_us_per_request
                 .map(|c| format!("{c:.1}"))
                 .unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+/// The compare-and-set runs: how many writes won and lost a second.
+fn print_if_match(rows: &[(&str, Target, u32, Measured)]) {
+    let runs: Vec<_> = rows
+        .iter()
+        .filter_map(|(name, target, conns, m)| Some((name, target, conns, m.won_per_sec?, m)))
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    println!(
+        "\n| scenario | server | conns | won (200)/s | lost (412)/s | other statuses and errors |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for (name, target, conns, won, m) in runs {
+        println!(
+            "| {name} | {} | {conns} | {won:.0} | {:.0} | {} |",
+            target.name(),
+            m.lost_per_sec.unwrap_or_default(),
+            m.errors
         );
     }
 }

@@ -174,7 +174,7 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
         .acquire(
             &cache_key,
             Duration::from_millis(variables::WRITE_LEASE_TTL_MS),
-            Duration::from_millis(variables::WRITE_LEASE_WAIT_MS),
+            Duration::from_millis(variables::WRITE_LEASE_PATIENCE_MS),
         )
         .await;
     let lease = match lease {

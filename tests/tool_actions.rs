@@ -557,6 +557,104 @@ async fn a_tool_not_installed_here_is_relayed_to_the_backend_intact() {
     assert_eq!(reply.status, 404);
 }
 
+/// A world whose backend runs the relayed tool `jira` and numbers its
+/// answers (`data.call`), so that a second run would show.
+async fn with_a_relayed_tool() -> World {
+    let world = World::start(|c| c).await;
+    {
+        let mut state = world.backend.state();
+        state.relayed_tools.insert(
+            "jira".into(),
+            json!({"success": true, "data": {"issue": "OPS-12"}}),
+        );
+        state.number_relayed_answers = true;
+    }
+    world
+}
+
+/// The relayed tool calls the backend received.
+fn relayed_calls(world: &World) -> Vec<support::backend::Recorded> {
+    world
+        .backend
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path == "/api/internal/tools/execute")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_relayed_tool_called_twice_with_one_key_reaches_the_backend_once_with_the_key() {
+    let world = with_a_relayed_tool().await;
+    let body =
+        json!({"tool": "jira", "action": "create_issue", "config": {"summary": "Nightly failed"}});
+    let key = [("idempotency-key", "relay-7f3a")];
+    let first = world.execute_with(body.clone(), &key).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.json["data"], json!({"issue": "OPS-12", "call": 1}));
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let retry = world.execute_with(body.clone(), &key).await;
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.json["data"], first.json["data"]);
+    let relayed = relayed_calls(&world);
+    assert_eq!(relayed.len(), 1, "the retry was not relayed");
+    assert_eq!(
+        relayed[0]
+            .headers
+            .get("idempotency-key")
+            .map(String::as_str),
+        Some("relay-7f3a"),
+        "the backend gets the key"
+    );
+
+    let mut other = body.clone();
+    other["config"]["summary"] = json!("Something else");
+    let reused = world.execute_with(other, &key).await;
+    assert_eq!(reused.status, 422, "{reused:?}");
+    assert_eq!(relayed_calls(&world).len(), 1);
+    // Without the header, every call is relayed, without a key.
+    let plain = world.execute(body).await;
+    assert_eq!(plain.json["data"]["call"], 2, "{plain:?}");
+    assert!(
+        !relayed_calls(&world)[1]
+            .headers
+            .contains_key("idempotency-key")
+    );
+}
+
+#[tokio::test]
+async fn six_concurrent_calls_of_a_relayed_tool_with_one_key_reach_the_backend_once_and_get_one_answer()
+ {
+    let world = std::sync::Arc::new(with_a_relayed_tool().await);
+    // The first call is still at the backend when the others arrive.
+    world.backend.state().relay_delay = Some(Duration::from_millis(300));
+    let body = json!({"tool": "jira", "action": "create_issue", "config": {"summary": "Race"}});
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let world = world.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                world
+                    .execute_with(body, &[("idempotency-key", "relay-race")])
+                    .await
+            })
+        })
+        .collect();
+    let mut replayed = 0;
+    for call in calls {
+        let reply = call.await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.json["data"], json!({"issue": "OPS-12", "call": 1}));
+        if reply.header("idempotent-replayed") == Some("true") {
+            replayed += 1;
+        }
+    }
+    assert_eq!(replayed, 5);
+    assert_eq!(world.backend.state().relayed_calls, 1);
+}
+
 #[tokio::test]
 async fn the_catalogue_lists_installed_tools_actions_and_schemas() {
     let world = World::start(|c| c).await;

@@ -54,6 +54,13 @@ pub struct BackendState {
     /// Tool id -> the answer to a relayed `POST /api/internal/tools/execute`
     /// (tools missing here answer 404).
     pub relayed_tools: HashMap<String, Value>,
+    /// Wait this long before answering a relayed tool call.
+    pub relay_delay: Option<std::time::Duration>,
+    /// Relayed tool calls received, counted on arrival.
+    pub relayed_calls: usize,
+    /// Number each relayed answer: its `data.call` is 1 for the first
+    /// relayed call, 2 for the second, and so on.
+    pub number_relayed_answers: bool,
 }
 
 pub struct FakeBackend {
@@ -155,6 +162,16 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         .collect::<HashMap<_, _>>();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if path == "/api/internal/tools/execute" {
+        let delay = {
+            let mut state = state.lock().unwrap();
+            state.relayed_calls += 1;
+            state.relay_delay
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
     if method == "PUT" {
         let delay = {
             let mut state = state.lock().unwrap();
@@ -252,6 +269,11 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         ("POST", ["api", "internal", "tools", "execute"]) => {
             let tool = body["tool"].as_str().unwrap_or_default();
             match state.relayed_tools.get(tool) {
+                Some(answer) if state.number_relayed_answers => {
+                    let mut answer = answer.clone();
+                    answer["data"]["call"] = json!(state.relayed_calls);
+                    reply(200, answer)
+                }
                 Some(answer) => reply(200, answer.clone()),
                 None => reply(
                     404,

@@ -23,6 +23,11 @@ pub const AUDIT_PATH: &str = "/api/internal/audit";
 /// Where tool actions not installed in the runtime are relayed.
 pub const TOOLS_EXECUTE_PATH: &str = "/api/internal/tools/execute";
 
+/// The header a relayed tool action carries its caller's
+/// `Idempotency-Key` in, so that a backend that understands it can
+/// deduplicate its own retries.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
 /// The largest backend answer read; anything larger is a broken backend.
 pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 

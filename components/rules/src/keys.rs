@@ -46,6 +46,23 @@ pub fn lease_fence(key: &str) -> String {
     format!("cronium:lease-fence:{key}")
 }
 
+/// The line of callers waiting for the lease guarding `key` (a sorted
+/// set of owner tokens by ticket).
+pub fn lease_line(key: &str) -> String {
+    format!("cronium:lease-line:{key}")
+}
+
+/// When each waiter in the line for `key`'s lease must ask again by (a
+/// hash of owner token to milliseconds).
+pub fn lease_waiters(key: &str) -> String {
+    format!("cronium:lease-waiters:{key}")
+}
+
+/// The counter that hands out tickets (places) in the line for `key`'s lease.
+pub fn lease_tickets(key: &str) -> String {
+    format!("cronium:lease-tickets:{key}")
+}
+
 /// The remembered result of a tool action sent with an `Idempotency-Key`.
 /// Scoped to the execution: two executions may use the same key.
 pub fn idempotency(execution_id: &str, idempotency_key: &str) -> String {
@@ -84,9 +101,20 @@ mod tests {
     }
 
     #[test]
-    fn lease_and_fence_keys_differ_from_the_guarded_key() {
+    fn lease_fence_and_line_keys_differ_from_each_other_and_the_guarded_key() {
         let key = execution("e1");
-        assert_ne!(lease(&key), key);
-        assert_ne!(lease_fence(&key), lease(&key));
+        let all = [
+            key.clone(),
+            lease(&key),
+            lease_fence(&key),
+            lease_line(&key),
+            lease_waiters(&key),
+            lease_tickets(&key),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 }

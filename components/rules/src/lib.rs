@@ -5,12 +5,13 @@
 //! * [`token`]: what makes an execution token valid;
 //! * [`backend`]: how the backend's internal API is called and its answers read;
 //! * [`duration`]: Go-style durations (`30s`, `5m`) of the configuration;
+//! * [`idempotency`]: how a tool call with an `Idempotency-Key` runs once;
 //! * [`keys`]: the cache key formats;
-//! * [`lease`]: the lease scripts and the backoff while waiting for one;
+//! * [`lease`]: the lease scripts, the line of waiters, and how they wait;
 //! * [`limits`]: request body caps;
 //! * [`rate_limit`]: the GCRA rate limit and its Valkey scripts;
 //! * [`schema`]: the JSON Schema subset tool parameters are checked against;
-//! * [`tools`]: tool manifests, action names, outbound hosts, idempotency;
+//! * [`tools`]: tool manifests, action names, outbound hosts;
 //! * [`valkey`]: the Valkey commands behind the cache and auth capabilities;
 //! * [`variables`]: variable keys, values and ETags;
 //! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
@@ -19,6 +20,7 @@
 
 pub mod backend;
 pub mod duration;
+pub mod idempotency;
 pub mod keys;
 pub mod lease;
 pub mod limits;

@@ -1,27 +1,10 @@
 //! Rules of tool actions: what a valid tool manifest is, how a caller's
-//! action name finds an action, which outbound hosts a tool may reach, and
-//! how idempotent calls are remembered.
+//! action name finds an action, and which outbound hosts a tool may reach.
+//! (How idempotent calls are remembered: [`crate::idempotency`].)
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::schema::{Schema, SchemaError};
-
-/// How long the result of a call sent with an `Idempotency-Key` is kept:
-/// a retry within this time gets the first result back.
-pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// The longest `Idempotency-Key` accepted, in bytes.
-pub const IDEMPOTENCY_KEY_MAX: usize = 255;
-
-/// How long one call may hold the idempotency lease: longer than a tool
-/// may run, so that a retry arriving meanwhile waits instead of running
-/// the action a second time.
-pub const IDEMPOTENCY_LEASE_TTL_MS: u64 = 120_000;
-
-/// How long a retry waits for a first call that is still running.
-pub const IDEMPOTENCY_WAIT_MS: u64 = 10_000;
 
 /// Checks a tool id: 1 to 64 bytes of `a-z`, `0-9`, `-`, `_`, starting
 /// with a letter. Ids appear in URLs, file names and cache keys.
@@ -194,43 +177,9 @@ pub fn split_port(authority: &str) -> Result<(&str, Option<u16>), &str> {
     }
 }
 
-/// What an idempotent call leaves behind: the answer to give a retry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdempotentResult {
-    /// [`fingerprint`] of the first request: a retry must be the same call.
-    pub fingerprint: String,
-    /// The tool's result, which the first call answered as `data`.
-    pub data: Value,
-}
-
-/// A fingerprint of a tool call (tool, canonical action, parameters), to
-/// tell a retry from a different call reusing an `Idempotency-Key`.
-pub fn fingerprint(tool: &str, action: &str, parameters: &Value) -> String {
-    let mut hash = Sha256::new();
-    for part in [tool, action] {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part.as_bytes());
-    }
-    // serde_json's maps are sorted, so equal values serialise equally.
-    hash.update(parameters.to_string().as_bytes());
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks an `Idempotency-Key` header value: 1 to 255 visible ASCII bytes.
-pub fn check_idempotency_key(key: &str) -> Result<(), String> {
-    if (1..=IDEMPOTENCY_KEY_MAX).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(format!(
-            "Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn action<'a>(name: &'a str, aliases: &'a [String], schema: &'a str) -> ActionDecl<'a> {
         ActionDecl {
@@ -314,36 +263,5 @@ mod tests {
         for bad in ["", "a b", "*a.com", "host:port", "a.*.com"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn fingerprints_tell_calls_apart_and_ignore_key_order() {
-        let a = fingerprint(
-            "slack",
-            "send_message",
-            &json!({"text": "hi", "channel": "c"}),
-        );
-        let b = fingerprint(
-            "slack",
-            "send_message",
-            &json!({"channel": "c", "text": "hi"}),
-        );
-        assert_eq!(a, b);
-        assert_ne!(
-            a,
-            fingerprint("slack", "send_message", &json!({"text": "ho"}))
-        );
-        assert_ne!(
-            fingerprint("ab", "c", &json!({})),
-            fingerprint("a", "bc", &json!({}))
-        );
-    }
-
-    #[test]
-    fn idempotency_keys_are_visible_ascii_of_bounded_length() {
-        assert!(check_idempotency_key("retry-7f3a").is_ok());
-        assert!(check_idempotency_key("").is_err());
-        assert!(check_idempotency_key("has space").is_err());
-        assert!(check_idempotency_key(&"k".repeat(256)).is_err());
     }
 }

@@ -72,17 +72,37 @@ pub fn increment(key: &str, delta: i64, ttl: Duration) -> ScriptCall {
     }
 }
 
-/// One attempt to take the lease on `key` for `owner`
-/// ([`lease::ACQUIRE_SCRIPT`]); read the reply with [`AcquireAnswer`].
-pub fn acquire(key: &str, owner: &str, ttl: Duration) -> ScriptCall {
+/// One attempt to take the lease on `key` for `owner`, in turn
+/// ([`lease::ACQUIRE_SCRIPT`]): standing in line when `joins_line`, else
+/// only if nobody holds or waits for it. Read the reply with
+/// [`AcquireAnswer`].
+pub fn acquire(key: &str, owner: &str, ttl: Duration, joins_line: bool) -> ScriptCall {
     ScriptCall {
         script: lease::ACQUIRE_SCRIPT,
-        keys: vec![keys::lease(key), keys::lease_fence(key)],
+        keys: vec![
+            keys::lease(key),
+            keys::lease_fence(key),
+            keys::lease_line(key),
+            keys::lease_waiters(key),
+            keys::lease_tickets(key),
+        ],
         args: vec![
             owner.to_owned(),
             ttl_ms(ttl).to_string(),
             ttl_ms(lease::FENCE_TTL).to_string(),
+            ttl_ms(lease::WAITER_TTL).to_string(),
+            if joins_line { "1" } else { "0" }.to_owned(),
         ],
+    }
+}
+
+/// Takes `owner` out of the line for `key`'s lease
+/// ([`lease::LEAVE_SCRIPT`]), when it gives up waiting.
+pub fn leave(key: &str, owner: &str) -> ScriptCall {
+    ScriptCall {
+        script: lease::LEAVE_SCRIPT,
+        keys: vec![keys::lease_line(key), keys::lease_waiters(key)],
+        args: vec![owner.to_owned()],
     }
 }
 
@@ -125,8 +145,9 @@ fn limit_call(keys: Vec<String>, quota: Quota) -> ScriptCall {
 pub enum AcquireAnswer {
     /// Taken, with this fence.
     Taken(u64),
-    /// Held by someone else for this much longer.
-    Held(Duration),
+    /// Not the caller's turn: the lease must be released this many times
+    /// first (by its holder, if any, and by each waiter ahead).
+    Later { ahead: u64 },
 }
 
 impl AcquireAnswer {
@@ -135,7 +156,9 @@ impl AcquireAnswer {
         if reply > 0 {
             AcquireAnswer::Taken(reply as u64)
         } else {
-            AcquireAnswer::Held(Duration::from_millis(reply.unsigned_abs()))
+            AcquireAnswer::Later {
+                ahead: reply.unsigned_abs().max(1),
+            }
         }
     }
 }
@@ -204,19 +227,44 @@ mod tests {
             call.eval_args(),
             [lease::RELEASE_SCRIPT, "1", &keys::lease("var"), "owner"]
         );
-        assert_eq!(acquire("var", "o", Duration::from_secs(1)).keys.len(), 2);
     }
 
     #[test]
-    fn lease_replies_are_a_fence_or_the_holders_remaining_ttl() {
+    fn an_attempt_names_the_lease_its_fence_and_its_line_and_says_whether_to_join() {
+        let waiting = acquire("var", "o", Duration::from_secs(1), true);
+        assert_eq!(
+            waiting.keys,
+            [
+                keys::lease("var"),
+                keys::lease_fence("var"),
+                keys::lease_line("var"),
+                keys::lease_waiters("var"),
+                keys::lease_tickets("var")
+            ]
+        );
+        assert_eq!(waiting.args[0], "o");
+        assert_eq!(waiting.args[1], "1000");
+        assert_eq!(waiting.args[4], "1");
+        assert_eq!(
+            acquire("var", "o", Duration::from_secs(1), false).args[4],
+            "0"
+        );
+        assert_eq!(
+            leave("var", "o").keys,
+            [keys::lease_line("var"), keys::lease_waiters("var")]
+        );
+    }
+
+    #[test]
+    fn lease_replies_are_a_fence_or_the_turns_ahead() {
         assert_eq!(AcquireAnswer::from_reply(7), AcquireAnswer::Taken(7));
         assert_eq!(
-            AcquireAnswer::from_reply(-250),
-            AcquireAnswer::Held(Duration::from_millis(250))
+            AcquireAnswer::from_reply(-3),
+            AcquireAnswer::Later { ahead: 3 }
         );
         assert_eq!(
             AcquireAnswer::from_reply(0),
-            AcquireAnswer::Held(Duration::ZERO)
+            AcquireAnswer::Later { ahead: 1 }
         );
     }
 

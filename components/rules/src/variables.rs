@@ -19,8 +19,27 @@ pub const MAX_KEY_BYTES: usize = 512;
 /// blocks the variable for at most this long.
 pub const WRITE_LEASE_TTL_MS: u64 = 15_000;
 
-/// How long a write waits for a variable's lease before answering 503.
-pub const WRITE_LEASE_WAIT_MS: u64 = 5_000;
+/// How long a plain write waits in line for a variable's lease without
+/// the line moving before it answers 503 (see [`crate::lease::Wait`]).
+/// Longer than a lease can be held, so a line that moves, however long,
+/// is always served: running out means Valkey stopped handing leases out.
+/// (A conditional write does not wait its turn: see [`CONDITIONAL_WAIT_MS`].)
+/// (A conditional write does not wait: it takes the lease at once or
+/// answers 412.)
+pub const WRITE_LEASE_PATIENCE_MS: u64 = WRITE_LEASE_TTL_MS + 5_000;
+
+/// How long a conditional write that finds another write holding the
+/// variable's lease waits for that write to finish before it answers 412,
+/// so that the 412 carries the ETag of the value just written (and racing
+/// clients do not spin on 412s while it is being written). It never waits
+/// its turn for the lease itself.
+pub const CONDITIONAL_WAIT_MS: u64 = 1_000;
+
+// A plain write outwaits any lease, within the patience the cache grants.
+const _: () = assert!(
+    WRITE_LEASE_PATIENCE_MS > WRITE_LEASE_TTL_MS
+        && WRITE_LEASE_PATIENCE_MS <= crate::lease::MAX_WAIT.as_millis() as u64
+);
 
 /// Why a key is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

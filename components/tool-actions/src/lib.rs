@@ -11,9 +11,12 @@
 //! never see them), and the result is answered as `data`. A tool not
 //! installed here is relayed to the backend, as the Go service did.
 //!
-//! With an `Idempotency-Key` header, the first successful result is kept
-//! for [`IDEMPOTENCY_TTL_MS`] and a retry gets it back without running the
-//! action again; a retry arriving while the first call runs waits for it.
+//! With an `Idempotency-Key` header, installed and relayed tools alike,
+//! the first successful result is kept for [`idempotency::RESULT_TTL_MS`]
+//! and a retry gets it back without running the action again; a retry
+//! arriving while the first call runs waits for it (the protocol is
+//! [`idempotency::run_once`]). A relayed call carries the key to the
+//! backend too.
 
 use std::time::Instant;
 
@@ -22,12 +25,9 @@ use cronium_guest::bindings::tools::{self, ToolsError};
 use cronium_guest::bindings::types::Claims;
 use cronium_guest::bindings::{auth, backend, cache};
 use cronium_guest::{ApiError, Reply, Request, audit, execution};
-use cronium_rules::keys;
+use cronium_rules::idempotency::{self, CacheUnavailable, Outcome, Refusal};
 use cronium_rules::schema::{self, Schema};
-use cronium_rules::tools::{
-    IDEMPOTENCY_LEASE_TTL_MS, IDEMPOTENCY_TTL_MS, IDEMPOTENCY_WAIT_MS, IdempotentResult,
-    check_idempotency_key, fingerprint, resolve_action,
-};
+use cronium_rules::tools::resolve_action;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spin_sdk::http::Method;
@@ -101,9 +101,9 @@ fn execute(request: &Request) -> Result<Reply, ApiError> {
         Some(value @ Value::Object(_)) => value,
         Some(_) => return Err(ApiError::bad_request("\"config\" must be a JSON object")),
     };
-    let idempotency_key = request.header("idempotency-key").map(str::to_owned);
-    if let Some(key) = &idempotency_key {
-        check_idempotency_key(key).map_err(ApiError::bad_request)?;
+    let idempotency_key = request.header("idempotency-key");
+    if let Some(key) = idempotency_key {
+        idempotency::check_key(key).map_err(ApiError::bad_request)?;
     }
     let call = Call {
         tool,
@@ -115,8 +115,15 @@ fn execute(request: &Request) -> Result<Reply, ApiError> {
     let manifest = tools::find(&call.tool);
     let local = manifest.is_some();
     let result = match manifest {
-        Some(manifest) => run_installed(&caller, &manifest, &call, idempotency_key.as_deref()),
-        None => relay(&caller, &call).map(|data| (data, false)),
+        Some(manifest) => checked_action(&manifest, &call).and_then(|action| {
+            once(&caller, &call, &action, idempotency_key, |key| {
+                run(&caller, &call, &action, key)
+            })
+        }),
+        // Not installed here: the action's name is the backend's business.
+        None => once(&caller, &call, &call.action, idempotency_key, |key| {
+            relay(&caller, &call, key)
+        }),
     };
     audit::record(
         &caller,
@@ -139,13 +146,9 @@ fn execute(request: &Request) -> Result<Reply, ApiError> {
     })
 }
 
-/// Runs `call` on an installed tool; `(result, replayed)`.
-fn run_installed(
-    caller: &Claims,
-    manifest: &Manifest,
-    call: &Call,
-    idempotency_key: Option<&str>,
-) -> Result<(Value, bool), ApiError> {
+/// The canonical name of the action `call` asks of an installed tool,
+/// once its parameters are checked against the action's schema.
+fn checked_action(manifest: &Manifest, call: &Call) -> Result<String, ApiError> {
     let Some(action) = resolve_action(&manifest.actions, &call.action, |a| {
         (a.name.as_str(), a.aliases.as_slice())
     }) else {
@@ -171,73 +174,81 @@ fn run_installed(
             schema::describe(&violations)
         ))
     })?;
-
-    let Some(key) = idempotency_key else {
-        return run(caller, call, &action.name, None).map(|data| (data, false));
-    };
-    let fingerprint = fingerprint(&call.tool, &action.name, &call.parameters);
-    let cache_key = keys::idempotency(&caller.execution_id, key);
-    if let Some(data) = remembered(&cache_key, &fingerprint)? {
-        return Ok((data, true));
-    }
-    let lease = match cache::acquire(&cache_key, IDEMPOTENCY_LEASE_TTL_MS, IDEMPOTENCY_WAIT_MS) {
-        Ok(Some(lease)) => lease,
-        Ok(None) => {
-            return Err(ApiError::new(
-                409,
-                "a request with this Idempotency-Key is still running; retry later",
-            )
-            .with_header("retry-after", "2"));
-        }
-        Err(_) => {
-            return Err(ApiError::unavailable(
-                "Idempotency-Key needs the cache, which is unavailable; try again",
-            ));
-        }
-    };
-    // The first call may have finished while we waited for the lease.
-    let outcome = match remembered(&cache_key, &fingerprint) {
-        Ok(Some(data)) => Ok((data, true)),
-        Ok(None) => run(caller, call, &action.name, Some(key))
-            .inspect(|data| {
-                let record = IdempotentResult {
-                    fingerprint: fingerprint.clone(),
-                    data: data.clone(),
-                };
-                if let Ok(text) = serde_json::to_string(&record)
-                    && cache::set(&cache_key, &text, Some(IDEMPOTENCY_TTL_MS)).is_err()
-                {
-                    eprintln!("could not remember an idempotent tool result");
-                }
-            })
-            .map(|data| (data, false)),
-        Err(e) => Err(e),
-    };
-    let _ = cache::release(&lease);
-    outcome
+    Ok(action.name.clone())
 }
 
-/// The result remembered under `cache_key`, if the same call left one.
-fn remembered(cache_key: &str, fingerprint: &str) -> Result<Option<Value>, ApiError> {
-    let stored = match cache::get(cache_key) {
-        Ok(Some(stored)) => stored,
-        Ok(None) => return Ok(None),
-        Err(_) => {
-            return Err(ApiError::unavailable(
-                "Idempotency-Key needs the cache, which is unavailable; try again",
-            ));
+/// Runs `call` (of `action`, by its canonical name) through `run`, once
+/// per `Idempotency-Key` when the caller sent one; `(result, replayed)`.
+/// `run` gets the key, to pass on.
+fn once(
+    caller: &Claims,
+    call: &Call,
+    action: &str,
+    idempotency_key: Option<&str>,
+    run: impl FnOnce(Option<&str>) -> Result<Value, ApiError>,
+) -> Result<(Value, bool), ApiError> {
+    let Some(key) = idempotency_key else {
+        return run(None).map(|data| (data, false));
+    };
+    let fingerprint = idempotency::fingerprint(&call.tool, action, &call.parameters);
+    let outcome = idempotency::run_once(
+        &mut CacheStore,
+        &caller.execution_id,
+        key,
+        &fingerprint,
+        || run(Some(key)),
+    );
+    match outcome {
+        Ok(Outcome::Replayed(data)) => Ok((data, true)),
+        Ok(Outcome::Ran { data, kept }) => {
+            if !kept {
+                eprintln!("could not remember an idempotent tool result");
+            }
+            Ok((data, false))
         }
-    };
-    let Ok(record) = serde_json::from_str::<IdempotentResult>(&stored) else {
-        return Ok(None);
-    };
-    if record.fingerprint != fingerprint {
-        return Err(ApiError::new(
+        Err(Refusal::Failed(error)) => Err(error),
+        Err(Refusal::KeyReused) => Err(ApiError::new(
             422,
             "this Idempotency-Key was used for a different tool call",
-        ));
+        )),
+        Err(Refusal::StillRunning) => Err(ApiError::new(
+            409,
+            "a request with this Idempotency-Key is still running; retry later",
+        )
+        .with_header("retry-after", "2")),
+        Err(Refusal::CacheUnavailable) => Err(ApiError::unavailable(
+            "Idempotency-Key needs the cache, which is unavailable; try again",
+        )),
     }
-    Ok(Some(record.data))
+}
+
+/// The `cache` capability as the idempotency protocol's store.
+struct CacheStore;
+
+impl idempotency::Store for CacheStore {
+    type Lease = cache::Lease;
+
+    fn get(&mut self, key: &str) -> Result<Option<String>, CacheUnavailable> {
+        cache::get(key).map_err(|_| CacheUnavailable)
+    }
+
+    fn set(&mut self, key: &str, value: &str, ttl_ms: u64) -> Result<(), CacheUnavailable> {
+        cache::set(key, value, Some(ttl_ms)).map_err(|_| CacheUnavailable)
+    }
+
+    fn acquire(
+        &mut self,
+        key: &str,
+        ttl_ms: u64,
+        wait_ms: u64,
+    ) -> Result<Option<cache::Lease>, CacheUnavailable> {
+        cache::acquire(key, ttl_ms, wait_ms).map_err(|_| CacheUnavailable)
+    }
+
+    fn release(&mut self, lease: cache::Lease) {
+        // An expired lease is let go by its TTL anyway.
+        let _ = cache::release(&lease);
+    }
 }
 
 /// Fetches the user's credentials and runs the action on its tool.
@@ -267,8 +278,9 @@ fn run(
         .map_err(|_| ApiError::bad_gateway(format!("tool \"{}\" answered invalid JSON", call.tool)))
 }
 
-/// Relays a call for a tool not installed here to the backend.
-fn relay(caller: &Claims, call: &Call) -> Result<Value, ApiError> {
+/// Relays a call for a tool not installed here to the backend, with the
+/// caller's `Idempotency-Key`.
+fn relay(caller: &Claims, call: &Call, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
     let user_id = user_of(caller)?;
     match backend::execute_tool(
         caller,
@@ -276,6 +288,7 @@ fn relay(caller: &Claims, call: &Call) -> Result<Value, ApiError> {
         &call.tool,
         &call.action,
         &call.parameters.to_string(),
+        idempotency_key,
     ) {
         Ok(data) => serde_json::from_str(&data)
             .map_err(|_| ApiError::bad_gateway("the backend answered invalid JSON")),

@@ -12,11 +12,18 @@
 //! (`a/b` and `a%2Fb` are one key). `GET ...?strict=true` answers 404 for
 //! a missing variable instead of `null`.
 //!
-//! Writes hold the variable's lease while they run. `If-Match` and
-//! `If-None-Match` make a write conditional: it then reads the current
-//! value from the backend under the lease and answers 412 (with the
-//! current ETag) when the precondition fails. Without the cache, plain
-//! writes go straight to the backend; conditional ones answer 503.
+//! Writes hold the variable's lease while they run. A plain write waits
+//! its turn for it (first come, first served). `If-Match` and
+//! `If-None-Match` make a write conditional: it never waits its turn,
+//! since a lease held or waited for means the value is about to change.
+//! It answers 412 (with the cached ETag, when the cache has the value) at
+//! once when the cached value already fails the precondition, and when
+//! other writes hold or wait for the lease, as soon as the one holding it
+//! (if any) is done; with the lease, it reads the current value from the
+//! backend and answers 412 (with the current ETag) when the precondition
+//! fails.
+//! Without the cache, plain writes go straight to the backend; conditional
+//! ones answer 503.
 //!
 //! The cache holds each variable (or its absence) per user. Writers clear
 //! it before the backend write and rewrite it after; readers fill it only
@@ -162,7 +169,7 @@ impl Variable<'_> {
         action: &str,
     ) -> Result<Option<String>, ApiError> {
         let conditional = precondition.is_conditional();
-        let result = self.lease(conditional).and_then(|lease| {
+        let result = self.lease(&precondition).and_then(|lease| {
             let written = self.write_leased(&new, &precondition, action);
             if let Some(lease) = lease {
                 // An expired lease is released by its TTL anyway.
@@ -186,16 +193,13 @@ impl Variable<'_> {
         action: &str,
     ) -> Result<Option<String>, ApiError> {
         if precondition.is_conditional() {
-            let current = self.read_backend()?.map(|text| variables::etag(&text));
-            if !precondition.holds(current.as_deref()) {
-                let error = ApiError::new(
-                    412,
-                    "the variable's current value does not match the precondition",
-                );
-                return Err(match current {
-                    Some(etag) => error.with_header("etag", etag),
-                    None => error,
-                });
+            let current = self.read_backend()?;
+            let etag = current.as_deref().map(variables::etag);
+            if !precondition.holds(etag.as_deref()) {
+                // Under the lease nobody writes, so the backend's value is
+                // the one to cache: the next conditional writes check it.
+                let _ = cache::set(&self.cache_key, &cached(&current), None);
+                return Err(precondition_failed(etag));
             }
         }
         // Cleared first: should the rewrite below fail, no stale value
@@ -212,22 +216,67 @@ impl Variable<'_> {
         Ok(new.as_deref().map(variables::etag))
     }
 
-    /// Takes the variable's lease. Without the cache a plain write goes on
-    /// unleased (the backend stays last-writer-wins); a conditional one
-    /// cannot be made safe and is refused.
-    fn lease(&self, conditional: bool) -> Result<Option<Lease>, ApiError> {
-        match cache::acquire(
-            &self.cache_key,
-            variables::WRITE_LEASE_TTL_MS,
-            variables::WRITE_LEASE_WAIT_MS,
-        ) {
+    /// Takes the variable's lease for a write with `precondition`. A plain
+    /// write waits its turn; without the cache it goes on unleased (the
+    /// backend stays last-writer-wins).
+    ///
+    /// A conditional write never waits its turn. It answers 412 at once
+    /// when the cached value already fails the precondition. When other
+    /// writes hold or wait for the lease (the value is about to change) it
+    /// answers 412 too, once the write holding the lease, if any, is done
+    /// (up to [`variables::CONDITIONAL_WAIT_MS`]), so that the 412 carries
+    /// the ETag of what that write stored. Else it takes the free lease and
+    /// checks the backend's value. Without the cache it cannot be made
+    /// safe: 503.
+    fn lease(&self, precondition: &Precondition) -> Result<Option<Lease>, ApiError> {
+        let ttl = variables::WRITE_LEASE_TTL_MS;
+        if !precondition.is_conditional() {
+            return match cache::acquire(&self.cache_key, ttl, variables::WRITE_LEASE_PATIENCE_MS) {
+                Ok(Some(lease)) => Ok(Some(lease)),
+                // The line stood still for longer than any lease lives.
+                Ok(None) => Err(ApiError::unavailable("the variable is busy; try again")),
+                Err(_) => Ok(None),
+            };
+        }
+        let cached = self.cached();
+        let cached_etag = cached.clone().flatten().as_deref().map(variables::etag);
+        if cached.is_some() && !precondition.holds(cached_etag.as_deref()) {
+            return Err(precondition_failed(cached_etag));
+        }
+        match cache::acquire(&self.cache_key, ttl, 0) {
             Ok(Some(lease)) => Ok(Some(lease)),
-            Ok(None) => Err(ApiError::unavailable("the variable is busy; try again")),
-            Err(_) if conditional => Err(ApiError::unavailable(
+            Ok(None) => {
+                // Whether or not the holder is done, the value has likely
+                // changed: the client retries with the cached ETag.
+                let _ = cache::await_release(&self.cache_key, variables::CONDITIONAL_WAIT_MS);
+                let current = self.cached().flatten();
+                Err(precondition_failed(current.as_deref().map(variables::etag)))
+            }
+            Err(_) => Err(ApiError::unavailable(
                 "conditional writes need the cache, which is unavailable; try again",
             )),
-            Err(_) => Ok(None),
         }
+    }
+
+    /// What the cache holds for the variable: its value's canonical JSON
+    /// or `Some(None)` (no variable); `None` when it holds nothing.
+    fn cached(&self) -> Option<Option<String>> {
+        let entry = cache::get(&self.cache_key).ok()??;
+        serde_json::from_str::<Cached>(&entry)
+            .ok()
+            .map(|cached| cached.value)
+    }
+}
+
+/// The 412 of a failed precondition, with the current ETag when known.
+fn precondition_failed(current: Option<String>) -> ApiError {
+    let error = ApiError::new(
+        412,
+        "the variable's current value does not match the precondition",
+    );
+    match current {
+        Some(etag) => error.with_header("etag", etag),
+        None => error,
     }
 }
 

@@ -119,8 +119,9 @@ impl Backend {
         }
     }
 
-    /// Relays a tool action to the backend (`POST /api/internal/tools/execute`)
-    /// and returns its `data`. The embedded store runs no tools: `NotFound`.
+    /// Relays a tool action to the backend (`POST /api/internal/tools/execute`,
+    /// with the caller's `Idempotency-Key` if any) and returns its `data`.
+    /// The embedded store runs no tools: `NotFound`.
     pub async fn execute_tool(
         &self,
         caller: &Claims,
@@ -128,11 +129,12 @@ impl Backend {
         tool: &str,
         action: &str,
         parameters: String,
+        idempotency_key: Option<&str>,
     ) -> Result<Value, BackendError> {
         let parameters = raw_json(parameters)?;
         match self {
             Backend::Http(b) => {
-                b.execute_tool(caller, user_id, tool, action, &parameters)
+                b.execute_tool(caller, user_id, tool, action, &parameters, idempotency_key)
                     .await
             }
             Backend::Embedded(_) => Err(BackendError::NotFound),
@@ -436,6 +438,7 @@ impl HttpBackend {
         tool: &str,
         action: &str,
         params: &serde_json::value::RawValue,
+        idempotency_key: Option<&str>,
     ) -> Result<Value, BackendError> {
         let body = serde_json::to_vec(&wire::ToolExecuteRequest {
             execution_id: &caller.execution_id,
@@ -445,15 +448,26 @@ impl HttpBackend {
             params,
         })
         .expect("tool requests serialize");
-        let answer = expect_success(
-            self.call(
-                Method::POST,
-                rules::TOOLS_EXECUTE_PATH,
-                Some(caller),
-                Some(body),
-            )
-            .await?,
+        let mut request = self.request(
+            &Method::POST,
+            rules::TOOLS_EXECUTE_PATH,
+            Some(caller),
+            Some(Bytes::from(body)),
         )?;
+        if let Some(key) = idempotency_key {
+            let value = HeaderValue::from_str(key).map_err(|_| BackendError::Rejected {
+                status: 400,
+                message: "the Idempotency-Key is not a valid header value".into(),
+            })?;
+            request
+                .headers_mut()
+                .insert(rules::IDEMPOTENCY_KEY_HEADER, value);
+        }
+        // One attempt, as `call` makes of every POST.
+        let answer = tokio::time::timeout(self.timeout, self.send(request))
+            .await
+            .map_err(|_| BackendError::Timeout)??;
+        let answer = expect_success(answer)?;
         serde_json::from_slice::<wire::ToolExecuteAnswer>(&answer.body)
             .map(|a| a.data)
             .map_err(|e| BackendError::InvalidResponse(e.to_string()))

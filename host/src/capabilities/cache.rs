@@ -1,17 +1,28 @@
 //! The `cache` capability: Valkey when `VALKEY_URL` is set, an in-process
 //! map otherwise. Both keep the same rules: TTLs, integer increments, and
-//! leases with an owner token, a fence and compare-and-delete release.
+//! leases with an owner token, a fence, compare-and-delete release and a
+//! first-come-first-served line of waiters ([`cronium_rules::lease`]).
 //!
 //! In front of Valkey sits a small in-process copy of the values that never
 //! change ([`keys::is_immutable`]: execution records), bounded in entries,
 //! value size and time, so the hottest reads skip a round trip.
+//!
+//! A waiter for a lease polls (the rules' [`Wait`]), but a lease released
+//! by this process also wakes this process's waiters for it
+//! ([`LocalReleases`]): the one whose turn it is asks at once, so the lease
+//! does not idle until its next poll. Waiters on other hosts learn at their
+//! next poll.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
+use cronium_rules::keys;
+use cronium_rules::lease::{self, Line, Turn, Wait};
 use cronium_rules::rate_limit::{self, Quota};
-use cronium_rules::{keys, lease};
+use cronium_rules::valkey::AcquireAnswer;
 
 use super::valkey::ValkeyCache;
 
@@ -43,21 +54,57 @@ pub struct Access {
     pub retry_after_us: u64,
 }
 
-/// The outcome of one attempt to take a lease.
-pub(crate) enum Attempt {
-    Taken(u64),
-    /// Held by someone else for this much longer.
-    Held(Duration),
-}
-
 /// The configured cache.
 pub enum Cache {
     Valkey {
         remote: ValkeyCache,
         /// In-process copies of immutable values.
         near: Box<MemoryCache>,
+        /// Leases this process released, for its own waiters.
+        releases: LocalReleases,
     },
     Memory(MemoryCache),
+}
+
+/// Counts, per guarded key, the leases this process released, so that its
+/// waiters for the key can tell how many turns passed without asking
+/// Valkey. Only keys with a waiter listening have an entry.
+#[derive(Default)]
+pub struct LocalReleases {
+    keys: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl LocalReleases {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        // Every update is one insert, send or remove.
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts listening for releases of `key`'s lease: the receiver's
+    /// value counts them.
+    fn listen(&self, key: &str) -> watch::Receiver<u64> {
+        let mut keys = self.lock();
+        if let Some(sender) = keys.get(key) {
+            return sender.subscribe();
+        }
+        // Keys nobody listens to any more go when a new key comes.
+        keys.retain(|_, sender| sender.receiver_count() > 0);
+        let (sender, receiver) = watch::channel(0);
+        keys.insert(key.to_owned(), sender);
+        receiver
+    }
+
+    /// Announces a release of `key`'s lease to this process's waiters.
+    fn announce(&self, key: &str) {
+        let mut keys = self.lock();
+        if let Some(sender) = keys.get(key) {
+            if sender.receiver_count() == 0 {
+                keys.remove(key);
+            } else {
+                sender.send_modify(|released| *released += 1);
+            }
+        }
+    }
 }
 
 /// Entries the near cache keeps at most.
@@ -75,13 +122,21 @@ impl Cache {
         Cache::Valkey {
             remote,
             near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES)),
+            releases: LocalReleases::default(),
+        }
+    }
+
+    fn local_releases(&self) -> &LocalReleases {
+        match self {
+            Cache::Valkey { releases, .. } => releases,
+            Cache::Memory(c) => &c.releases,
         }
     }
 
     /// The value under `key`.
     pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         match self {
-            Cache::Valkey { remote, near } => {
+            Cache::Valkey { remote, near, .. } => {
                 let immutable = keys::is_immutable(key);
                 if immutable && let Some(value) = near.get(key) {
                     return Ok(Some(value));
@@ -144,7 +199,7 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
         match self {
-            Cache::Valkey { remote, near } => {
+            Cache::Valkey { remote, near, .. } => {
                 // Kept near even when Valkey is away: while it is, this
                 // host serves its hot records without asking the backend.
                 if keys::is_immutable(key) {
@@ -176,7 +231,7 @@ impl Cache {
     /// Removes `key`; whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
         match self {
-            Cache::Valkey { remote, near } => {
+            Cache::Valkey { remote, near, .. } => {
                 near.delete(key);
                 remote.delete(key).await
             }
@@ -198,48 +253,123 @@ impl Cache {
         }
     }
 
-    /// Takes the lease on `key` for `ttl`, waiting up to `wait` with the
-    /// backoff of [`lease::backoff`]. `None` when the wait ran out.
+    /// Takes the lease on `key` for `ttl`, in turn: waiting in line until
+    /// the line ahead has stood still for `wait` ([`lease::Wait`]); with a
+    /// zero `wait`, one attempt that fails while the lease is held or
+    /// others wait for it. `None` when the wait ran out.
     pub async fn acquire(
         &self,
         key: &str,
         ttl: Duration,
         wait: Duration,
     ) -> Result<Option<Lease>, CacheError> {
-        let (ttl, wait) = lease::clamp_request(ttl, wait);
+        let (ttl, patience) = lease::clamp_request(ttl, wait);
         let owner = lease::owner_token(rand::random());
-        let deadline = Instant::now() + wait;
-        for attempt in 0.. {
-            let outcome = match self {
-                Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl).await?,
-                Cache::Memory(c) => c.try_acquire(key, &owner, ttl),
+        let mut wait = Wait::new(patience);
+        let joins = wait.joins_line();
+        let mut releases = joins.then(|| self.local_releases().listen(key));
+        // Tokio's clock, which tests may pause.
+        let started = tokio::time::Instant::now();
+        loop {
+            // Releases heard from here on count towards this waiter's turn.
+            let heard_before = releases.as_mut().map(|r| *r.borrow_and_update());
+            let attempt = match self {
+                Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl, joins).await,
+                Cache::Memory(c) => Ok(c.try_acquire(key, &owner, ttl, joins)),
             };
-            let holder_ttl = match outcome {
-                Attempt::Taken(fence) => {
+            let ahead = match attempt {
+                Ok(AcquireAnswer::Taken(fence)) => {
                     return Ok(Some(Lease {
                         key: key.to_owned(),
                         owner,
                         fence,
                     }));
                 }
-                Attempt::Held(remaining) => remaining,
+                Ok(AcquireAnswer::Later { ahead }) => ahead,
+                Err(error) => {
+                    self.leave_line(key, &owner, joins).await;
+                    return Err(error);
+                }
             };
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+            let Some(pause) = wait.next_pause(ahead, started.elapsed(), rand::random()) else {
+                self.leave_line(key, &owner, joins).await;
+                return Ok(None);
+            };
+            match (releases.as_mut(), heard_before) {
+                (Some(releases), Some(before)) => {
+                    until_turn_or(pause, releases, before + ahead).await;
+                }
+                _ => tokio::time::sleep(pause).await,
             }
-            let pause =
-                lease::backoff(attempt, rand::random(), Some(holder_ttl)).min(deadline - now);
-            tokio::time::sleep(pause).await;
         }
-        Ok(None)
     }
 
-    /// Releases `lease` if its owner still holds it.
-    pub async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
+    /// Takes a waiter that gives up out of the line (else it would hold
+    /// the line up until its place expires).
+    async fn leave_line(&self, key: &str, owner: &str, joined: bool) {
+        if !joined {
+            return;
+        }
         match self {
+            Cache::Valkey { remote: c, .. } => {
+                let _ = c.leave(key, owner).await;
+            }
+            Cache::Memory(c) => c.leave(key, owner),
+        }
+    }
+
+    /// Waits until nobody holds `key`'s lease (true), for at most `wait`
+    /// (false: still held), asking as a waiter next in line would, and at
+    /// once when this process releases it.
+    pub async fn await_release(&self, key: &str, wait: Duration) -> Result<bool, CacheError> {
+        let (_, patience) = lease::clamp_request(Duration::ZERO, wait);
+        let mut releases = self.local_releases().listen(key);
+        // Nobody ahead but the holder, for as long as it holds.
+        let mut pacing = Wait::new(patience);
+        let started = tokio::time::Instant::now();
+        loop {
+            let heard_before = *releases.borrow_and_update();
+            let held = match self {
+                Cache::Valkey { remote: c, .. } => c.exists(&keys::lease(key)).await?,
+                Cache::Memory(c) => c.lease_held(key),
+            };
+            if !held {
+                return Ok(true);
+            }
+            let Some(pause) = pacing.next_pause(1, started.elapsed(), rand::random()) else {
+                return Ok(false);
+            };
+            until_turn_or(pause, &mut releases, heard_before + 1).await;
+        }
+    }
+
+    /// Releases `lease` if its owner still holds it, and tells this
+    /// process's waiters for it.
+    pub async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
+        let released = match self {
             Cache::Valkey { remote: c, .. } => c.release(lease).await,
             Cache::Memory(c) => Ok(c.release(lease)),
+        };
+        if matches!(released, Ok(true)) {
+            self.local_releases().announce(&lease.key);
+        }
+        released
+    }
+}
+
+/// Sleeps for `pause`, or less: until `releases` counts `turn` (when, had
+/// every release ahead of the waiter been this process's, its turn came).
+async fn until_turn_or(pause: Duration, releases: &mut watch::Receiver<u64>, turn: u64) {
+    let slept = tokio::time::sleep(pause);
+    tokio::pin!(slept);
+    loop {
+        tokio::select! {
+            () = &mut slept => return,
+            changed = releases.changed() => {
+                if changed.is_err() || *releases.borrow_and_update() >= turn {
+                    return;
+                }
+            }
         }
     }
 }
@@ -247,6 +377,13 @@ impl Cache {
 /// The in-process cache of the embedded defaults: a bounded map with TTLs.
 pub struct MemoryCache {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Leases released, for the waiters (all of them in this process).
+    releases: LocalReleases,
+    /// The lines of waiters for leases, by guarded key (only while someone
+    /// waits). Locked before `entries` when both are needed.
+    lines: Mutex<HashMap<String, Line>>,
+    /// The origin of the lines' clock.
+    created: Instant,
     default_ttl: Duration,
     max_entries: usize,
 }
@@ -267,6 +404,9 @@ impl MemoryCache {
     pub fn new(default_ttl: Duration, max_entries: usize) -> Self {
         MemoryCache {
             entries: Mutex::new(HashMap::new()),
+            releases: LocalReleases::default(),
+            lines: Mutex::new(HashMap::new()),
+            created: Instant::now(),
             default_ttl,
             max_entries: max_entries.max(1),
         }
@@ -399,12 +539,27 @@ impl MemoryCache {
         decision.retry_after_us
     }
 
-    fn try_acquire(&self, key: &str, owner: &str, ttl: Duration) -> Attempt {
+    fn lock_lines(&self) -> std::sync::MutexGuard<'_, HashMap<String, Line>> {
+        // As for `lock`: every update leaves a line whole.
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One attempt to take `key`'s lease, in turn (the rules of
+    /// [`lease::ACQUIRE_SCRIPT`], on [`Line`]).
+    fn try_acquire(&self, key: &str, owner: &str, ttl: Duration, joins: bool) -> AcquireAnswer {
         let now = Instant::now();
         let lease_key = keys::lease(key);
+        let mut lines = self.lock_lines();
         let mut entries = self.lock();
-        if let Some(held) = entries.get(&lease_key).filter(|e| e.live(now)) {
-            return Attempt::Held(held.expires.map_or(ttl, |t| t - now));
+        let lease_free = !entries.get(&lease_key).is_some_and(|e| e.live(now));
+        let line = lines.entry(key.to_owned()).or_default();
+        let clock_ms = now.duration_since(self.created).as_millis() as u64;
+        let turn = line.attempt(owner, joins, lease_free, clock_ms);
+        if line.is_empty() {
+            lines.remove(key);
+        }
+        if let Turn::Later { ahead } = turn {
+            return AcquireAnswer::Later { ahead };
         }
         entries.insert(
             lease_key,
@@ -427,7 +582,21 @@ impl MemoryCache {
                 expires: Some(now + lease::FENCE_TTL),
             },
         );
-        Attempt::Taken(fence)
+        AcquireAnswer::Taken(fence)
+    }
+
+    fn lease_held(&self, key: &str) -> bool {
+        self.get(&keys::lease(key)).is_some()
+    }
+
+    fn leave(&self, key: &str, owner: &str) {
+        let mut lines = self.lock_lines();
+        if let Some(line) = lines.get_mut(key) {
+            line.leave(owner);
+            if line.is_empty() {
+                lines.remove(key);
+            }
+        }
     }
 
     fn release(&self, lease: &Lease) -> bool {
@@ -501,6 +670,134 @@ mod tests {
         assert!(
             !cache.release(&first).await.unwrap(),
             "a stale owner cannot release"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiters_get_the_lease_in_the_order_they_came_and_one_attempt_cannot_cut_in() {
+        let cache = std::sync::Arc::new(memory());
+        let (ttl, patience) = (Duration::from_secs(5), Duration::from_secs(5));
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let served = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for i in 0..5 {
+            let (cache, served) = (cache.clone(), served.clone());
+            waiters.push(tokio::spawn(async move {
+                let lease = cache.acquire("k", ttl, patience).await.unwrap().unwrap();
+                served.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                cache.release(&lease).await.unwrap();
+            }));
+            // Each joins the line before the next one comes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cache.release(&holder).await.unwrap();
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none(),
+            "the lease is free, but others wait for it"
+        );
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(*served.lock().unwrap(), [0, 1, 2, 3, 4]);
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_in_this_process_wakes_the_waiter_whose_turn_it_is_at_once() {
+        let cache = std::sync::Arc::new(memory());
+        let ttl = Duration::from_secs(5);
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let lease = cache.acquire("k", ttl, ttl).await.unwrap().unwrap();
+                (tokio::time::Instant::now(), lease)
+            })
+        };
+        // Long enough for the waiter's polls to be far apart.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let released_at = tokio::time::Instant::now();
+        cache.release(&holder).await.unwrap();
+        let (taken_at, lease) = waiter.await.unwrap();
+        assert_eq!(taken_at, released_at, "taken without waiting for a poll");
+        assert!(lease.fence > holder.fence);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn await_release_returns_when_the_holder_releases_or_the_wait_runs_out() {
+        let cache = std::sync::Arc::new(memory());
+        let ttl = Duration::from_secs(5);
+        assert_eq!(cache.await_release("k", Duration::ZERO).await, Ok(true));
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            cache.await_release("k", Duration::from_millis(300)).await,
+            Ok(false)
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let observer = {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let free = cache.await_release("k", ttl).await;
+                (tokio::time::Instant::now(), free)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let released_at = tokio::time::Instant::now();
+        cache.release(&holder).await.unwrap();
+        assert_eq!(observer.await.unwrap(), (released_at, Ok(true)));
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some(),
+            "the observer did not take the lease"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_the_line() {
+        let cache = memory();
+        let ttl = Duration::from_secs(5);
+        let holder = cache
+            .acquire("k", ttl, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let gave_up = cache.acquire("k", ttl, Duration::from_millis(20)).await;
+        assert_eq!(gave_up, Ok(None));
+        cache.release(&holder).await.unwrap();
+        assert!(
+            cache
+                .acquire("k", ttl, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some(),
+            "nobody is left waiting"
         );
     }
 

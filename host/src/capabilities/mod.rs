@@ -170,6 +170,19 @@ impl wit_cache::Host for RequestState {
         };
         logged(self.capabilities.cache.release(&lease).await)
     }
+
+    async fn await_release(
+        &mut self,
+        key: String,
+        wait_ms: u64,
+    ) -> Result<bool, wit_cache::CacheError> {
+        logged(
+            self.capabilities
+                .cache
+                .await_release(&key, Duration::from_millis(wait_ms))
+                .await,
+        )
+    }
 }
 
 impl wit_backend::Host for RequestState {
@@ -284,11 +297,19 @@ impl wit_backend::Host for RequestState {
         tool: String,
         action: String,
         parameters: String,
+        idempotency_key: Option<String>,
     ) -> Result<String, wit_backend::BackendError> {
         let started = Instant::now();
         let result = self
             .backend()
-            .execute_tool(&claims(caller), &user_id, &tool, &action, parameters)
+            .execute_tool(
+                &claims(caller),
+                &user_id,
+                &tool,
+                &action,
+                parameters,
+                idempotency_key.as_deref(),
+            )
             .await;
         Ok(self.observed(started, result)?.to_string())
     }

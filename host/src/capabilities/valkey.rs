@@ -11,7 +11,7 @@ use cronium_rules::valkey::{self as commands, AccessAnswer, AcquireAnswer, Scrip
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 
-use super::cache::{Access, Attempt, CacheError, Lease};
+use super::cache::{Access, CacheError, Lease};
 use crate::config::ValkeyConfig;
 
 /// How long one Valkey call may take before it counts as unavailable:
@@ -25,6 +25,7 @@ pub struct ValkeyCache {
     default_ttl: Duration,
     acquire: Script,
     release: Script,
+    leave: Script,
     limit: Script,
     increment: Script,
 }
@@ -56,6 +57,7 @@ impl ValkeyCache {
             default_ttl,
             acquire: Script::new(lease::ACQUIRE_SCRIPT),
             release: Script::new(lease::RELEASE_SCRIPT),
+            leave: Script::new(lease::LEAVE_SCRIPT),
             limit: Script::new(rate_limit::LIMIT_SCRIPT),
             increment: Script::new(commands::INCREMENT_SCRIPT),
         })
@@ -143,19 +145,28 @@ impl ValkeyCache {
         self.run(&self.increment, call).await
     }
 
+    /// One attempt to take `key`'s lease, in turn ([`lease::ACQUIRE_SCRIPT`]).
     pub(crate) async fn try_acquire(
         &self,
         key: &str,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Attempt, CacheError> {
+        joins_line: bool,
+    ) -> Result<AcquireAnswer, CacheError> {
         let reply = self
-            .run(&self.acquire, commands::acquire(key, owner, ttl))
+            .run(
+                &self.acquire,
+                commands::acquire(key, owner, ttl, joins_line),
+            )
             .await?;
-        Ok(match AcquireAnswer::from_reply(reply) {
-            AcquireAnswer::Taken(fence) => Attempt::Taken(fence),
-            AcquireAnswer::Held(remaining) => Attempt::Held(remaining),
-        })
+        Ok(AcquireAnswer::from_reply(reply))
+    }
+
+    /// Takes `owner` out of the line for `key`'s lease.
+    pub(crate) async fn leave(&self, key: &str, owner: &str) -> Result<(), CacheError> {
+        self.run(&self.leave, commands::leave(key, owner))
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn check_access(

@@ -1,6 +1,7 @@
 //! `cronium:runtime/backend` on outbound HTTP to the Cronium
 //! backend's internal API. Paths, headers (`Authorization`,
-//! `X-Execution-ID`, `X-Job-Capability`), retries of idempotent calls, the
+//! `X-Execution-ID`, `X-Job-Capability`, a relayed tool call's
+//! `Idempotency-Key`), retries of idempotent calls, the
 //! reading of answers (a `{"success":false}` body is a refusal) and every
 //! wire shape come from `cronium-rules`, as for the custom host.
 //!
@@ -125,6 +126,7 @@ impl Guest for crate::Adapters {
         tool: String,
         action: String,
         parameters: String,
+        idempotency_key: Option<String>,
     ) -> Result<String, BackendError> {
         let params = raw_json(parameters)?;
         let body = serde_json::to_vec(&wire::ToolExecuteRequest {
@@ -135,11 +137,16 @@ impl Guest for crate::Adapters {
             params: &params,
         })
         .expect("tool requests serialize");
-        let answer = checked(call(
+        let extra: Vec<(&'static str, String)> = idempotency_key
+            .map(|key| (rules::IDEMPOTENCY_KEY_HEADER, key))
+            .into_iter()
+            .collect();
+        let answer = checked(call_with(
             Method::Post,
             rules::TOOLS_EXECUTE_PATH,
             Some(&caller),
             Some(body),
+            &extra,
         )?)?;
         serde_json::from_slice::<wire::ToolExecuteAnswer>(&answer.body)
             .map(|a| a.data.to_string())
@@ -166,6 +173,17 @@ fn call(
     caller: Option<&Claims>,
     body: Option<Vec<u8>>,
 ) -> Result<Answer, BackendError> {
+    call_with(method, path, caller, body, &[])
+}
+
+/// [`call`], with `extra` headers.
+fn call_with(
+    method: Method,
+    path: &str,
+    caller: Option<&Claims>,
+    body: Option<Vec<u8>>,
+    extra: &[(&'static str, String)],
+) -> Result<Answer, BackendError> {
     let base = settings::get("backend_url")
         .ok_or_else(|| BackendError::Unavailable("no backend_url is configured".into()))?;
     let url = format!("{}{path}", base.trim_end_matches('/'));
@@ -179,6 +197,7 @@ fn call(
             caller.capability_token.as_deref(),
         ));
     }
+    headers.extend(extra.iter().cloned());
     let attempts = if method == Method::Get {
         rules::IDEMPOTENT_ATTEMPTS
     } else {

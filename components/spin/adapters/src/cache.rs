@@ -1,7 +1,7 @@
 //! `cronium:runtime/cache` on Spin's Redis interface, so an
 //! endpoint component gets the same cache under `spin up` as in the custom
-//! host, on the same Valkey: the same key formats, TTLs, increments and
-//! lease scripts (all from `cronium-rules`).
+//! host, on the same Valkey: the same key formats, TTLs, increments,
+//! lease scripts and line of waiters (all from `cronium-rules`).
 //!
 //! Settings (Spin variables of the endpoint component): `valkey_url`
 //! (empty: no cache, every call answers `unavailable` and components go
@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use cronium_rules::lease;
+use cronium_rules::keys;
+use cronium_rules::lease::{self, Wait};
 use cronium_rules::valkey::{self as commands, AcquireAnswer};
 use cronium_spin_support::valkey::{self, ValkeyError};
 use cronium_spin_support::{random_u64, random_unit, settings};
@@ -65,29 +66,71 @@ impl Guest for crate::Adapters {
     }
 
     fn acquire(key: String, ttl_ms: u64, wait_ms: u64) -> Result<Option<Lease>, CacheError> {
-        let (ttl, wait) = lease::clamp_request(
+        let (ttl, patience) = lease::clamp_request(
             Duration::from_millis(ttl_ms),
             Duration::from_millis(wait_ms),
         );
         let owner = lease::owner_token((u128::from(random_u64()) << 64) | u128::from(random_u64()));
-        let deadline = Instant::now() + wait;
-        for attempt in 0.. {
-            let reply = valkey::eval(&commands::acquire(&key, &owner, ttl)).map_err(error)?;
-            let holder_ttl = match AcquireAnswer::from_reply(reply) {
+        let mut wait = Wait::new(patience);
+        let joins = wait.joins_line();
+        // A waiter that gives up leaves the line, else it would hold the
+        // line up until its place expires.
+        let leave = |owner: &str| {
+            if joins {
+                let _ = valkey::eval(&commands::leave(&key, owner));
+            }
+        };
+        let started = Instant::now();
+        loop {
+            let reply = match valkey::eval(&commands::acquire(&key, &owner, ttl, joins)) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    leave(&owner);
+                    return Err(error(e));
+                }
+            };
+            let ahead = match AcquireAnswer::from_reply(reply) {
                 AcquireAnswer::Taken(fence) => {
                     return Ok(Some(Lease { key, owner, fence }));
                 }
-                AcquireAnswer::Held(remaining) => remaining,
+                AcquireAnswer::Later { ahead } => ahead,
             };
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+            match wait.next_pause(ahead, started.elapsed(), random_unit()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => {
+                    leave(&owner);
+                    return Ok(None);
+                }
             }
-            let pause =
-                lease::backoff(attempt, random_unit(), Some(holder_ttl)).min(deadline - now);
-            std::thread::sleep(pause);
         }
-        Ok(None)
+    }
+
+    fn await_release(key: String, wait_ms: u64) -> Result<bool, CacheError> {
+        let (_, patience) = lease::clamp_request(Duration::ZERO, Duration::from_millis(wait_ms));
+        let lease_key = keys::lease(&key);
+        // Nobody ahead but the holder, for as long as it holds.
+        let mut pacing = Wait::new(patience);
+        let started = Instant::now();
+        loop {
+            let held = match valkey::command(&["EXISTS".to_owned(), lease_key.clone()])
+                .map_err(error)?
+                .as_slice()
+            {
+                [RedisResult::Int64(n)] => *n > 0,
+                other => {
+                    return Err(CacheError::Invalid(format!(
+                        "EXISTS answered {other:?}, not an integer"
+                    )));
+                }
+            };
+            if !held {
+                return Ok(true);
+            }
+            match pacing.next_pause(1, started.elapsed(), random_unit()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Ok(false),
+            }
+        }
     }
 
     fn release(lease: Lease) -> Result<bool, CacheError> {
