@@ -4,10 +4,10 @@
 //! and the fake backend, then drives with `wrk` (installed with apt-get
 //! when missing) these servers side by side in one run:
 //!
-//! * `host`: `cronium-runtime`, the components on wasmtime, a fresh
-//!   instance per request (the default);
-//! * `host, reuse 128`: the same with `CRONIUM_INSTANCE_REUSE=128`, an
-//!   instance serving up to 128 requests of one credential;
+//! * `host, fresh`: `cronium-runtime`, the components on wasmtime, with
+//!   `CRONIUM_INSTANCE_REUSE=1`: a fresh instance per request;
+//! * `host, reuse 128`: the default, an instance serving up to 128
+//!   requests of one credential;
 //! * `host, wasi:http export` (GET input only): the host calling the
 //!   components through `wasi:http`, as Spin does, instead of their
 //!   direct `handler` export;
@@ -107,7 +107,7 @@ impl Target {
 
     fn name(self) -> &'static str {
         match self {
-            Target::Host => "host",
+            Target::Host => "host, fresh",
             Target::HostReuse => "host, reuse 128",
             Target::HostWasiHttp => "host, wasi:http export",
             Target::Native => "native",
@@ -334,7 +334,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
     };
     let base = HostConfig::with(&valkey.url(), &backend.url());
     let mut servers: BTreeMap<Target, Host> = BTreeMap::new();
-    servers.insert(Target::Host, Host::start(quiet(base.clone())).await);
+    servers.insert(
+        Target::Host,
+        Host::start(quiet(base.clone()).env("CRONIUM_INSTANCE_REUSE", "1")).await,
+    );
     servers.insert(
         Target::HostReuse,
         Host::start(quiet(base.clone()).env("CRONIUM_INSTANCE_REUSE", REUSE)).await,
@@ -687,7 +690,7 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
     };
     for (name, target, conns, m) in rows {
         let (other, label) = match target {
-            Target::Host => (Target::Native, "host / native"),
+            Target::Host => (Target::Native, "host, fresh / native"),
             Target::HostReuse => (Target::Native, "host, reuse / native"),
             Target::HostWasiHttp => (Target::Native, "host, wasi:http / native"),
             Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),

@@ -166,7 +166,7 @@ async fn help_lists_every_setting_with_its_variable_file_key_and_default() {
         ("RATE_LIMIT_PER_MIN", "security.rateLimitPerMin", "1000"),
         ("TLS_CERT", "security.tlsCert", "unset"),
         ("CACHE_TTL", "cache.ttl", "5m"),
-        ("CRONIUM_INSTANCE_REUSE", "cronium.instanceReuse", "1"),
+        ("CRONIUM_INSTANCE_REUSE", "cronium.instanceReuse", "128"),
         ("CRONIUM_TOOL_SETTINGS", "cronium.toolSettings", "unset"),
     ] {
         let line = text

@@ -124,7 +124,7 @@ fn essence(reply: &Reply) -> (u16, [Option<String>; 5], Value) {
 }
 
 #[tokio::test]
-async fn every_route_answers_the_same_through_either_export() {
+async fn every_route_answers_the_same_through_either_export_and_with_reuse_on_or_off() {
     let cases = [
         case("GET", "/executions/exec-1/input", Some("exec-1"), None),
         case(
@@ -201,8 +201,13 @@ async fn every_route_answers_the_same_through_either_export() {
             Some(json!({"tool": "nope", "action": "send", "config": {}})),
         ),
     ];
-    let handler = World::start(|c| c).await;
-    let wasi_http = World::start(|c| c.env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await;
+    // The default (handler export, instances reused by credential), then
+    // wasi:http as Spin calls it, then a fresh instance per request.
+    let worlds = [
+        World::start(|c| c).await,
+        World::start(|c| c.env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await,
+        World::start(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await,
+    ];
     for case in &cases {
         let auth = case.token_for.map(|e| format!("Bearer {}", token(e)));
         let mut headers = vec![("content-type", "application/json")];
@@ -211,7 +216,7 @@ async fn every_route_answers_the_same_through_either_export() {
         }
         let body = case.body.as_ref().map(Value::to_string);
         let mut answers = Vec::new();
-        for world in [&handler, &wasi_http] {
+        for world in &worlds {
             let url = world.host.url(case.path);
             let reply = call(
                 case.method,
@@ -225,6 +230,11 @@ async fn every_route_answers_the_same_through_either_export() {
         assert_eq!(
             answers[0], answers[1],
             "{} {}: handler, then wasi:http",
+            case.method, case.path
+        );
+        assert_eq!(
+            answers[0], answers[2],
+            "{} {}: reused instances, then fresh ones",
             case.method, case.path
         );
     }

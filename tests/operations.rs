@@ -76,10 +76,15 @@ async fn metrics_count_the_requests_a_test_made_by_route_and_status() {
         metric(&text, "cronium_cache_lookups_total{result=\"miss\"}"),
         Some(1.0)
     );
+    // Each request ran on a new instance or one reused for its token.
+    let instantiated = metric(&text, "cronium_component_instantiation_seconds_count");
+    let reused = metric(&text, "cronium_component_instances_reused_total");
     assert_eq!(
-        metric(&text, "cronium_component_instantiation_seconds_count"),
-        Some(3.0)
+        instantiated.zip(reused).map(|(n, r)| n + r),
+        Some(3.0),
+        "{text}"
     );
+    assert!(instantiated >= Some(1.0));
     assert_eq!(
         metric(&text, "cronium_backend_request_duration_seconds_count"),
         Some(1.0)

@@ -72,11 +72,32 @@ async fn served_by_instance(host: &Host, authorization: Option<&str>) -> u64 {
 }
 
 #[tokio::test]
-async fn by_default_every_request_gets_a_fresh_instance() {
+async fn by_default_an_instance_serves_later_requests_of_its_credential() {
     let (_valkey, _backend, host) = misbehaving_host().await;
+    for expected in [1, 2, 3] {
+        assert_eq!(served_by_instance(&host, Some("Bearer a")).await, expected);
+    }
+    assert_eq!(served_by_instance(&host, Some("Bearer b")).await, 1);
+}
+
+#[tokio::test]
+async fn with_reuse_turned_off_every_request_gets_a_fresh_instance() {
+    let (_valkey, _backend, host) =
+        misbehaving_host_with(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await;
     for _ in 0..3 {
         assert_eq!(served_by_instance(&host, Some("Bearer a")).await, 1);
     }
+}
+
+#[tokio::test]
+async fn an_instance_whose_memory_grew_past_a_quarter_of_its_cap_is_not_kept() {
+    let (_valkey, _backend, host) = misbehaving_host().await;
+    let auth = [("authorization", "Bearer g")];
+    // 24 MiB of a 32 MiB cap: answered, then dropped.
+    let grown = call("GET", &host.url("/executions/grow/input"), &auth, None).await;
+    assert_eq!((grown.status, grown.json["data"].as_u64()), (200, Some(1)));
+    assert_eq!(served_by_instance(&host, Some("Bearer g")).await, 1);
+    assert_eq!(served_by_instance(&host, Some("Bearer g")).await, 2);
 }
 
 #[tokio::test]

@@ -179,9 +179,16 @@ impl WasiHttpHooks for NoOutgoingHttp {
 pub(crate) struct MemoryLimit {
     max: usize,
     hit: Arc<AtomicBool>,
+    /// The largest memory the instance was allowed to grow to.
+    grown: usize,
 }
 
 impl MemoryLimit {
+    /// The largest linear memory the instance has grown to so far.
+    pub(crate) fn grown(&self) -> usize {
+        self.grown
+    }
+
     /// A cap of `max` bytes, and the flag that tells whether it was hit.
     pub(crate) fn new(max: usize) -> (MemoryLimit, Arc<AtomicBool>) {
         let hit = Arc::new(AtomicBool::new(false));
@@ -189,6 +196,7 @@ impl MemoryLimit {
             MemoryLimit {
                 max,
                 hit: hit.clone(),
+                grown: 0,
             },
             hit,
         )
@@ -206,6 +214,7 @@ impl ResourceLimiter for MemoryLimit {
             self.hit.store(true, Ordering::Relaxed);
             return Ok(false);
         }
+        self.grown = self.grown.max(desired);
         Ok(true)
     }
 
@@ -423,8 +432,10 @@ impl Components {
             };
             match answered {
                 Ok((response, instance, served)) => {
-                    // Only an instance that answered cleanly is kept.
-                    if let (Some(pool), Some(key)) = (&self.warm, key) {
+                    // Only an instance that answered cleanly, and did not
+                    // grow past a quarter of its cap, is kept.
+                    let small = instance.store.data().limits.grown() <= self.memory / 4;
+                    if let (Some(pool), Some(key), true) = (&self.warm, key, small) {
                         pool.put(key, instance, served);
                     }
                     Ok(response)

@@ -11,8 +11,10 @@
 //! is about 30 % of the CPU a cached read costs (`bench/load.rs`).
 //!
 //! An instance is dropped when it has served its count, when it failed in
-//! any way, when it has idled for [`IDLE`] (a sweeper thread looks every
-//! second), or when [`WarmPool::cap`] warm instances are already kept.
+//! any way (trap, deadline, out of memory), when its memory grew past a
+//! quarter of the instance cap (`components::call`), when it has idled for
+//! [`IDLE`] (a sweeper thread looks every second), or when
+//! [`WarmPool::cap`] warm instances are already kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -268,10 +268,10 @@ pub struct Config {
     pub component_memory: usize,
     /// `CRONIUM_MAX_INSTANCES` (1000): component instances alive at once.
     pub max_instances: u32,
-    /// `CRONIUM_INSTANCE_REUSE` (1): how many requests one instance may
-    /// serve. 1 gives every request a fresh instance; more lets an instance
-    /// serve further requests that carry the same `Authorization` header,
-    /// and only those (see `components::warm`).
+    /// `CRONIUM_INSTANCE_REUSE` (128): how many requests one instance may
+    /// serve. More than 1 lets an instance serve further requests that
+    /// carry the same `Authorization` header, and only those (see
+    /// `components::warm`); 1 gives every request a fresh instance.
     pub instance_reuse: u32,
     /// `CRONIUM_COMPONENT_EXPORT` (`handler`): the export the host calls;
     /// `wasi-http` calls every component the way Spin does.
@@ -1026,10 +1026,10 @@ security:
     }
 
     #[test]
-    fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
-        assert_eq!(config(&[]).unwrap().instance_reuse, 1);
-        let c = config(&[("CRONIUM_INSTANCE_REUSE", "64")]).unwrap();
-        assert_eq!(c.instance_reuse, 64);
+    fn instances_are_reused_by_credential_unless_turned_off() {
+        assert_eq!(config(&[]).unwrap().instance_reuse, 128);
+        let c = config(&[("CRONIUM_INSTANCE_REUSE", "1")]).unwrap();
+        assert_eq!(c.instance_reuse, 1);
         let error = config(&[("CRONIUM_INSTANCE_REUSE", "0")]).unwrap_err();
         assert_eq!(error.name, "CRONIUM_INSTANCE_REUSE");
     }

@@ -212,9 +212,9 @@ pub const MAX_INSTANCES: Setting = Setting::new(
 pub const INSTANCE_REUSE: Setting = Setting::new(
     "CRONIUM_INSTANCE_REUSE",
     "cronium.instanceReuse",
-    "requests one instance may serve, only for the same Authorization; 1: fresh per request",
+    "requests one instance may serve, only for the same Authorization; 1: a fresh instance per request",
 )
-.default("1");
+.default("128");
 pub const COMPONENT_EXPORT: Setting = Setting::new(
     "CRONIUM_COMPONENT_EXPORT",
     "cronium.componentExport",

@@ -41,6 +41,12 @@ fn misbehave(request: Request, export: &str) -> Result<Reply, ApiError> {
     let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     match path::segments(&request.path).as_slice() {
         ["executions", "count", _] => Ok(Reply::data(served.into())),
+        // Grows the instance's memory by 24 MiB, then answers like count.
+        ["executions", "grow", _] => {
+            let ballast = vec![1u8; 24 << 20];
+            std::hint::black_box(&ballast);
+            Ok(Reply::data(served.into()))
+        }
         ["executions", "export", _] => Ok(Reply::data(export.into())),
         ["executions", "bad-header", _] => {
             Ok(Reply::data(export.into()).with_header("bad name", "x"))
