@@ -1,10 +1,10 @@
 //! The component engine: each endpoint group is compiled once and
-//! pre-instantiated once; every request gets a fresh store from the
-//! pooling allocator, with an epoch deadline and a memory cap. A trap, a
-//! deadline or an exhausted memory ends that request with a JSON error
-//! and touches nothing else. With `CRONIUM_INSTANCE_REUSE` above 1, an
-//! instance may instead serve further requests carrying its credential
-//! ([`warm`]).
+//! pre-instantiated once; a request is served by an instance that served
+//! its very credential before ([`warm`]; `CRONIUM_INSTANCE_REUSE`, 128 by
+//! default), else by a new one in a fresh store from the pooling
+//! allocator, always with an epoch deadline and a memory cap. A trap, a
+//! deadline or an exhausted memory ends that request with a JSON error,
+//! drops the instance and touches nothing else.
 //!
 //! A request enters a component through its `cronium:runtime/handler`
 //! export, one call with the request read whole (`wit/handler.wit`), or,
