@@ -374,11 +374,6 @@ pub fn help_text() -> String {
     text
 }
 
-/// The setting whose variable is `var`, in any of its spellings.
-pub fn by_var(var: &str) -> Option<&'static Setting> {
-    ALL.iter().find(|s| s.var == var)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
