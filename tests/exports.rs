@@ -5,8 +5,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::{FakeBackend, Host, HostConfig, Reply, Valkey, call, token};
+use support::{FakeBackend, Host, HostConfig, Valkey, call, parity};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 /// A component with only the `wasi:http` export (`bench/components/hello`).
@@ -24,8 +23,7 @@ impl World {
     async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
         let valkey = Valkey::start();
         let backend = FakeBackend::start().await;
-        backend.add_execution("exec-1", "user-1", Some(json!({"rows": 3})));
-        backend.add_execution("exec-2", "user-1", None);
+        parity::add_executions(&backend);
         let host = Host::start(configure(HostConfig::with(&valkey.url(), &backend.url()))).await;
         World {
             _valkey: valkey,
@@ -79,128 +77,9 @@ async fn a_component_with_only_the_wasi_http_export_is_served_through_it() {
     assert_eq!(&reply.body[..], b"hello");
 }
 
-/// One request of the parity table.
-struct Case {
-    method: &'static str,
-    path: &'static str,
-    /// The execution whose token is sent; `None`: no `Authorization`.
-    token_for: Option<&'static str>,
-    body: Option<Value>,
-}
-
-const fn case(
-    method: &'static str,
-    path: &'static str,
-    token_for: Option<&'static str>,
-    body: Option<Value>,
-) -> Case {
-    Case {
-        method,
-        path,
-        token_for,
-        body,
-    }
-}
-
-/// What must match between the two exports: status, the headers a
-/// component sets, and the body.
-fn essence(reply: &Reply) -> (u16, [Option<String>; 5], Value) {
-    let header = |name: &str| reply.header(name).map(str::to_owned);
-    (
-        reply.status,
-        [
-            header("content-type"),
-            header("allow"),
-            header("retry-after"),
-            header("idempotent-replayed"),
-            header("etag"),
-        ],
-        if reply.body.is_empty() {
-            Value::Null
-        } else {
-            reply.json.clone()
-        },
-    )
-}
-
 #[tokio::test]
 async fn every_route_answers_the_same_through_either_export_and_with_reuse_on_or_off() {
-    let cases = [
-        case("GET", "/executions/exec-1/input", Some("exec-1"), None),
-        case(
-            "GET",
-            "/executions/exec-1/input?fresh=1",
-            Some("exec-1"),
-            None,
-        ),
-        case("GET", "/executions/exec-2/input", Some("exec-2"), None),
-        case("GET", "/executions/exec-1/context", Some("exec-1"), None),
-        case(
-            "POST",
-            "/executions/exec-1/output",
-            Some("exec-1"),
-            Some(json!({"data": {"n": 1}})),
-        ),
-        case(
-            "POST",
-            "/executions/exec-1/output",
-            Some("exec-1"),
-            Some(json!({"nodata": 1})),
-        ),
-        case(
-            "POST",
-            "/executions/exec-1/condition",
-            Some("exec-1"),
-            Some(json!({"condition": "yes"})),
-        ),
-        case("PUT", "/executions/exec-1/input", Some("exec-1"), None),
-        case("GET", "/executions/exec-1/input", None, None),
-        case("GET", "/executions/exec-1/input", Some("exec-2"), None),
-        case("GET", "/executions/nope/input", Some("nope"), None),
-        case(
-            "PUT",
-            "/executions/exec-1/variables/greeting",
-            Some("exec-1"),
-            Some(json!({"value": "hi"})),
-        ),
-        case(
-            "GET",
-            "/executions/exec-2/variables/greeting",
-            Some("exec-2"),
-            None,
-        ),
-        case(
-            "PUT",
-            "/executions/exec-1/variables/a%2Fb",
-            Some("exec-1"),
-            Some(json!({"value": [1, 2]})),
-        ),
-        case(
-            "GET",
-            "/executions/exec-1/variables/a%2Fb",
-            Some("exec-1"),
-            None,
-        ),
-        case(
-            "GET",
-            "/executions/exec-1/variables/missing",
-            Some("exec-1"),
-            None,
-        ),
-        case(
-            "DELETE",
-            "/executions/exec-1/variables/greeting",
-            Some("exec-1"),
-            None,
-        ),
-        case("GET", "/tool-actions", Some("exec-1"), None),
-        case(
-            "POST",
-            "/tool-actions/execute",
-            Some("exec-1"),
-            Some(json!({"tool": "nope", "action": "send", "config": {}})),
-        ),
-    ];
+    let cases = parity::route_table();
     // The default (handler export, instances reused by credential), then
     // wasi:http as Spin calls it, then a fresh instance per request.
     let worlds = [
@@ -209,23 +88,11 @@ async fn every_route_answers_the_same_through_either_export_and_with_reuse_on_or
         World::start(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await,
     ];
     for case in &cases {
-        let auth = case.token_for.map(|e| format!("Bearer {}", token(e)));
-        let mut headers = vec![("content-type", "application/json")];
-        if let Some(auth) = &auth {
-            headers.push(("authorization", auth));
-        }
-        let body = case.body.as_ref().map(Value::to_string);
         let mut answers = Vec::new();
         for world in &worlds {
-            let url = world.host.url(case.path);
-            let reply = call(
-                case.method,
-                &url,
-                &headers,
-                body.as_deref().map(str::as_bytes),
-            )
-            .await;
-            answers.push(essence(&reply));
+            answers.push(parity::essence(
+                &parity::ask(&world.host.base(), case).await,
+            ));
         }
         assert_eq!(
             answers[0], answers[1],

@@ -42,6 +42,8 @@ pub struct BackendState {
     pub quiet: bool,
     /// Answer every request with 503.
     pub down: bool,
+    /// Answer audit events (only) with 503.
+    pub audit_down: bool,
     /// Wait this long before answering a variable write (PUT); audit
     /// events and outputs are answered at once.
     pub write_delay: Option<std::time::Duration>,
@@ -191,7 +193,7 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             body: body.clone(),
         });
     }
-    if state.down {
+    if state.down || (state.audit_down && path == "/api/internal/audit") {
         return reply(503, json!({"error": "Service Unavailable"}));
     }
     if headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {BACKEND_TOKEN}"))

@@ -9,6 +9,8 @@
 pub mod backend;
 pub mod client;
 pub mod host;
+pub mod parity;
+pub mod spin;
 pub mod stand_in;
 pub mod tls;
 pub mod valkey;
@@ -16,6 +18,7 @@ pub mod valkey;
 pub use backend::FakeBackend;
 pub use client::{Reply, call};
 pub use host::{Host, HostConfig};
+pub use spin::{SpinApp, spin_cli};
 pub use stand_in::{Answer, StandIn};
 pub use valkey::Valkey;
 

@@ -5,7 +5,8 @@
 //!   the request, body capped, and writes the answer) and the direct
 //!   `handler` export the custom host calls ([`answer`]); both run the
 //!   component's route and answer its [`Reply`] or [`ApiError`] as JSON;
-//! * [`Request`], [`path`]: request parsing and path decoding;
+//! * [`Request`], [`path`]: request parsing and path decoding; CORS when
+//!   no host stands in front (Spin);
 //! * [`authorize`]: token verification plus the execution-id guard;
 //! * [`execution::load`], [`audit::record`]: the execution record through
 //!   the cache, and audit events;
@@ -31,6 +32,7 @@ pub mod bindings {
 
 pub mod audit;
 mod auth;
+mod cors;
 pub mod error;
 pub mod execution;
 pub mod path;
@@ -43,6 +45,7 @@ pub use reply::Reply;
 pub use request::Request;
 
 use bindings::exports::cronium::runtime::handler;
+use cors::CrossOrigin;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 /// Gives a component its two exports onto one route function
@@ -85,9 +88,8 @@ pub fn answer(
     request: handler::Request,
     route: impl FnOnce(Request) -> Result<Reply, ApiError>,
 ) -> handler::Response {
-    let reply = Request::from_direct(request)
-        .and_then(route)
-        .unwrap_or_else(Reply::from);
+    let cross_origin = CrossOrigin::of(&request.method, &request.headers);
+    let reply = respond(&cross_origin, || Request::from_direct(request), route);
     let (status, headers, body) = reply.into_parts();
     handler::Response {
         status,
@@ -110,10 +112,26 @@ pub fn serve(
     out: ResponseOutparam,
     route: impl FnOnce(Request) -> Result<Reply, ApiError>,
 ) {
-    let reply = Request::read(&incoming)
-        .and_then(route)
-        .unwrap_or_else(Reply::from);
+    let cross_origin = CrossOrigin::of(
+        &incoming.method().to_string(),
+        &incoming.headers().entries(),
+    );
+    let reply = respond(&cross_origin, || Request::read(&incoming), route);
     write(out, reply);
+}
+
+/// Answers a preflight, or reads the request and runs `route`; either way
+/// with the CORS headers the request's origin gets.
+fn respond(
+    cross_origin: &CrossOrigin,
+    read: impl FnOnce() -> Result<Request, ApiError>,
+    route: impl FnOnce(Request) -> Result<Reply, ApiError>,
+) -> Reply {
+    if let Some(preflight) = cross_origin.preflight() {
+        return preflight;
+    }
+    let reply = read().and_then(route).unwrap_or_else(Reply::from);
+    cross_origin.decorate(reply)
 }
 
 /// The most `blocking-write-and-flush` takes in one call.

@@ -63,6 +63,18 @@ pub fn lease_tickets(key: &str) -> String {
     format!("cronium:lease-tickets:{key}")
 }
 
+/// The audit spool of hosts without a disk (the Spin adapters): a list of
+/// audit bodies, oldest first. Its drain lease ([`audit_spool_drain`])
+/// shares its hash tag, so the scripts that touch both stay in one slot.
+pub fn audit_spool() -> String {
+    "cronium:{audit}:spool".to_owned()
+}
+
+/// The lease of whoever drains the [`audit_spool`].
+pub fn audit_spool_drain() -> String {
+    "cronium:{audit}:drain".to_owned()
+}
+
 /// The remembered result of a tool action sent with an `Idempotency-Key`.
 /// Scoped to the execution: two executions may use the same key.
 pub fn idempotency(execution_id: &str, idempotency_key: &str) -> String {

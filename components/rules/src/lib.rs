@@ -3,7 +3,9 @@
 //! adapters compile it to wasm. Each rule lives here once:
 //!
 //! * [`token`]: what makes an execution token valid;
+//! * [`audit_spool`]: the audit spool in Valkey of hosts without a disk;
 //! * [`backend`]: how the backend's internal API is called and its answers read;
+//! * [`cors`]: which origins get CORS headers, and the preflight answer;
 //! * [`duration`]: Go-style durations (`30s`, `5m`) of the configuration;
 //! * [`idempotency`]: how a tool call with an `Idempotency-Key` runs once;
 //! * [`keys`]: the cache key formats;
@@ -18,7 +20,9 @@
 //!
 //! Nothing here does I/O or reads a clock: callers pass the time in.
 
+pub mod audit_spool;
 pub mod backend;
+pub mod cors;
 pub mod duration;
 pub mod idempotency;
 pub mod keys;

@@ -38,7 +38,7 @@ pub mod bindings {
 
 use bindings::{
     audit as wit_audit, auth as wit_auth, backend as wit_backend, cache as wit_cache,
-    tool_types as wit_tool, tools as wit_tools, types as wit,
+    cors as wit_cors, tool_types as wit_tool, tools as wit_tools, types as wit,
 };
 
 /// Every capability, shared by all requests.
@@ -54,6 +54,14 @@ pub struct Capabilities {
 impl wit::Host for RequestState {}
 
 impl wit_tool::Host for RequestState {}
+
+/// The host answers CORS itself, in front of every component
+/// (`server::cors`), so components add nothing.
+impl wit_cors::Host for RequestState {
+    async fn allowed_origins(&mut self) -> Option<Vec<String>> {
+        None
+    }
+}
 
 impl wit_auth::Host for RequestState {
     async fn verify(

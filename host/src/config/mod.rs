@@ -453,15 +453,9 @@ impl Config {
             component_memory: values.size(&s::INSTANCE_MEMORY)?,
             compile_cache,
             cors: if values.boolean(&s::ENABLE_CORS)? {
-                Some(
-                    values
-                        .text(&s::ALLOWED_ORIGINS)
-                        .unwrap_or_default()
-                        .split(',')
-                        .map(|o| o.trim().trim_end_matches('/').to_owned())
-                        .filter(|o| !o.is_empty())
-                        .collect(),
-                )
+                Some(cronium_rules::cors::parse_origins(
+                    &values.text(&s::ALLOWED_ORIGINS).unwrap_or_default(),
+                ))
             } else {
                 None
             },

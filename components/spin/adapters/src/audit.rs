@@ -1,55 +1,153 @@
 //! `cronium:runtime/audit` on the backend's audit endpoint
 //! (`POST /api/internal/audit`, the body the custom host sends).
 //!
-//! Spin makes an instance per request and gives it no disk, so there is no
-//! background queue nor spool here: the event is delivered while the
-//! request is served, one attempt, and a failure is written to the app's
-//! log (stderr) rather than failing the request, as the interface
-//! promises. Operators who need the custom host's durable spool run the
-//! custom host.
+//! Spin gives a component no disk and a fresh instance per request, so the
+//! custom host's spool file has no place here. Its stand-in is a spool in
+//! Valkey (`cronium_rules::audit_spool`): an event the backend cannot take
+//! now is appended there, later events queue behind it, and the requests
+//! that emit events next drain it, oldest first, one drainer at a time,
+//! each event removed only once the backend has it. The body is built when
+//! the event happens, so a late delivery still carries its own time.
+//!
+//! Only when the backend and Valkey are both unreachable is an event lost,
+//! and then the app's log (stderr) says so.
 //!
 //! Settings (Spin variables of the endpoint component): `backend_url`,
-//! `backend_token`.
+//! `backend_token`, `backend_timeout`, and Valkey's.
 
+use cronium_rules::audit_spool::{self as spool, Admission, Delivery};
 use cronium_rules::backend as rules;
+use cronium_rules::backend::Failure;
 use cronium_rules::wire;
-use cronium_spin_support::{http, now_rfc3339, settings};
+use cronium_spin_support::valkey;
+use cronium_spin_support::{http, now_rfc3339, random_u64, settings};
 use spin_sdk::http::Method;
+use spin_sdk::redis::RedisResult;
 
 use crate::exports::cronium::runtime::audit::{AuditEvent, Guest};
 
 impl Guest for crate::Adapters {
     fn emit(event: AuditEvent) {
-        if let Err(why) = deliver(&event) {
-            eprintln!(
-                "audit event lost: execution {} action {}: {why}",
-                event.execution_id, event.action
-            );
+        let body = match body(&event) {
+            Ok(body) => body,
+            Err(why) => return lost(&event, &why),
+        };
+        let waiting = match valkey::command(&spool::length()) {
+            Ok(reply) => integer(&reply),
+            Err(_) => None,
+        };
+        match spool::admit(waiting) {
+            Admission::DeliverNow => match deliver(&body) {
+                Delivery::Taken => {}
+                Delivery::Refused => eprintln!(
+                    "audit event refused by the backend: execution {} action {}",
+                    event.execution_id, event.action
+                ),
+                Delivery::Failed => {
+                    if let Err(why) = valkey::command(&spool::push(&body)) {
+                        lost(&event, &format!("the backend is away and {why}"));
+                    }
+                }
+            },
+            Admission::JoinSpool => match valkey::command(&spool::push(&body)) {
+                Ok(_) => drain(),
+                // Valkey just answered LLEN: rather than lose the event,
+                // deliver it out of turn.
+                Err(why) => {
+                    if deliver(&body) == Delivery::Failed {
+                        lost(&event, &format!("the backend is away and {why}"));
+                    }
+                }
+            },
         }
     }
 }
 
-fn deliver(event: &AuditEvent) -> Result<(), String> {
-    let base = settings::get("backend_url").ok_or("no backend_url is configured")?;
+/// Delivers spooled events, oldest first, while this instance holds the
+/// drain lease: at most [`spool::DRAIN_BATCH`], stopping at the first
+/// failure (the event stays first in line for the next drainer).
+fn drain() {
+    let owner = format!("{:016x}", random_u64());
+    match valkey::command(&spool::take_drain(&owner)).as_deref() {
+        Ok([RedisResult::Status(_)]) => {}
+        // Held by another drainer, or Valkey is away.
+        _ => return,
+    }
+    for _ in 0..spool::DRAIN_BATCH {
+        let body = match valkey::command(&spool::oldest()).as_deref() {
+            Ok([RedisResult::Binary(bytes)]) => String::from_utf8_lossy(bytes).into_owned(),
+            _ => break,
+        };
+        let delivery = deliver(&body);
+        if delivery == Delivery::Refused {
+            eprintln!("spooled audit event refused by the backend; dropped: {body}");
+        }
+        if !spool::leaves_spool(delivery) {
+            break;
+        }
+        // Lost the lease (it outlived its TTL): the new drainer goes on.
+        if !matches!(valkey::eval(&spool::pop(&owner)), Ok(1)) {
+            return;
+        }
+    }
+    let _ = valkey::eval(&spool::release(&owner));
+}
+
+/// The backend's audit body for `event`, stamped now.
+fn body(event: &AuditEvent) -> Result<String, String> {
     let metadata = rules::audit_metadata(
         &event.details,
         event.user_id.as_deref(),
         event.job_id.as_deref(),
         &event.outcome,
     );
-    let body = serde_json::to_vec(&wire::AuditRequest {
+    serde_json::to_string(&wire::AuditRequest {
         execution_id: &event.execution_id,
         action: &event.action,
         metadata: &metadata,
         timestamp: &now_rfc3339(),
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// One attempt to hand `body` to the backend, within `backend_timeout`.
+fn deliver(body: &str) -> Delivery {
+    let Some(base) = settings::get("backend_url") else {
+        return Delivery::Failed;
+    };
     let mut headers = Vec::new();
     if let Some(auth) = rules::authorization(&settings::get("backend_token").unwrap_or_default()) {
         headers.push(("authorization", auth));
     }
     let url = format!("{}{}", base.trim_end_matches('/'), rules::AUDIT_PATH);
-    let answer =
-        http::send(Method::Post, &url, &headers, Some(body), 64 * 1024).map_err(|e| e.0)?;
-    rules::check_answer(answer.status, &answer.body).map_err(|e| e.to_string())
+    let deadline = http::Deadline::after(crate::backend::timeout());
+    let Ok(answer) = http::send(
+        Method::Post,
+        &url,
+        &headers,
+        Some(body.as_bytes().to_vec()),
+        64 * 1024,
+        deadline,
+    ) else {
+        return Delivery::Failed;
+    };
+    match rules::check_answer(answer.status, &answer.body) {
+        Ok(()) => Delivery::Taken,
+        Err(Failure::Rejected { .. }) => Delivery::Refused,
+        Err(_) => Delivery::Failed,
+    }
+}
+
+fn integer(reply: &[RedisResult]) -> Option<i64> {
+    match reply {
+        [RedisResult::Int64(n)] => Some(*n),
+        _ => None,
+    }
+}
+
+fn lost(event: &AuditEvent, why: &str) {
+    eprintln!(
+        "audit event lost: execution {} action {}: {why}",
+        event.execution_id, event.action
+    );
 }

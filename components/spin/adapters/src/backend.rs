@@ -6,11 +6,14 @@
 //! wire shape come from `cronium-rules`, as for the custom host.
 //!
 //! Settings (Spin variables of the endpoint component): `backend_url`
-//! (required; `http://` or `https://`), `backend_token`.
+//! (required; `http://` or `https://`), `backend_token`, `backend_timeout`
+//! (`30s`: one call, retries included, answers `timeout` after it).
 
 use cronium_rules::backend::{self as rules, Failure};
 use cronium_rules::wire::{self, BackendContext};
-use cronium_spin_support::http::{self, Answer};
+use std::time::Duration;
+
+use cronium_spin_support::http::{self, Answer, Deadline, TransportError};
 use cronium_spin_support::{now_rfc3339, settings};
 use serde_json::value::RawValue;
 use spin_sdk::http::Method;
@@ -203,10 +206,17 @@ fn call_with(
     } else {
         1
     };
+    // Every attempt and pause within one `backend_timeout`, as the custom
+    // host does.
+    let deadline = Deadline::after(timeout());
     let mut last = BackendError::Timeout;
     for attempt in 0..attempts {
         if attempt > 0 {
-            std::thread::sleep(rules::retry_pause(attempt));
+            let pause = rules::retry_pause(attempt);
+            if pause >= deadline.remaining() {
+                break;
+            }
+            std::thread::sleep(pause);
         }
         match http::send(
             method.clone(),
@@ -214,16 +224,30 @@ fn call_with(
             &headers,
             body.clone(),
             rules::MAX_RESPONSE,
+            deadline,
         ) {
             Ok(answer) if rules::retryable(answer.status) && attempt + 1 < attempts => {
                 last = error(rules::status_failure(answer.status, &answer.body));
             }
             Ok(answer) => return Ok(answer),
-            Err(e) => last = BackendError::Unavailable(e.0),
+            Err(TransportError::TimedOut) => return Err(BackendError::Timeout),
+            Err(TransportError::Failed(why)) => last = BackendError::Unavailable(why),
         }
     }
     Err(last)
 }
+
+/// The deadline of one backend call with its retries, `backend_timeout`
+/// (`BACKEND_TIMEOUT` for the custom host), 30 s by default. An unreadable
+/// value falls back to the default and says so in the app's log.
+pub(crate) fn timeout() -> Duration {
+    settings::duration("backend_timeout", DEFAULT_TIMEOUT).unwrap_or_else(|why| {
+        eprintln!("{why}; using 30s");
+        DEFAULT_TIMEOUT
+    })
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Passes a successful answer; anything else becomes the rules' error.
 fn checked(answer: Answer) -> Result<Answer, BackendError> {

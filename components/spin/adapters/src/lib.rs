@@ -7,7 +7,9 @@
 //! * [`cache`]: Spin's Redis interface on Valkey, with the host's scripts;
 //! * [`backend`]: outbound HTTP to the Cronium backend's internal API;
 //! * [`audit`]: outbound HTTP to the backend's audit endpoint;
-//! * [`tools`]: the tool registry on Spin's service chaining.
+//! * [`tools`]: the tool registry on Spin's service chaining;
+//! * [`cors`]: the CORS origins from Spin variables (nothing stands in
+//!   front of a Spin component to answer CORS for it).
 //!
 //! Why one component and not one per capability: Spin 4 registers each
 //! `[component.<id>.dependencies]` entry in its composition graph under the
@@ -34,6 +36,7 @@ mod audit;
 mod auth;
 mod backend;
 mod cache;
+mod cors;
 mod tools;
 
 /// The component's exports.

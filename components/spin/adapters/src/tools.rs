@@ -17,7 +17,10 @@
 //! tool id, as `CRONIUM_TOOL_SETTINGS`).
 
 use cronium_rules::tools::{ActionDecl, check_manifest};
-use cronium_spin_support::{http, settings};
+use std::time::Duration;
+
+use cronium_spin_support::http::{self, Deadline, TransportError};
+use cronium_spin_support::settings;
 use cronium_tool::wire;
 use serde_json::Value;
 use spin_sdk::http::Method;
@@ -59,8 +62,21 @@ impl Guest for crate::Adapters {
         }
         let body = serde_json::to_vec(&wire_request(&id, request)?)
             .map_err(|e| ToolsError::Unavailable(e.to_string()))?;
-        let answer = http::send(Method::Post, &url(&id), &[], Some(body), MAX_ANSWER)
-            .map_err(|e| ToolsError::Unavailable(format!("tool {id}: {}", e.0)))?;
+        let deadline = Deadline::after(tool_timeout());
+        let answer = match http::send(
+            Method::Post,
+            &url(&id),
+            &[],
+            Some(body),
+            MAX_ANSWER,
+            deadline,
+        ) {
+            Ok(answer) => answer,
+            Err(TransportError::TimedOut) => return Err(ToolsError::TimedOut),
+            Err(TransportError::Failed(why)) => {
+                return Err(ToolsError::Unavailable(format!("tool {id}: {why}")));
+            }
+        };
         match wire::decode_reply(&answer.body) {
             Ok(Ok(data)) => Ok(data.to_string()),
             Ok(Err(error)) => Err(ToolsError::Tool(tool_error(error))),
@@ -84,6 +100,15 @@ fn ids() -> Vec<String> {
         .collect()
 }
 
+/// The deadline of one tool call, `tool_timeout` (`CRONIUM_TOOL_TIMEOUT`
+/// for the custom host), 30 s by default.
+fn tool_timeout() -> Duration {
+    settings::duration("tool_timeout", Duration::from_secs(30)).unwrap_or_else(|why| {
+        eprintln!("{why}; using 30s");
+        Duration::from_secs(30)
+    })
+}
+
 /// Where service chaining reaches tool `id`.
 fn url(id: &str) -> String {
     format!("http://{id}.spin.internal/")
@@ -91,7 +116,9 @@ fn url(id: &str) -> String {
 
 /// Fetches and checks tool `id`'s manifest.
 fn describe(id: &str) -> Result<Manifest, String> {
-    let answer = http::send(Method::Get, &url(id), &[], None, MAX_ANSWER).map_err(|e| e.0)?;
+    let deadline = Deadline::after(tool_timeout());
+    let answer = http::send(Method::Get, &url(id), &[], None, MAX_ANSWER, deadline)
+        .map_err(|e| e.to_string())?;
     if answer.status != 200 {
         return Err(format!("its manifest request answered {}", answer.status));
     }

@@ -1,0 +1,330 @@
+//! The API under a real Spin CLI (`spin up` on `spin.toml`, the README's
+//! commands), against the same Valkey and fake backend as the custom host:
+//! every route answers alike, and so do CORS, unknown routes, a backend
+//! that does not answer, and a `valkey://` URL. Audit events survive a
+//! backend outage in Valkey's spool.
+//!
+//! Each test needs a Spin 4.0.x CLI (`spin` on the PATH or
+//! `CRONIUM_SPIN_BIN`); without one it says on the terminal that it did
+//! not run, and why.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use support::parity::{self, essence};
+use support::{FakeBackend, Host, HostConfig, Reply, SpinApp, Valkey, call, spin_cli, token};
+
+/// Valkey, the fake backend with the route table's executions, and the
+/// custom host on them.
+struct HostWorld {
+    _valkey: Valkey,
+    _backend: FakeBackend,
+    host: Host,
+}
+
+impl HostWorld {
+    async fn start(env: &[(&str, &str)]) -> HostWorld {
+        let valkey = Valkey::start();
+        let backend = FakeBackend::start().await;
+        parity::add_executions(&backend);
+        let config = env.iter().fold(
+            HostConfig::with(&valkey.url(), &backend.url()),
+            |config, (name, value)| config.env(name, *value),
+        );
+        let host = Host::start(config).await;
+        HostWorld {
+            _valkey: valkey,
+            _backend: backend,
+            host,
+        }
+    }
+}
+
+/// The same, served by `spin up`.
+struct SpinWorld {
+    valkey: Valkey,
+    backend: FakeBackend,
+    app: SpinApp,
+}
+
+impl SpinWorld {
+    async fn start(cli: &std::path::Path, variables: &[(&str, &str)]) -> SpinWorld {
+        let valkey = Valkey::start();
+        let backend = FakeBackend::start().await;
+        parity::add_executions(&backend);
+        let app = SpinApp::start(cli, &valkey.url(), &backend.url(), variables).await;
+        SpinWorld {
+            valkey,
+            backend,
+            app,
+        }
+    }
+}
+
+fn bearer(execution: &str) -> String {
+    format!("Bearer {}", token(execution))
+}
+
+#[tokio::test]
+async fn every_route_answers_under_spin_as_in_the_custom_host() {
+    let Some(cli) = spin_cli("every_route_answers_under_spin_as_in_the_custom_host") else {
+        return;
+    };
+    let host = HostWorld::start(&[]).await;
+    let spin = SpinWorld::start(cli, &[]).await;
+    for case in &parity::route_table() {
+        let expected = essence(&parity::ask(&host.host.base(), case).await);
+        let reply = parity::ask(&spin.app.url(""), case).await;
+        assert_eq!(
+            essence(&reply),
+            expected,
+            "{} {}: Spin, then the custom host\n{}",
+            case.method,
+            case.path,
+            spin.app.log()
+        );
+    }
+}
+
+/// The CORS headers of an answer, in a fixed order.
+fn cors_headers(reply: &Reply) -> Vec<Option<String>> {
+    [
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-max-age",
+        "access-control-expose-headers",
+        "vary",
+    ]
+    .iter()
+    .map(|name| reply.header(name).map(str::to_owned))
+    .collect()
+}
+
+#[tokio::test]
+async fn cors_is_answered_under_spin_as_in_the_custom_host() {
+    let Some(cli) = spin_cli("cors_is_answered_under_spin_as_in_the_custom_host") else {
+        return;
+    };
+    let origin = "https://app.example.com";
+    let host = HostWorld::start(&[("ALLOWED_ORIGINS", origin)]).await;
+    let spin = SpinWorld::start(cli, &[("allowed_origins", origin)]).await;
+    let auth = bearer("exec-1");
+    let requests: [(&str, &str, Vec<(&str, &str)>); 5] = [
+        (
+            "OPTIONS",
+            "/executions/exec-1/input",
+            vec![("origin", origin), ("access-control-request-method", "GET")],
+        ),
+        (
+            "OPTIONS",
+            "/executions/exec-1/variables/k",
+            vec![
+                ("origin", "https://evil.example.com"),
+                ("access-control-request-method", "PUT"),
+            ],
+        ),
+        (
+            "GET",
+            "/executions/exec-1/input",
+            vec![("origin", origin), ("authorization", &auth)],
+        ),
+        (
+            "GET",
+            "/executions/exec-1/input",
+            vec![
+                ("origin", "https://evil.example.com"),
+                ("authorization", &auth),
+            ],
+        ),
+        ("GET", "/no/such/route", vec![("origin", origin)]),
+    ];
+    for (method, path, headers) in &requests {
+        let expected = call(method, &host.host.url(path), headers, None).await;
+        let reply = call(method, &spin.app.url(path), headers, None).await;
+        assert_eq!(
+            (reply.status, cors_headers(&reply)),
+            (expected.status, cors_headers(&expected)),
+            "{method} {path} {headers:?}: Spin, then the custom host"
+        );
+    }
+    let preflight = call(
+        "OPTIONS",
+        &spin.app.url("/executions/exec-1/input"),
+        &requests[0].2,
+        None,
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(origin)
+    );
+}
+
+#[tokio::test]
+async fn cors_turned_off_under_spin_adds_nothing() {
+    let Some(cli) = spin_cli("cors_turned_off_under_spin_adds_nothing") else {
+        return;
+    };
+    let spin = SpinWorld::start(cli, &[("enable_cors", "false")]).await;
+    let url = spin.app.url("/executions/exec-1/input");
+    let headers = [
+        ("origin", "https://app.example.com"),
+        ("access-control-request-method", "GET"),
+    ];
+    let reply = call("OPTIONS", &url, &headers, None).await;
+    assert_eq!(reply.status, 405, "{reply:?}");
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn unknown_routes_get_the_json_404_under_spin() {
+    let Some(cli) = spin_cli("unknown_routes_get_the_json_404_under_spin") else {
+        return;
+    };
+    let spin = SpinWorld::start(cli, &[]).await;
+    for path in [
+        "/",
+        "/nope",
+        "/executions",
+        "/executions/exec-1",
+        "/api/internal/audit",
+    ] {
+        let reply = call("GET", &spin.app.url(path), &[], None).await;
+        assert_eq!(reply.status, 404, "{path}: {reply:?}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+        assert_eq!(reply.error_message(), "no such route", "{path}");
+    }
+}
+
+/// A backend that accepts connections and never answers.
+fn silent_backend() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+#[tokio::test]
+async fn a_backend_that_does_not_answer_is_a_json_504_after_backend_timeout_under_spin() {
+    let Some(cli) =
+        spin_cli("a_backend_that_does_not_answer_is_a_json_504_after_backend_timeout_under_spin")
+    else {
+        return;
+    };
+    // The listener's backlog takes the connections; nobody ever reads them.
+    let (_silent, silent_url) = silent_backend();
+    let valkey = Valkey::start();
+    let host =
+        Host::start(HostConfig::with(&valkey.url(), &silent_url).env("BACKEND_TIMEOUT", "1s"))
+            .await;
+    let app = SpinApp::start(
+        cli,
+        &valkey.url(),
+        &silent_url,
+        &[("backend_timeout", "1s")],
+    )
+    .await;
+    let auth = bearer("exec-1");
+    let headers = [("authorization", auth.as_str())];
+    let expected = call("GET", &host.url("/executions/exec-1/input"), &headers, None).await;
+    let started = Instant::now();
+    let reply = call("GET", &app.url("/executions/exec-1/input"), &headers, None).await;
+    let waited = started.elapsed();
+    assert_eq!(reply.status, 504, "{reply:?}\n{}", app.log());
+    assert_eq!(
+        (reply.status, &reply.json),
+        (expected.status, &expected.json)
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn audit_events_wait_in_valkey_while_the_backend_refuses_them_and_arrive_in_order_once_under_spin()
+ {
+    let Some(cli) = spin_cli(
+        "audit_events_wait_in_valkey_while_the_backend_refuses_them_and_arrive_in_order_once_under_spin",
+    ) else {
+        return;
+    };
+    let spin = SpinWorld::start(cli, &[]).await;
+    let auth = bearer("exec-1");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let put = |key: &'static str| {
+        let url = spin.app.url(&format!("/executions/exec-1/variables/{key}"));
+        let headers = headers;
+        async move {
+            let reply = call("PUT", &url, &headers, Some(br#"{"value":1}"#)).await;
+            assert_eq!(reply.status, 200, "PUT {key}: {reply:?}");
+        }
+    };
+    spin.backend.state().audit_down = true;
+    for key in ["k1", "k2", "k3"] {
+        put(key).await;
+    }
+    let mut valkey = spin.valkey.connection();
+    let waiting: i64 = redis::cmd("LLEN")
+        .arg("cronium:{audit}:spool")
+        .query(&mut valkey)
+        .unwrap();
+    assert_eq!(waiting, 3, "every event waits in the spool");
+    assert!(spin.backend.audit_events("set_variable").is_empty());
+
+    spin.backend.state().audit_down = false;
+    put("k4").await;
+    let keys: Vec<String> = spin
+        .backend
+        .audit_events("set_variable")
+        .iter()
+        .map(|event| {
+            event["metadata"]["key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys, ["k1", "k2", "k3", "k4"], "in order, each once");
+    let waiting: i64 = redis::cmd("LLEN")
+        .arg("cronium:{audit}:spool")
+        .query(&mut valkey)
+        .unwrap();
+    assert_eq!(waiting, 0);
+}
+
+#[tokio::test]
+async fn a_valkey_url_means_a_redis_url_under_spin() {
+    let Some(cli) = spin_cli("a_valkey_url_means_a_redis_url_under_spin") else {
+        return;
+    };
+    let valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    parity::add_executions(&backend);
+    let valkey_url = valkey.url().replace("redis://", "valkey://");
+    let app = SpinApp::start(cli, &valkey_url, &backend.url(), &[]).await;
+    let auth = bearer("exec-1");
+    let reply = call(
+        "GET",
+        &app.url("/executions/exec-1/input"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", app.log());
+    let cached: Option<String> = redis::cmd("GET")
+        .arg(cronium_rules::keys::execution("exec-1"))
+        .query(&mut valkey.connection())
+        .unwrap();
+    assert!(cached.is_some(), "the execution was cached in Valkey");
+}
