@@ -29,6 +29,14 @@
 //! `-- --rounds N` measures every point N times, the servers taking turns,
 //! and reports medians (errors summed, peak RSS the highest);
 //! `-- --no-rate-limit` turns rate limiting off in every server.
+//!
+//! Last, the tunnel: helpers reach the API through an SSH reverse tunnel,
+//! so every call pays a network round trip. A loopback proxy adding 25 ms
+//! each way stands in for it, and the issue's seven-call script (read the
+//! input, the context and three variables, write the output and a
+//! condition) runs one call at a time, then as one batch
+//! (`POST /executions/{id}/batch`): wall time per script and the server's
+//! CPU per script. `-- --only tunnel` runs just that.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -438,6 +446,9 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
             );
         }
     }
+    if only.as_deref().is_none_or(|o| TUNNEL.contains(o)) {
+        tunnel(&servers, smoke).await;
+    }
     // Cold start and growth belong to the full run, not to `--only` probes.
     if !smoke && only.is_none() {
         cold_start(&valkey, &backend).await;
@@ -707,6 +718,221 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
             );
         }
     }
+}
+
+/// The name `--only` matches the tunnel scenario by.
+const TUNNEL: &str = "tunnel: seven helper calls through 25 ms each way";
+
+/// The delay the tunnel stand-in adds in each direction.
+const TUNNEL_DELAY: Duration = Duration::from_millis(25);
+
+/// The seven-call script through a proxy adding [`TUNNEL_DELAY`] each way:
+/// one call at a time on one keep-alive connection (the best case for
+/// separate calls), then as one batch; on the default host, and the batch
+/// once more with the components called through `wasi:http` (as Spin calls
+/// them). Wall time per script and server CPU per script.
+async fn tunnel(servers: &BTreeMap<Target, Host>, smoke: bool) {
+    let runs = if smoke { 2 } else { 40 };
+    let token = token("bench-1");
+    let calls = support::batch::seven_call_script();
+    let body = support::batch::batch_body(&calls);
+    let mut rows = Vec::new();
+    for (label, target, batched) in [
+        ("one call at a time", Target::HostReuse, false),
+        ("one batch", Target::HostReuse, true),
+        ("one batch, wasi:http export", Target::HostWasiHttp, true),
+    ] {
+        let host = &servers[&target];
+        // The three variables exist, as in a real script.
+        for key in ["region", "retries", "a%2Fb"] {
+            let put = support::call(
+                "PUT",
+                &host.url(&format!("/executions/bench-1/variables/{key}")),
+                &[
+                    ("authorization", &format!("Bearer {token}")),
+                    ("content-type", "application/json"),
+                ],
+                Some(br#"{"value":"eu-west"}"#),
+            )
+            .await;
+            assert_eq!(put.status, 200, "{put:?}");
+        }
+        let proxy = DelayProxy::start(&host.addr(), TUNNEL_DELAY).await;
+        let base = proxy.url();
+        // One warm-up script, as a host that has served this job before.
+        script_through(&base, &token, &calls, &body, batched).await;
+        let pid = host.pid();
+        let cpu_before = pid.and_then(cpu_ns);
+        let mut walls = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            script_through(&base, &token, &calls, &body, batched).await;
+            walls.push(started.elapsed());
+        }
+        let cpu = match (cpu_before, pid.and_then(cpu_ns)) {
+            (Some(before), Some(after)) => {
+                Some(after.saturating_sub(before) as f64 / 1e3 / runs as f64)
+            }
+            _ => None,
+        };
+        walls.sort();
+        rows.push((
+            label,
+            walls[walls.len() / 2],
+            walls[walls.len() * 9 / 10],
+            cpu,
+        ));
+    }
+    println!(
+        "\n| {TUNNEL} ({runs} scripts each) | wall per script, median | p90 | server CPU per script |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (label, median, p90, cpu) in &rows {
+        println!(
+            "| {label} | {:.1} ms | {:.1} ms | {} |",
+            median.as_secs_f64() * 1000.0,
+            p90.as_secs_f64() * 1000.0,
+            cpu.map(|c| format!("{c:.0} µs"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+/// Runs the script once on a new keep-alive connection through `base`:
+/// each call on its own, or all of them as one batch. Every call must
+/// succeed.
+async fn script_through(
+    base: &str,
+    token: &str,
+    calls: &[support::batch::Call],
+    body: &serde_json::Value,
+    batched: bool,
+) {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let send = |method: &str, path: String, body: Option<String>| {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{base}{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.unwrap_or_default(),
+            )))
+            .unwrap();
+        let response = client.request(request);
+        async move {
+            let response = response.await.expect("the tunnel answered");
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    if batched {
+        let (status, answer) = send(
+            "POST",
+            "/executions/bench-1/batch".into(),
+            Some(body.to_string()),
+        )
+        .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        let statuses: Vec<u64> = answer["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses, vec![200; calls.len()], "{answer}");
+    } else {
+        for c in calls {
+            let path = support::batch::absolute("bench-1", &c.url);
+            let (status, answer) =
+                send(c.method, path, c.body.as_ref().map(|b| b.to_string())).await;
+            assert_eq!(
+                status,
+                200,
+                "{} {}: {}",
+                c.method,
+                c.url,
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+}
+
+/// A loopback TCP proxy that holds every piece of data, in each direction,
+/// for `delay` before passing it on (order kept, throughput not limited):
+/// a stand-in for the round trip of an SSH tunnel.
+struct DelayProxy {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    async fn start(target: &str, delay: Duration) -> DelayProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(delayed_pipe(client_read, server_write, delay));
+                tokio::spawn(delayed_pipe(server_read, client_write, delay));
+            }
+        });
+        DelayProxy { addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read.
+async fn delayed_pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (chunks, mut due) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0
+            || chunks
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+        {
+            break;
+        }
+    }
+    drop(chunks);
+    let _ = writer.await;
 }
 
 /// Time from process start to the first 200 on `GET input`, compiling

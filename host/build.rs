@@ -19,6 +19,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("cronium-executions", "CRONIUM_EXECUTIONS_WASM"),
     ("cronium-variables", "CRONIUM_VARIABLES_WASM"),
     ("cronium-tool-actions", "CRONIUM_TOOL_ACTIONS_WASM"),
+    ("cronium-batch", "CRONIUM_BATCH_WASM"),
     ("cronium-tool-webhook", "CRONIUM_TOOL_WEBHOOK_WASM"),
     ("cronium-tool-slack", "CRONIUM_TOOL_SLACK_WASM"),
     ("cronium-tool-discord", "CRONIUM_TOOL_DISCORD_WASM"),

@@ -2,7 +2,8 @@
 //! commands), against the same Valkey and fake backend as the custom host:
 //! every route answers alike, and so do CORS, unknown routes, a backend
 //! that does not answer, and a `valkey://` URL. Audit events survive a
-//! backend outage in Valkey's spool.
+//! backend outage in Valkey's spool. A batch, its requests served by
+//! service chaining, answers the same bytes as in the custom host.
 //!
 //! Each test needs a Spin 4.0.x CLI (`spin` on the PATH or
 //! `CRONIUM_SPIN_BIN`); without one it says on the terminal that it did
@@ -13,6 +14,8 @@ mod support;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+use support::batch;
 use support::parity::{self, essence};
 use support::{FakeBackend, Host, HostConfig, Reply, SpinApp, Valkey, call, spin_cli, token};
 
@@ -327,4 +330,45 @@ async fn a_valkey_url_means_a_redis_url_under_spin() {
         .query(&mut valkey.connection())
         .unwrap();
     assert!(cached.is_some(), "the execution was cached in Valkey");
+}
+
+#[tokio::test]
+async fn a_batch_answers_the_same_bytes_under_spin_as_in_the_custom_host() {
+    let Some(cli) = spin_cli("a_batch_answers_the_same_bytes_under_spin_as_in_the_custom_host")
+    else {
+        return;
+    };
+    let host = HostWorld::start(&[]).await;
+    let spin = SpinWorld::start(cli, &[]).await;
+    let mut calls = batch::seven_call_script();
+    calls.extend([
+        batch::call_of("PUT", "variables/greeting", Some(json!({"value": "hi"}))),
+        batch::call_of("GET", "variables/greeting", None),
+        batch::call_of("GET", "variables/missing?strict=true", None),
+        batch::call_of("GET", "/executions/exec-2/input", None),
+        batch::call_of("GET", "nothing", None),
+        batch::call_of("PUT", "input", None),
+        batch::call_of("POST", "condition", Some(json!({"condition": "yes"}))),
+        batch::call_of("GET", "/tool-actions", None),
+    ]);
+    let body = batch::batch_body(&calls);
+    let token = token("exec-1");
+    let expected = batch::send(&host.host.base(), "exec-1", &token, &body).await;
+    let reply = batch::send(&spin.app.url(""), "exec-1", &token, &body).await;
+    assert_eq!(expected.status, 200, "{expected:?}");
+    assert_eq!(
+        (reply.status, String::from_utf8_lossy(&reply.body)),
+        (expected.status, String::from_utf8_lossy(&expected.body)),
+        "the batch under Spin, then in the custom host\n{}",
+        spin.app.log()
+    );
+    // And a limit refuses the whole batch alike.
+    let nested = json!({"requests": [{"id": "n", "method": "POST", "url": "batch"}]});
+    let expected = batch::send(&host.host.base(), "exec-1", &token, &nested).await;
+    let reply = batch::send(&spin.app.url(""), "exec-1", &token, &nested).await;
+    assert_eq!(expected.status, 400);
+    assert_eq!(
+        (reply.status, &reply.json),
+        (expected.status, &expected.json)
+    );
 }

@@ -10,6 +10,13 @@
 //! export, one call with the request read whole (`wit/handler.wit`), or,
 //! for a component without it or with `CRONIUM_COMPONENT_EXPORT=wasi-http`,
 //! through `wasi:http/incoming-handler`, as under Spin.
+//!
+//! Endpoint components reach the world through their capabilities only:
+//! their outgoing `wasi:http` requests are refused. The one exception is
+//! the batch group's component, whose requests to a sibling group
+//! (`http://<group>.spin.internal/<that group's route>`, Spin's service
+//! chaining address) are served here in process ([`Outgoing`]), by that
+//! group's component, exactly as if they had come from the network.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod siblings;
 mod warm;
 
 use bytes::Bytes;
@@ -30,7 +38,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::Capabilities;
 use crate::capabilities::bindings::exports::cronium::runtime::handler;
@@ -39,65 +47,20 @@ use crate::compile_cache::CompileCache;
 use crate::config::{ComponentExport, Config};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use siblings::Outgoing;
 use warm::{WarmKey, WarmPool};
 
-/// An endpoint group: a component and the routes it serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group {
-    /// `/executions/{id}/{input,output,context,condition}`.
-    Executions,
-    /// `/executions/{id}/variables/{key...}`.
-    Variables,
-    /// `/tool-actions` and `/tool-actions/execute`.
-    ToolActions,
-}
+/// An endpoint group: a component and the routes it serves
+/// (`cronium_rules::routes`, the one routing rule of both hosts).
+pub use cronium_rules::routes::RouteGroup as Group;
 
-impl Group {
-    /// Every group.
-    pub const ALL: [Group; 3] = [Group::Executions, Group::Variables, Group::ToolActions];
-
-    /// The group's name (and its `CRONIUM_COMPONENT_<NAME>` override).
-    pub fn name(self) -> &'static str {
-        match self {
-            Group::Executions => "executions",
-            Group::Variables => "variables",
-            Group::ToolActions => "tool-actions",
-        }
-    }
-
-    /// The component built into the binary.
-    fn embedded(self) -> &'static [u8] {
-        match self {
-            Group::Executions => include_bytes!(env!("CRONIUM_EXECUTIONS_WASM")),
-            Group::Variables => include_bytes!(env!("CRONIUM_VARIABLES_WASM")),
-            Group::ToolActions => include_bytes!(env!("CRONIUM_TOOL_ACTIONS_WASM")),
-        }
-    }
-
-    /// The group serving `path`, if any.
-    pub fn for_path(path: &str) -> Option<Group> {
-        if matches!(path, "/tool-actions" | "/tool-actions/execute") {
-            return Some(Group::ToolActions);
-        }
-        let mut segments = path.strip_prefix('/')?.splitn(4, '/');
-        match (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) {
-            (
-                Some("executions"),
-                Some(id),
-                Some("input" | "output" | "context" | "condition"),
-                None,
-            ) if !id.is_empty() => Some(Group::Executions),
-            // The key is the rest of the path, slashes included.
-            (Some("executions"), Some(id), Some("variables"), Some(_)) if !id.is_empty() => {
-                Some(Group::Variables)
-            }
-            _ => None,
-        }
+/// The component of `group` built into the binary.
+fn embedded(group: Group) -> &'static [u8] {
+    match group {
+        Group::Executions => include_bytes!(env!("CRONIUM_EXECUTIONS_WASM")),
+        Group::Variables => include_bytes!(env!("CRONIUM_VARIABLES_WASM")),
+        Group::ToolActions => include_bytes!(env!("CRONIUM_TOOL_ACTIONS_WASM")),
+        Group::Batch => include_bytes!(env!("CRONIUM_BATCH_WASM")),
     }
 }
 
@@ -123,7 +86,9 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: NoOutgoingHttp,
+    /// Where its outgoing `wasi:http` requests go (nowhere, but for the
+    /// batch group's).
+    hooks: Outgoing,
     limits: MemoryLimit,
     pub(crate) capabilities: Arc<Capabilities>,
     /// The client's address (rate limits of failing tokens).
@@ -146,31 +111,6 @@ impl WasiHttpView for RequestState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Endpoint components reach the world through capabilities only: an
-/// outgoing `wasi:http` request is denied inside the host.
-struct NoOutgoingHttp;
-
-impl WasiHttpHooks for NoOutgoingHttp {
-    fn send_request(
-        &mut self,
-        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        hyper::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
@@ -268,6 +208,12 @@ enum Exports {
 
 /// The loaded components.
 pub struct Components {
+    inner: Arc<Inner>,
+}
+
+/// What serving a request needs, shared with the batch component's
+/// in-process requests to its sibling groups ([`Outgoing`]).
+pub(crate) struct Inner {
     engine: Engine,
     groups: HashMap<Group, Entry>,
     capabilities: Arc<Capabilities>,
@@ -315,7 +261,7 @@ impl Components {
                     tracing::info!(group = group.name(), path = %path.display(), "serving an override component");
                     cache.component(&engine, group.name(), &bytes)
                 }
-                None => cache.component(&engine, group.name(), group.embedded()),
+                None => cache.component(&engine, group.name(), embedded(group)),
             }
             .map_err(|source| LoadError::Component {
                 group: group.name(),
@@ -337,34 +283,55 @@ impl Components {
         }
 
         Ok(Components {
-            engine,
-            groups,
-            capabilities,
-            timeout: config.request_timeout,
-            memory: config.component_memory,
-            warm,
+            inner: Arc::new(Inner {
+                engine,
+                groups,
+                capabilities,
+                timeout: config.request_timeout,
+                memory: config.component_memory,
+                warm,
+            }),
         })
     }
 
     /// Warm instances kept now.
     pub fn warm_instances(&self) -> usize {
-        self.warm.as_deref().map_or(0, WarmPool::len)
+        self.inner.warm.as_deref().map_or(0, WarmPool::len)
     }
 
-    /// A warm instance for `key`, ready for its next request from `peer`;
-    /// else a new store, to be instantiated.
-    fn store_for(
+    /// Serves `request` with `group`'s component, within the request
+    /// deadline (`CRONIUM_REQUEST_TIMEOUT`).
+    pub async fn call(
         &self,
+        group: Group,
+        request: Request<Full<Bytes>>,
+        peer: Option<IpAddr>,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let timeout = self.inner.timeout;
+        self.inner.call(group, request, peer, timeout).await
+    }
+}
+
+impl Inner {
+    /// A warm instance for `key`, ready for its next request from `peer`;
+    /// else a new store, to be instantiated. Either way with a deadline of
+    /// `timeout`, and the outgoing requests `group` may make.
+    fn store_for(
+        self: &Arc<Self>,
+        group: Group,
         key: Option<&WarmKey>,
         peer: Option<IpAddr>,
         limits: MemoryLimit,
+        timeout: Duration,
     ) -> (Store<RequestState>, Option<(Exports, u32)>) {
+        let hooks = Outgoing::for_group(group, self, peer, timeout);
         let warm = self.warm.as_ref().zip(key).and_then(|(w, k)| w.take(k));
         let (mut store, exports) = match warm {
             Some((WarmInstance { mut store, exports }, served)) => {
                 let state = store.data_mut();
                 state.peer = peer;
                 state.limits = limits;
+                state.hooks = hooks;
                 self.capabilities
                     .metrics
                     .instances_reused
@@ -378,7 +345,7 @@ impl Components {
                         wasi: WasiCtx::builder().inherit_stderr().build(),
                         http: WasiHttpCtx::new(),
                         table: ResourceTable::new(),
-                        hooks: NoOutgoingHttp,
+                        hooks,
                         limits,
                         capabilities: self.capabilities.clone(),
                         peer,
@@ -388,17 +355,18 @@ impl Components {
             }
         };
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(epoch_ticks(self.timeout));
+        store.set_epoch_deadline(epoch_ticks(timeout));
         store.epoch_deadline_trap();
         (store, exports)
     }
 
-    /// Serves `request` with `group`'s component.
-    pub async fn call(
-        &self,
+    /// Serves `request` with `group`'s component within `timeout`.
+    pub(crate) async fn call(
+        self: &Arc<Self>,
         group: Group,
         request: Request<Full<Bytes>>,
         peer: Option<IpAddr>,
+        timeout: Duration,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let entry = &self.groups[&group];
         let (limits, memory_hit) = MemoryLimit::new(self.memory);
@@ -411,7 +379,7 @@ impl Components {
                     .map(|v| v.as_bytes()),
             )
         });
-        let (store, warm) = self.store_for(key.as_ref(), peer, limits);
+        let (store, warm) = self.store_for(group, key.as_ref(), peer, limits, timeout);
         let mut call = Call {
             store,
             warm,
@@ -420,7 +388,7 @@ impl Components {
 
         // The deadline covers the whole call, host calls included; the
         // epoch deadline stops a guest that spins without calling out.
-        let outcome = tokio::time::timeout(self.timeout + EPOCH_TICK * 10, async {
+        let outcome = tokio::time::timeout(timeout + EPOCH_TICK * 10, async {
             let answered = match call.exports(entry).await {
                 Ok((Exports::Handler(endpoint), served)) => {
                     call.handle(endpoint, served, request).await
@@ -697,60 +665,4 @@ fn engine(config: &Config, warm: usize) -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_four_execution_routes_belong_to_the_executions_group() {
-        for path in [
-            "/executions/e1/input",
-            "/executions/e1/output",
-            "/executions/e1/context",
-            "/executions/e1/condition",
-        ] {
-            assert_eq!(Group::for_path(path), Some(Group::Executions), "{path}");
-        }
-        for path in [
-            "/executions//input",
-            "/executions/e1/other",
-            "/executions/e1/input/x",
-            "/health",
-            "/",
-            "",
-        ] {
-            assert_eq!(Group::for_path(path), None, "{path}");
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn arbitrary_paths_route_without_panicking(path in "/?[ -~]{0,200}") {
-            let _ = Group::for_path(&path);
-        }
-    }
-
-    #[test]
-    fn everything_under_variables_belongs_to_the_variables_group() {
-        for path in [
-            "/executions/e1/variables/k",
-            "/executions/e1/variables/a/b/c",
-            "/executions/e1/variables/",
-        ] {
-            assert_eq!(Group::for_path(path), Some(Group::Variables), "{path}");
-        }
-        assert_eq!(Group::for_path("/executions/e1/variables"), None);
-    }
-
-    #[test]
-    fn the_catalogue_and_execute_belong_to_the_tool_actions_group() {
-        for path in ["/tool-actions", "/tool-actions/execute"] {
-            assert_eq!(Group::for_path(path), Some(Group::ToolActions), "{path}");
-        }
-        for path in ["/tool-actions/", "/tool-actions/execute/x", "/tool-action"] {
-            assert_eq!(Group::for_path(path), None, "{path}");
-        }
-    }
 }

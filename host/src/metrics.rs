@@ -61,7 +61,7 @@ impl Histogram {
 }
 
 /// The routes requests are counted under.
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 9] = [
     "health",
     "ready",
     "metrics",
@@ -69,6 +69,7 @@ pub const ROUTES: [&str; 8] = [
     "executions",
     "variables",
     "tool-actions",
+    "batch",
     "unknown",
 ];
 
@@ -76,6 +77,8 @@ pub const ROUTES: [&str; 8] = [
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Requests served inside batches, by route and status.
+    batched: Mutex<BTreeMap<(&'static str, u16), u64>>,
     latency: [Histogram; ROUTES.len()],
     pub instantiation: Histogram,
     /// Requests served by a warm instance instead of a new one.
@@ -112,6 +115,12 @@ impl Metrics {
         self.latency[index].observe(elapsed);
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *requests.entry((ROUTES[index], status)).or_default() += 1;
+    }
+
+    /// Counts a request of a batch to `route`, answered with `status`.
+    pub fn batched(&self, route: &'static str, status: u16) {
+        let mut batched = self.batched.lock().unwrap_or_else(|p| p.into_inner());
+        *batched.entry((route, status)).or_default() += 1;
     }
 
     /// Counts a failed backend call of `kind`.
@@ -153,6 +162,23 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "cronium_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        describe(
+            &mut out,
+            "cronium_batched_requests_total",
+            "counter",
+            "Requests served inside batches (each batch also counts once as a request), by route and status.",
+        );
+        for ((route, status), n) in self
+            .batched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "cronium_batched_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
         describe(
@@ -319,6 +345,7 @@ mod tests {
         m.request("executions", 200, Duration::from_micros(300));
         m.request("executions", 200, Duration::from_millis(30));
         m.request("nope", 404, Duration::from_micros(10));
+        m.batched("variables", 412);
         let text = m.render(&Gauges {
             audit_backlog: 0,
             audit_delivered: 0,
@@ -330,6 +357,9 @@ mod tests {
         });
         assert!(text.contains("cronium_requests_total{route=\"executions\",status=\"200\"} 2"));
         assert!(text.contains("cronium_requests_total{route=\"unknown\",status=\"404\"} 1"));
+        assert!(
+            text.contains("cronium_batched_requests_total{route=\"variables\",status=\"412\"} 1")
+        );
         assert!(text.contains(
             "cronium_request_duration_seconds_bucket{route=\"executions\",le=\"0.0005\"} 1"
         ));

@@ -241,7 +241,8 @@ impl Target {
             "/ready" => Target::Native(Native::Ready),
             "/metrics" => Target::Native(Native::Metrics),
             "/openapi.json" => Target::Native(Native::OpenApi),
-            _ => Group::for_path(path).map_or(Target::Unknown, Target::Component),
+            _ => cronium_rules::routes::group_for_path(path)
+                .map_or(Target::Unknown, Target::Component),
         }
     }
 

@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod backend;
+pub mod batch;
 pub mod client;
 pub mod host;
 pub mod parity;

@@ -48,6 +48,16 @@ impl Reply {
         }
     }
 
+    /// Any status with a JSON body already serialized (the caller vouches
+    /// that `body` is JSON).
+    pub fn serialized(status: u16, body: Vec<u8>) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Some(Body::Serialized(body)),
+        }
+    }
+
     /// Any status with a JSON body.
     pub fn json(status: u16, body: Value) -> Self {
         Reply {

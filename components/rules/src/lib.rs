@@ -4,6 +4,7 @@
 //!
 //! * [`token`]: what makes an execution token valid;
 //! * [`audit_spool`]: the audit spool in Valkey of hosts without a disk;
+//! * [`batch`]: the batch route's shape, limits and answer;
 //! * [`backend`]: how the backend's internal API is called and its answers read;
 //! * [`cors`]: which origins get CORS headers, and the preflight answer;
 //! * [`duration`]: Go-style durations (`30s`, `5m`) of the configuration;
@@ -12,6 +13,7 @@
 //! * [`lease`]: the lease scripts, the line of waiters, and how they wait;
 //! * [`limits`]: request body caps;
 //! * [`rate_limit`]: the GCRA rate limit and its Valkey scripts;
+//! * [`routes`]: which endpoint group serves a path;
 //! * [`schema`]: the JSON Schema subset tool parameters are checked against;
 //! * [`tools`]: tool manifests, action names, outbound hosts;
 //! * [`valkey`]: the Valkey commands behind the cache and auth capabilities;
@@ -22,6 +24,7 @@
 
 pub mod audit_spool;
 pub mod backend;
+pub mod batch;
 pub mod cors;
 pub mod duration;
 pub mod idempotency;
@@ -29,6 +32,7 @@ pub mod keys;
 pub mod lease;
 pub mod limits;
 pub mod rate_limit;
+pub mod routes;
 pub mod schema;
 #[cfg(feature = "token")]
 pub mod token;

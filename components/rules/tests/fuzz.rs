@@ -1,8 +1,10 @@
 //! Property-based fuzzing of what the rules crate parses from the outside
-//! world: tokens, backend answers, precondition headers. Each property runs
+//! world: tokens, backend answers, precondition headers, paths, batches. Each property runs
 //! a few hundred generated cases in every `cargo test`; set
 //! `PROPTEST_CASES` for a longer run.
 
+use cronium_rules::batch::{self, Answer};
+use cronium_rules::routes::{RouteGroup, group_for_path};
 use cronium_rules::token::{Algorithm, Claims, TokenPolicy, TokenVerifier, bearer_token};
 use cronium_rules::variables::{Precondition, validate_key};
 use cronium_rules::wire::{BackendContext, BackendVariable, error_message};
@@ -89,5 +91,49 @@ proptest! {
     #[test]
     fn arbitrary_keys_are_accepted_or_refused_without_panicking(key in "\\PC{0,600}") {
         let _ = validate_key(&key);
+    }
+
+    #[test]
+    fn arbitrary_paths_route_without_panicking(path in "/?[ -~]{0,200}") {
+        let _ = group_for_path(&path);
+    }
+
+    #[test]
+    fn arbitrary_batch_bodies_are_parsed_or_refused_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = batch::parse(&body, "exec");
+    }
+
+    #[test]
+    fn batch_shaped_bodies_resolve_inside_this_api_or_are_refused(
+        id in "\\PC{0,8}",
+        method in prop_oneof![Just("GET"), Just("post"), Just("FETCH"), Just("")],
+        url in prop_oneof!["[ -~]{0,40}", "/[a-z/%0-9?=]{0,40}", "\\PC{0,20}"],
+        header in "[ -~]{0,12}",
+    ) {
+        let body = serde_json::json!({"requests": [
+            {"id": id, "method": method, "url": url, "headers": {header: "v"}, "body": {"value": 1}},
+        ]});
+        if let Ok(requests) = batch::parse(body.to_string().as_bytes(), "exec") {
+            let request = &requests[0];
+            // Only paths of this API, never a full URL or another host.
+            prop_assert!(request.path_with_query.starts_with('/'));
+            prop_assert!(!request.path_with_query.starts_with("//"));
+            prop_assert!(request.path_with_query.bytes().all(|b| b.is_ascii_graphic()));
+            prop_assert!(request.headers.iter().all(|(name, _)| name != "authorization" && name != "host"));
+            let path = request.path_with_query.split('?').next().unwrap_or_default();
+            prop_assert_ne!(group_for_path(path), Some(RouteGroup::Batch));
+        }
+    }
+
+    #[test]
+    fn a_batch_answer_is_json_whatever_the_routes_answered(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..8),
+        header in "[ -~]{0,20}",
+    ) {
+        let mut answer = Answer::new();
+        for (i, body) in bodies.into_iter().enumerate() {
+            answer.push(&i.to_string(), 200, &[("x-h".into(), header.clone().into_bytes())], Some(body));
+        }
+        prop_assert!(serde_json::from_slice::<serde_json::Value>(&answer.finish()).is_ok());
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use cronium_rules::routes::{RouteGroup, group_for_path};
 use cronium_spin_check::build::{self, artifact};
 use cronium_spin_check::compose::{self, Plug, matches_import};
 use cronium_spin_check::manifest::{Inherit, Manifest, Route};
@@ -16,6 +17,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("executions", "cronium-executions"),
     ("variables", "cronium-variables"),
     ("tool-actions", "cronium-tool-actions"),
+    ("batch", "cronium-batch"),
 ];
 
 /// The tools built into the runtime: their component ids and crates.
@@ -147,6 +149,7 @@ fn every_route_is_unique_and_names_a_component() {
         "/executions/:id/variables/...",
         "/tool-actions/execute",
         "/tool-actions",
+        "/executions/:id/batch",
     ] {
         assert!(seen.contains(route), "no trigger for {route}");
     }
@@ -332,5 +335,93 @@ fn allowed_outbound_hosts_are_scheme_host_port_with_defaults_resolved() {
                 "{id}: {host} resolves to {resolved}, with a path or credentials Spin refuses"
             );
         }
+    }
+}
+
+/// A path that `route` (a Spin route pattern) matches: `:id` is `e1`, a
+/// trailing `...` is `k`.
+fn sample_path(route: &str) -> String {
+    route.replace(":id", "e1").replace("...", "k")
+}
+
+#[test]
+fn every_route_goes_to_the_component_the_shared_routing_rule_names() {
+    let manifest = &built().manifest;
+    let mut checked = 0;
+    for trigger in &manifest.trigger.http {
+        let Route::Path(route) = &trigger.route else {
+            continue;
+        };
+        // Spin's catch-all and /health (which the custom host answers
+        // itself) are the executions component's under Spin.
+        if route == "/..." || route == "/health" {
+            assert_eq!(trigger.component, "executions", "{route}");
+            continue;
+        }
+        let group = group_for_path(&sample_path(route))
+            .unwrap_or_else(|| panic!("{route}: no group serves it in the custom host"));
+        assert_eq!(
+            trigger.component,
+            group.name(),
+            "{route} goes to another component than the custom host's"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "checked {checked} routes");
+}
+
+#[test]
+fn the_batch_reaches_every_other_group_by_service_chaining_and_only_it_does() {
+    let built = built();
+    let manifest = &built.manifest;
+    let root = root();
+    let batch = &manifest.component["batch"];
+    for group in RouteGroup::ALL {
+        let chained = format!("http://{}", group.chaining_authority());
+        if group == RouteGroup::Batch {
+            assert!(
+                !batch.allowed_outbound_hosts.contains(&chained),
+                "a batch must not reach the batch route"
+            );
+            continue;
+        }
+        assert!(
+            batch.allowed_outbound_hosts.contains(&chained),
+            "the batch component cannot reach {chained}"
+        );
+        // Service chaining reaches a component of the app that has an
+        // HTTP trigger, by its id.
+        assert!(
+            manifest
+                .trigger
+                .http
+                .iter()
+                .any(|t| t.component == group.name()),
+            "{chained}: no component {} with an HTTP trigger",
+            group.name()
+        );
+    }
+    for (id, component) in &manifest.component {
+        let reaches_a_group = RouteGroup::ALL.iter().any(|g| {
+            component
+                .allowed_outbound_hosts
+                .contains(&format!("http://{}", g.chaining_authority()))
+        });
+        assert_eq!(
+            reaches_a_group,
+            id == "batch",
+            "{id}: only the batch component may call the endpoint groups"
+        );
+    }
+    // The batch component sends its requests through wasi:http, which Spin
+    // provides; the other endpoint components never call out that way (the
+    // custom host would refuse them).
+    for (id, krate) in ENDPOINTS {
+        let (imports, _) = world(&read(&artifact(&root, krate)));
+        let calls_out = imports
+            .iter()
+            .any(|i| i.name.starts_with("wasi:http/outgoing-handler@0.2."));
+        let names: Vec<&str> = imports.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(calls_out, *id == "batch", "{id} imports {names:?}");
     }
 }
