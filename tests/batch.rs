@@ -610,3 +610,56 @@ async fn the_helper_snippets_of_the_docs_run_against_the_host() {
             .all(|(_, body)| body["condition"] == true)
     );
 }
+
+#[tokio::test]
+async fn a_batch_takes_two_places_of_the_in_flight_cap() {
+    let w = World::start(|c| {
+        c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
+            .env("CRONIUM_MAX_IN_FLIGHT", "2")
+    })
+    .await;
+    let body = json!({"requests": [{"id": "1", "method": "GET", "url": "variables/k"}]});
+    // A slow request holds one of the two places for two seconds.
+    let slow_url = w.host.url("/executions/slow/input");
+    let slow = tokio::spawn(async move { call("GET", &slow_url, &[], None).await.status });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = w.batch(&body).await;
+    assert_eq!(busy.status, 503, "{busy:?}");
+    assert!(busy.header("retry-after").is_some());
+    // A single request still fits beside it.
+    let auth = format!("Bearer {}", token("exec-1"));
+    let single = call(
+        "GET",
+        &w.host.url("/executions/exec-1/variables/k"),
+        &[("authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(single.status, 200, "{single:?}");
+    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(w.batch(&body).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_requests_of_a_batch_share_a_warm_instance_of_their_group_unless_reuse_is_off() {
+    let body = json!({"requests": [
+        {"id": "1", "method": "GET", "url": "/executions/count/input"},
+        {"id": "2", "method": "GET", "url": "/executions/count/input"},
+        {"id": "3", "method": "GET", "url": "/executions/count/input"},
+    ]});
+    for (reuse, expected) in [(None, [1, 2, 3]), (Some("1"), [1, 1, 1])] {
+        let w = World::start(|c| {
+            let c = c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE);
+            match reuse {
+                Some(reuse) => c.env("CRONIUM_INSTANCE_REUSE", reuse),
+                None => c,
+            }
+        })
+        .await;
+        let served: Vec<u64> = batch::responses(&w.batch(&body).await)
+            .iter()
+            .map(|r| r["body"]["data"].as_u64().unwrap())
+            .collect();
+        assert_eq!(served, expected, "CRONIUM_INSTANCE_REUSE={reuse:?}");
+    }
+}

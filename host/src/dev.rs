@@ -73,7 +73,9 @@ impl Demo {
              -d '{{\"data\":{{\"ok\":true}}}}' {base}/executions/{DEMO_ID}/output\n\
              curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" -H 'Content-Type: application/json' \\\n  \
              -d '{{\"condition\":true}}' {base}/executions/{DEMO_ID}/condition\n\
-             curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" {base}/tool-actions\n\n\
+             curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" {base}/tool-actions\n\
+             curl -s -H \"Authorization: Bearer $CRONIUM_API_TOKEN\" -H 'Content-Type: application/json' \\\n  \
+             -d '{{\"requests\":[{{\"id\":\"1\",\"method\":\"GET\",\"url\":\"input\"}},{{\"id\":\"2\",\"method\":\"GET\",\"url\":\"context\"}}]}}' {base}/executions/{DEMO_ID}/batch\n\n\
              Your own executions: cronium-runtime execution create --user u1 --job j1 --input '{{\"x\":1}}'\n\
              Tool credentials of a user: {dir}/credentials/<user>/<tool>.json; drop-in tools: {tools}\n",
             dir = self.data_dir.display(),

@@ -283,8 +283,15 @@ async fn route(
             });
         }
     };
-    // Past the in-flight cap, shed load at once rather than queue it.
-    let Ok(in_flight) = app.front.in_flight.clone().try_acquire_owned() else {
+    // Past the in-flight cap, shed load at once rather than queue it. A
+    // batch holds two places: its own instance and that of the one request
+    // of it being served, so that the cap still bounds the instances in use.
+    let places = if group == Group::Batch && app.front.max_in_flight > 1 {
+        2
+    } else {
+        1
+    };
+    let Ok(in_flight) = app.front.in_flight.clone().try_acquire_many_owned(places) else {
         app.capabilities
             .metrics
             .rejected_overload
