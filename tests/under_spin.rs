@@ -112,7 +112,8 @@ async fn cors_is_answered_under_spin_as_in_the_custom_host() {
     let host = HostWorld::start(&[("ALLOWED_ORIGINS", origin)]).await;
     let spin = SpinWorld::start(cli, &[("allowed_origins", origin)]).await;
     let auth = bearer("exec-1");
-    let requests: [(&str, &str, Vec<(&str, &str)>); 5] = [
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let requests: [(&str, &str, Headers); 5] = [
         (
             "OPTIONS",
             "/executions/exec-1/input",
@@ -264,7 +265,6 @@ async fn audit_events_wait_in_valkey_while_the_backend_refuses_them_and_arrive_i
     ];
     let put = |key: &'static str| {
         let url = spin.app.url(&format!("/executions/exec-1/variables/{key}"));
-        let headers = headers;
         async move {
             let reply = call("PUT", &url, &headers, Some(br#"{"value":1}"#)).await;
             assert_eq!(reply.status, 200, "PUT {key}: {reply:?}");

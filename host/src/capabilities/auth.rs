@@ -11,6 +11,12 @@
 //! limit (`RATE_LIMIT_PER_MIN`, shared by every host through Valkey, or
 //! counted by this host alone while Valkey is down); requests whose token
 //! fails are counted per client address instead.
+//!
+//! A warm request makes no round trip at all while the host's
+//! [`RevocationWatch`] is live: the revocation list is pushed to the host,
+//! and the rate limit is spent from a local share of the execution's
+//! budget ([`RateShares`]). Whenever the watch cannot vouch for its list,
+//! requests go back to the one-round-trip check above.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +29,8 @@ use cronium_rules::token::{Claims, TokenError, TokenVerifier};
 use std::net::IpAddr;
 
 use super::cache::{Cache, MemoryCache};
+use super::rate_shares::RateShares;
+use super::revocations::RevocationWatch;
 
 /// Rate-limit counters kept locally at most (when Valkey is down).
 const LOCAL_LIMITERS: usize = 100_000;
@@ -60,6 +68,10 @@ pub struct Auth {
     quota: Option<Quota>,
     /// Counts of this host alone, for when Valkey cannot be reached.
     local: MemoryCache,
+    /// The revocation list pushed by Valkey, when there is a Valkey.
+    watch: Option<RevocationWatch>,
+    /// This host's shares of the executions' budgets.
+    shares: RateShares,
 }
 
 impl Auth {
@@ -81,7 +93,21 @@ impl Auth {
             unchecked: AtomicU64::new(0),
             quota,
             local: MemoryCache::new(Duration::from_secs(60), LOCAL_LIMITERS),
+            watch: None,
+            shares: RateShares::default(),
         }
+    }
+
+    /// Takes revocations from `watch` while it is live, and the rate limit
+    /// from local shares then.
+    pub fn with_watch(mut self, watch: RevocationWatch) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// Whether warm requests are served without a round trip now.
+    pub fn watch_live(&self) -> bool {
+        self.watch.as_ref().is_some_and(RevocationWatch::is_live)
     }
 
     /// Verifies an `Authorization` header value from `peer`, and counts
@@ -113,8 +139,15 @@ impl Auth {
                 return Err(error.into());
             }
         };
-        let revoked_key = keys::revoked_job(&claims.job_id);
         let limiter_key = keys::rate_limit_execution(&claims.execution_id);
+        if let Some(revoked) = self
+            .watch
+            .as_ref()
+            .and_then(|w| w.is_revoked(&claims.job_id))
+        {
+            return self.pushed(claims, revoked, &limiter_key, cache).await;
+        }
+        let revoked_key = keys::revoked_job(&claims.job_id);
         match cache
             .check_access(&revoked_key, &limiter_key, self.quota)
             .await
@@ -146,6 +179,33 @@ impl Auth {
                 self.without_cache(claims, &error.to_string())
             }
         }
+    }
+
+    /// The decision with the watch's word on revocation, and the rate
+    /// limit from this host's share.
+    async fn pushed(
+        &self,
+        claims: Claims,
+        revoked: bool,
+        limiter_key: &str,
+        cache: &Cache,
+    ) -> Result<Claims, AuthFailure> {
+        if revoked {
+            self.remember_revoked(&claims.job_id);
+            return Err(AuthFailure::Revoked);
+        }
+        let Some(quota) = self.quota else {
+            return Ok(claims);
+        };
+        let wait = match self.shares.spend(limiter_key, quota, cache).await {
+            Ok(wait) => wait,
+            // The region's count is out of reach: this host counts alone.
+            Err(_) => self.local.limit(limiter_key, quota),
+        };
+        if wait > 0 {
+            return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
+        }
+        Ok(claims)
     }
 
     fn without_cache(&self, claims: Claims, error: &str) -> Result<Claims, AuthFailure> {
