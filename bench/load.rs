@@ -161,6 +161,15 @@ fn scenarios() -> Vec<Scenario> {
             targets: SERVERS,
         },
         Scenario {
+            name: "GET variable (cache hit)",
+            method: "GET",
+            path: "/executions/bench-1/variables/read-me",
+            body: Body::None,
+            requests: Requests::Same,
+            connections: &[16, 64],
+            targets: SERVERS,
+        },
+        Scenario {
             name: "output 1 KiB",
             method: "POST",
             path: "/executions/bench-1/output",
@@ -314,6 +323,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         Some(json!({"rows": 3, "source": "bench"})),
     );
     backend.add_execution("x", "bench-user", None);
+    backend.state().variables.insert(
+        ("bench-user".to_owned(), "read-me".to_owned()),
+        json!({"threshold": 0.75, "labels": ["a", "b"]}),
+    );
     let hook = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
     hook.forget_requests();
 
