@@ -125,16 +125,9 @@ impl Target {
 
 const ALL_CONNS: &[u32] = &[1, 16, 64, 256];
 const SERVERS: &[Target] = &[Target::Host, Target::HostReuse, Target::Native];
-/// The servers plus the host on the `wasi:http` export: what the direct
-/// `handler` export saves, shown on the headline scenario.
-const SERVERS_AND_WASI_HTTP: &[Target] = &[
-    Target::Host,
-    Target::HostReuse,
-    Target::HostWasiHttp,
-    Target::Native,
-];
 
-/// The servers, the host on the `wasi:http` export, and the API under Spin.
+/// The servers, the host on the `wasi:http` export (what the direct
+/// `handler` export saves, on the headline scenario), and the API under Spin.
 const SERVERS_AND_SPIN: &[Target] = &[
     Target::Host,
     Target::HostReuse,
