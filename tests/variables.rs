@@ -209,7 +209,12 @@ async fn a_key_of_one_or_two_dots_is_400_and_never_reaches_the_backend() {
         .count();
     assert_eq!(reached, 0);
     // Dots inside a key are an ordinary key.
-    assert_eq!(put(&w.host, "exec-1", "..%2Fx", &json!(1), &[]).await.status, 200);
+    assert_eq!(
+        put(&w.host, "exec-1", "..%2Fx", &json!(1), &[])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]

@@ -57,6 +57,23 @@ pub struct RateShares {
     shares: Mutex<HashMap<String, Share>>,
 }
 
+/// Ends a take that was abandoned half way (its future dropped): the
+/// share is no longer being taken, and its waiters look again.
+struct TakeGuard<'a> {
+    shares: &'a RateShares,
+    key: &'a str,
+}
+
+impl Drop for TakeGuard<'_> {
+    fn drop(&mut self) {
+        let mut shares = self.shares.lock();
+        if let Some(share) = shares.get_mut(self.key) {
+            share.taking = false;
+            share.takes.send_modify(|n| *n += 1);
+        }
+    }
+}
+
 /// What to ask Valkey for.
 struct Ask {
     returned: u32,
@@ -94,9 +111,16 @@ impl RateShares {
                 }
             }
         };
+        // Cancel-safe: a request dropped while it takes (its client hung
+        // up) must not leave the share marked as being taken forever.
+        let guard = TakeGuard {
+            shares: self,
+            key: limiter_key,
+        };
         let outcome = cache
             .take_share(limiter_key, quota, ask.returned, ask.wanted)
             .await;
+        std::mem::forget(guard);
         let mut shares = self.lock();
         if let Some(share) = shares.get_mut(limiter_key) {
             share.taking = false;
@@ -169,5 +193,38 @@ impl RateShares {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Share>> {
         self.shares.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capabilities::valkey::ValkeyCache;
+    use crate::config::ValkeyConfig;
+
+    #[tokio::test]
+    async fn a_take_abandoned_half_way_does_not_hold_up_the_next_request() {
+        // A "Valkey" that accepts connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = ValkeyConfig {
+            url: format!("redis://{}", silent.local_addr().unwrap()),
+            password: None,
+            db: None,
+        };
+        let ttl = Duration::from_secs(60);
+        let cache = Cache::valkey(ValkeyCache::new(&config, ttl).unwrap(), ttl);
+        let shares = RateShares::default();
+        let quota = Quota::per_minute(1000);
+        let abandoned = shares.spend("cronium:rl:exec:e", quota, &cache);
+        // Its client hangs up while it waits for Valkey.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), abandoned)
+                .await
+                .is_err()
+        );
+        assert!(
+            matches!(shares.look("cronium:rl:exec:e", quota), Step::Take(_)),
+            "the next request takes a share itself rather than wait for one that never comes"
+        );
     }
 }
