@@ -47,7 +47,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Answer, FakeBackend, Host, HostConfig, StandIn, Valkey, token};
+use support::{Answer, FakeBackend, Host, HostConfig, SpinApp, StandIn, Valkey, spin_cli, token};
 
 const NATIVE: &str = env!("CARGO_BIN_EXE_cronium-native-baseline");
 const HELLO: &str = env!("CRONIUM_BENCH_HELLO_WASM");
@@ -101,6 +101,10 @@ enum Target {
     Native,
     Hello,
     WasmtimeServe,
+    /// The API under `spin up` (`spin.toml`), when a Spin CLI is found.
+    Spin,
+    /// The hello component under `spin up`: Spin's own cost per request.
+    SpinHello,
 }
 
 impl Target {
@@ -121,19 +125,30 @@ impl Target {
             Target::Native => "native",
             Target::Hello => "host+hello",
             Target::WasmtimeServe => "wasmtime-serve+hello",
+            Target::Spin => "spin",
+            Target::SpinHello => "spin+hello",
         }
     }
 }
 
 const ALL_CONNS: &[u32] = &[1, 16, 64, 256];
 const SERVERS: &[Target] = &[Target::Host, Target::HostReuse, Target::Native];
-/// The servers plus the host on the `wasi:http` export: what the direct
-/// `handler` export saves, shown on the headline scenario.
-const SERVERS_AND_WASI_HTTP: &[Target] = &[
+
+/// The servers, the host on the `wasi:http` export (what the direct
+/// `handler` export saves, on the headline scenario), and the API under Spin.
+const SERVERS_AND_SPIN: &[Target] = &[
     Target::Host,
     Target::HostReuse,
     Target::HostWasiHttp,
     Target::Native,
+    Target::Spin,
+];
+/// The servers and the API under Spin.
+const SERVERS_WITH_SPIN: &[Target] = &[
+    Target::Host,
+    Target::HostReuse,
+    Target::Native,
+    Target::Spin,
 ];
 
 /// Requests one instance may serve in the `host, reuse` runs.
@@ -157,7 +172,7 @@ fn scenarios() -> Vec<Scenario> {
             body: Body::None,
             requests: Requests::Same,
             connections: ALL_CONNS,
-            targets: SERVERS_AND_WASI_HTTP,
+            targets: SERVERS_AND_SPIN,
         },
         Scenario {
             name: "context",
@@ -166,7 +181,16 @@ fn scenarios() -> Vec<Scenario> {
             body: Body::None,
             requests: Requests::Same,
             connections: &[16, 64],
-            targets: SERVERS,
+            targets: SERVERS_WITH_SPIN,
+        },
+        Scenario {
+            name: "GET variable (cache hit)",
+            method: "GET",
+            path: "/executions/bench-1/variables/read-me",
+            body: Body::None,
+            requests: Requests::Same,
+            connections: &[16, 64],
+            targets: SERVERS_WITH_SPIN,
         },
         Scenario {
             name: "output 1 KiB",
@@ -235,7 +259,7 @@ fn scenarios() -> Vec<Scenario> {
             body: Body::None,
             requests: Requests::Same,
             connections: ALL_CONNS,
-            targets: &[Target::Hello, Target::WasmtimeServe],
+            targets: &[Target::Hello, Target::WasmtimeServe, Target::SpinHello],
         },
     ]
 }
@@ -322,6 +346,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         Some(json!({"rows": 3, "source": "bench"})),
     );
     backend.add_execution("x", "bench-user", None);
+    backend.state().variables.insert(
+        ("bench-user".to_owned(), "read-me".to_owned()),
+        json!({"threshold": 0.75, "labels": ["a", "b"]}),
+    );
     let hook = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
     hook.forget_requests();
 
@@ -375,6 +403,37 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         WasmtimeServe::start(Path::new(HELLO))
     };
 
+    // Spin rows, when a Spin CLI is found (the smoke run skips them).
+    let wants_spin = chosen
+        .iter()
+        .any(|s| s.targets.contains(&Target::Spin) || s.targets.contains(&Target::SpinHello));
+    let mut spin_apps: BTreeMap<Target, SpinApp> = BTreeMap::new();
+    if !smoke
+        && wants_spin
+        && let Some(cli) = spin_cli("bench: the spin and spin+hello rows")
+    {
+        spin_apps.insert(
+            Target::Spin,
+            SpinApp::start(
+                cli,
+                &valkey.url(),
+                &backend.url(),
+                &[("rate_limit_per_min", limit)],
+            )
+            .await,
+        );
+        spin_apps.insert(
+            Target::SpinHello,
+            SpinApp::start_manifest(
+                cli,
+                &support::spin::root().join("bench/spin-hello.toml"),
+                &[],
+                "/",
+            )
+            .await,
+        );
+    }
+
     let token = token("bench-1");
     let mut rows = Vec::new();
     for scenario in chosen {
@@ -392,6 +451,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
                     let (url, pid) = match target {
                         Target::WasmtimeServe => match &wasmtime_serve {
                             Some(serve) => (serve.url.clone(), Some(serve.child.id())),
+                            None => continue,
+                        },
+                        Target::Spin | Target::SpinHello => match spin_apps.get(&target) {
+                            Some(app) => (app.url(""), Some(app.pid())),
                             None => continue,
                         },
                         _ => (servers[&target].base(), servers[&target].pid()),
@@ -705,6 +768,17 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
             Target::HostReuse => (Target::Native, "host, reuse / native"),
             Target::HostWasiHttp => (Target::Native, "host, wasi:http / native"),
             Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),
+            Target::Spin => {
+                // Beside Spin's trivial component: what our adapters and
+                // components add under Spin.
+                if let Some(hello) = find("hello component", Target::SpinHello, *conns) {
+                    println!(
+                        "| {name} | {conns} | spin / spin+hello | {:.2} | - |",
+                        m.requests_per_sec / hello.requests_per_sec
+                    );
+                }
+                (Target::HostReuse, "spin / host, reuse")
+            }
             _ => continue,
         };
         if let Some(base) = find(name, other, *conns) {

@@ -5,7 +5,7 @@
 //! the price of isolation.
 //!
 //! Configured like `cronium-runtime`; serves `/health`, `GET input`,
-//! `GET context`, `POST output`, plain `PUT variables/{key}` and `POST
+//! `GET context`, `GET` and plain `PUT variables/{key}`, `POST output` and `POST
 //! /tool-actions/execute` (schema check, credentials, the same tool
 //! registry), doing the same capability calls as the components do.
 
@@ -128,6 +128,10 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
                 Err(e) => error(502, &e.to_string()),
             }
         }
+        (Method::GET, rest) if rest.starts_with("variables/") => {
+            let key = &rest["variables/".len()..];
+            get_variable(caps, &caller, key).await
+        }
         (Method::PUT, rest) if rest.starts_with("variables/") => {
             let key = &rest["variables/".len()..];
             put_variable(caps, &caller, key, &body).await
@@ -154,6 +158,66 @@ async fn execution(caps: &Capabilities, caller: &Claims) -> Result<Execution, Re
         .set(&key, &serde_json::to_string(&execution).unwrap(), None)
         .await;
     Ok(execution)
+}
+
+/// A variable read with the same calls as the component's: the cache,
+/// else the backend (then cached, unless a writer got there first).
+async fn get_variable(caps: &Capabilities, caller: &Claims, key: &str) -> Reply {
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Cached {
+        value: Option<String>,
+    }
+    let user = match execution(caps, caller).await {
+        Ok(e) => e.user_id,
+        Err(reply) => return reply,
+    };
+    let cache_key = keys::variable(&user, key);
+    let cached = match caps.cache.get(&cache_key).await {
+        Ok(Some(entry)) => serde_json::from_str::<Cached>(&entry).ok(),
+        _ => None,
+    };
+    let current = match cached {
+        Some(cached) => cached.value,
+        None => {
+            let result = caps.backend.get_variable(caller, &user, key).await;
+            audit(
+                caps,
+                caller,
+                "get_variable",
+                result.is_ok(),
+                json!({"key": key}),
+            );
+            let value = match result {
+                Ok(variable) => variable.map(|v| v.value),
+                Err(e) => return error(502, &e.to_string()),
+            };
+            let entry = serde_json::to_string(&Cached {
+                value: value.clone(),
+            })
+            .unwrap();
+            let _ = caps.cache.add(&cache_key, &entry, None).await;
+            value
+        }
+    };
+    match current {
+        Some(text) => {
+            let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                return error(500, "corrupt value");
+            };
+            let mut reply = json_reply(
+                200,
+                json!({"success": true, "data": {"key": key, "value": value}}),
+            );
+            if let Ok(etag) = variables::etag(&text).parse() {
+                reply.headers_mut().insert("etag", etag);
+            }
+            reply
+        }
+        None => json_reply(
+            200,
+            json!({"success": true, "data": {"key": key, "value": null}}),
+        ),
+    }
 }
 
 /// A plain variable write with the same calls as the component's.

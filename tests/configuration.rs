@@ -167,7 +167,7 @@ async fn help_lists_every_setting_with_its_variable_file_key_and_default() {
         ("TLS_CERT", "security.tlsCert", "unset"),
         ("CACHE_TTL", "cache.ttl", "5m"),
         ("CRONIUM_INSTANCE_REUSE", "cronium.instanceReuse", "128"),
-        ("CRONIUM_TOOL_SETTINGS", "cronium.toolSettings", "unset"),
+        ("CRONIUM_TOOL_SETTINGS", "cronium.toolSettings", "{}"),
     ] {
         let line = text
             .lines()

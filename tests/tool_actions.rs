@@ -163,6 +163,50 @@ async fn webhook_sends_the_request_it_is_given_and_answers_the_status() {
 }
 
 #[tokio::test]
+async fn an_https_tool_request_reaches_the_checked_address_verified_against_the_host_name() {
+    let ca = support::tls::Ca::new();
+    let receiver = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
+    // `localhost` resolves (and is checked) here; the request goes to that
+    // very address, and TLS is verified against the name.
+    let good = support::tls::TlsProxy::start(&ca.leaf(&["localhost"], 11), &receiver.url()).await;
+    let wrong =
+        support::tls::TlsProxy::start(&ca.leaf(&["other.example"], 12), &receiver.url()).await;
+    let port = |proxy: &support::tls::TlsProxy| proxy.url().rsplit(':').next().unwrap().to_owned();
+    let (good_port, wrong_port) = (port(&good), port(&wrong));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_pem(&ca_file);
+    let allowed = format!("webhook=localhost:{good_port},localhost:{wrong_port}");
+    let world = World::start(|c| {
+        c.env("CRONIUM_TOOL_ALLOWED_HOSTS", allowed)
+            .env("SSL_CERT_FILE", ca_file.display().to_string())
+    })
+    .await;
+    let send = |port: &str| {
+        json!({"tool": "webhook", "action": "send", "config": {
+            "url": format!("https://localhost:{port}/hook"), "body": {"n": 1}, "retries": 0
+        }})
+    };
+    let reply = world.execute(send(&good_port)).await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", world.host.log());
+    assert_eq!(reply.json["data"]["status"], 200);
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].target, "/hook");
+    assert_eq!(
+        received[0].header("host"),
+        Some(format!("localhost:{good_port}").as_str())
+    );
+
+    let refused = world.execute(send(&wrong_port)).await;
+    assert_eq!(
+        refused.status, 502,
+        "a certificate for another name: {refused:?}"
+    );
+    assert_eq!(receiver.received().len(), 1, "nothing got through");
+}
+
+#[tokio::test]
 async fn webhook_retries_a_failing_receiver_and_never_a_refusing_one() {
     let receiver = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
     let world = World::start(webhook_may_reach(&receiver)).await;

@@ -192,6 +192,32 @@ async fn empty_oversized_and_badly_encoded_keys_are_400() {
 }
 
 #[tokio::test]
+async fn a_key_of_one_or_two_dots_is_400_and_never_reaches_the_backend() {
+    let w = World::start().await;
+    for key in ["%2E", "%2E%2E", "%2e"] {
+        let reply = put(&w.host, "exec-1", key, &json!(1), &[]).await;
+        assert_eq!(reply.status, 400, "PUT {key:?}: {reply:?}");
+        assert_eq!(reply.error_message(), "variable key may not be `.` or `..`");
+        assert_eq!(get(&w.host, "exec-1", key).await.status, 400, "GET {key:?}");
+    }
+    let reached = w
+        .backend
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/internal/variables/"))
+        .count();
+    assert_eq!(reached, 0);
+    // Dots inside a key are an ordinary key.
+    assert_eq!(
+        put(&w.host, "exec-1", "..%2Fx", &json!(1), &[])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
 async fn every_json_type_round_trips_exactly() {
     let w = World::start().await;
     let values = [

@@ -38,6 +38,7 @@ use crate::capabilities::auth::Auth;
 use crate::capabilities::backend::{Backend, HttpBackend};
 use crate::capabilities::cache::{Cache, MemoryCache};
 use crate::capabilities::embedded::{EmbeddedStore, StoreError};
+use crate::capabilities::revocations::RevocationWatch;
 use crate::capabilities::valkey::ValkeyCache;
 use crate::components::{Components, LoadError};
 use crate::config::Config;
@@ -90,12 +91,15 @@ impl Capabilities {
         let secret = config.jwt_secret.as_deref().ok_or(StartError::NoSecret)?;
         let verifier =
             TokenVerifier::new(secret.as_bytes(), config.jwt_algorithm, config.token_policy)?;
-        let auth = Auth::new(
+        let mut auth = Auth::new(
             verifier,
             config.revocation_fail_closed,
             config.token_policy.max_lifetime,
             (config.rate_limit_per_min > 0).then(|| Quota::per_minute(config.rate_limit_per_min)),
         );
+        if let Some(valkey) = &config.valkey {
+            auth = auth.with_watch(RevocationWatch::start(valkey)?);
+        }
         let cache = match &config.valkey {
             Some(valkey) => Cache::valkey(
                 ValkeyCache::new(valkey, config.cache_ttl)?,

@@ -101,6 +101,8 @@ pub struct Gauges {
     pub audit_spooled: u64,
     pub audit_lost: u64,
     pub revocation_unchecked: u64,
+    /// 1 while revocations are pushed to this host (no query per request).
+    pub revocation_watch_live: u64,
     pub in_flight: u64,
     pub warm_instances: u64,
 }
@@ -312,6 +314,11 @@ impl Metrics {
                 gauges.audit_backlog,
             ),
             (
+                "cronium_revocation_watch_live",
+                "Whether Valkey pushes revocations to this host (1), so that warm requests make no round trip.",
+                gauges.revocation_watch_live,
+            ),
+            (
                 "cronium_requests_in_flight",
                 "Requests being answered now.",
                 gauges.in_flight,
@@ -352,6 +359,7 @@ mod tests {
             audit_spooled: 0,
             audit_lost: 0,
             revocation_unchecked: 0,
+            revocation_watch_live: 0,
             in_flight: 0,
             warm_instances: 0,
         });

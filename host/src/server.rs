@@ -475,6 +475,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         audit_spooled: stats.spooled.load(Ordering::Relaxed),
         audit_lost: stats.lost.load(Ordering::Relaxed),
         revocation_unchecked: caps.auth.unchecked.load(Ordering::Relaxed),
+        revocation_watch_live: u64::from(caps.auth.watch_live()),
         in_flight: (app.front.max_in_flight - app.front.in_flight.available_permits()) as u64,
         warm_instances: app.components.warm_instances() as u64,
     });

@@ -64,7 +64,7 @@ fn find() -> Option<PathBuf> {
 }
 
 /// The repository's root, where `spin.toml` is.
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -110,13 +110,34 @@ impl SpinApp {
         backend_url: &str,
         variables: &[(&str, &str)],
     ) -> SpinApp {
+        let defaults = [
+            ("jwt_secret", SECRET),
+            ("backend_token", BACKEND_TOKEN),
+            ("backend_url", backend_url),
+            ("valkey_url", valkey_url),
+        ];
+        let all: Vec<(&str, &str)> = defaults.iter().chain(variables).copied().collect();
+        SpinApp::start_manifest(cli, &root().join("spin.toml"), &all, "/health").await
+    }
+
+    /// Serves another manifest (e.g. the benchmark's hello component) with
+    /// exactly `variables`; waits until `ready_path` answers 200.
+    pub async fn start_manifest(
+        cli: &Path,
+        manifest: &Path,
+        variables: &[(&str, &str)],
+        ready_path: &str,
+    ) -> SpinApp {
         let port = free_port();
         let state = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(state.path().join("spin.log")).unwrap();
         let mut command = Command::new(cli);
         command
             .current_dir(root())
-            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("up")
+            .arg("--from")
+            .arg(manifest)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--state-dir")
             .arg(state.path())
             .stdin(Stdio::null())
@@ -124,18 +145,12 @@ impl SpinApp {
             .stderr(log)
             // Its own process group, so that drop stops Spin and its children.
             .process_group(0);
-        let defaults = [
-            ("jwt_secret", SECRET),
-            ("backend_token", BACKEND_TOKEN),
-            ("backend_url", backend_url),
-            ("valkey_url", valkey_url),
-        ];
-        for (name, value) in defaults.iter().chain(variables) {
+        for (name, value) in variables {
             command.arg("--variable").arg(format!("{name}={value}"));
         }
         let child = command.spawn().expect("spin up starts");
         let app = SpinApp { port, child, state };
-        app.wait_ready().await;
+        app.wait_ready(ready_path).await;
         app
     }
 
@@ -149,7 +164,12 @@ impl SpinApp {
         std::fs::read_to_string(self.state.path().join("spin.log")).unwrap_or_default()
     }
 
-    async fn wait_ready(&self) {
+    /// Spin's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_ready(&self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let listening = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
@@ -163,7 +183,7 @@ impl SpinApp {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("spin up did not serve /health in 60 s:\n{}", self.log());
+        panic!("spin up did not serve {path} in 60 s:\n{}", self.log());
     }
 }
 

@@ -14,10 +14,13 @@ pub fn is_immutable(key: &str) -> bool {
     key.starts_with("cronium:exec:")
 }
 
+/// What every revocation key starts with, for watching them all.
+pub const REVOKED_JOB_PREFIX: &str = "cronium:exec-revoked:";
+
 /// Set by the orchestrator (key format fixed by `CONTRACT.md`) when a job's
 /// tokens must no longer be accepted.
 pub fn revoked_job(job_id: &str) -> String {
-    format!("cronium:exec-revoked:{job_id}")
+    format!("{REVOKED_JOB_PREFIX}{job_id}")
 }
 
 /// The cached value of user `user_id`'s variable `key`. The user id is

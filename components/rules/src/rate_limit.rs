@@ -103,9 +103,125 @@ end
 return allow_at - now
 "#;
 
+/// The outcome of taking a share of a quota's budget at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Requests granted (0 to the number wanted).
+    pub taken: u32,
+    /// Microseconds until one request would pass; 0 when some were taken.
+    pub retry_after_us: u64,
+    /// The new `tat` to store.
+    pub tat: u64,
+}
+
+/// GCRA for a batch: first gives back `returned` requests granted earlier
+/// but never made (never moving `tat` before `now`), then takes as many of
+/// `wanted` as pass now, each as [`gcra`] would one after the other.
+pub fn gcra_take(
+    stored_tat: Option<u64>,
+    now_us: u64,
+    quota: Quota,
+    returned: u32,
+    wanted: u32,
+) -> Grant {
+    let interval = quota.interval_us();
+    let stored = stored_tat
+        .unwrap_or(now_us)
+        .saturating_sub(u64::from(returned) * interval);
+    let tat = stored.max(now_us);
+    // Requests k pass while tat + k * interval - period <= now.
+    let room = (now_us + quota.period_us()).saturating_sub(tat) / interval;
+    let taken = room.min(u64::from(wanted)) as u32;
+    if taken > 0 {
+        Grant {
+            taken,
+            retry_after_us: 0,
+            tat: tat + u64::from(taken) * interval,
+        }
+    } else {
+        Grant {
+            taken: 0,
+            retry_after_us: (tat + interval - quota.period_us())
+                .saturating_sub(now_us)
+                .max(1),
+            tat,
+        }
+    }
+}
+
+/// How many requests one host takes from an execution's shared budget at
+/// a time, at most: a fiftieth of the quota (1 for limits up to 99 a
+/// minute, so low limits stay exact), never more than 64. Every host may
+/// thus let through at most this many requests beyond the shared count.
+pub fn max_share(quota: Quota) -> u32 {
+    (quota.limit / 50).clamp(1, 64)
+}
+
+/// [`gcra_take`] in Valkey, on Valkey's clock. `KEYS[1]` the limiter;
+/// `ARGV[1]` interval, `ARGV[2]` period (microseconds), `ARGV[3]` requests
+/// given back, `ARGV[4]` requests wanted. Returns the number taken (> 0),
+/// or minus the microseconds to wait when none could be.
+pub const TAKE_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local returned = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
+local stored = tonumber(redis.call('GET', KEYS[1]) or now) - returned * interval
+local tat = stored
+if tat < now then tat = now end
+local room = math.floor((now + period - tat) / interval)
+local taken = math.min(room, wanted)
+if taken > 0 then
+  redis.call('SET', KEYS[1], tat + taken * interval, 'PX', math.ceil(period / 1000))
+  return taken
+end
+if returned > 0 then
+  redis.call('SET', KEYS[1], tat, 'PX', math.ceil(period / 1000))
+end
+local wait = tat + interval - period - now
+if wait < 1 then wait = 1 end
+return -wait
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taking_a_share_grants_what_single_requests_would() {
+        let quota = Quota::per_minute(10);
+        let one_by_one = {
+            let mut tat = None;
+            burst(&mut tat, 1_000_000_000, 4, quota)
+        };
+        let grant = gcra_take(None, 1_000_000_000, quota, 0, 4);
+        assert_eq!((grant.taken, one_by_one), (4, 4));
+        let rest = gcra_take(Some(grant.tat), 1_000_000_000, quota, 0, 50);
+        assert_eq!(rest.taken, 6, "the burst is 10 in all");
+        let none = gcra_take(Some(rest.tat), 1_000_000_000, quota, 0, 5);
+        assert_eq!((none.taken, none.retry_after_us), (0, 6_000_000));
+    }
+
+    #[test]
+    fn requests_given_back_can_be_taken_again_but_never_from_the_past() {
+        let quota = Quota::per_minute(10);
+        let all = gcra_take(None, 0, quota, 0, 10);
+        assert_eq!(all.taken, 10);
+        let again = gcra_take(Some(all.tat), 0, quota, 3, 5);
+        assert_eq!(again.taken, 3, "three came back");
+        // Giving back more than was ever taken buys nothing beyond the burst.
+        let idle = gcra_take(None, 0, quota, 100, 50);
+        assert_eq!(idle.taken, 10);
+    }
+
+    #[test]
+    fn a_share_is_a_fiftieth_of_the_quota_within_one_and_sixty_four() {
+        assert_eq!(max_share(Quota::per_minute(60)), 1);
+        assert_eq!(max_share(Quota::per_minute(1000)), 20);
+        assert_eq!(max_share(Quota::per_minute(1_000_000)), 64);
+    }
 
     /// Runs `n` requests at `now` through the rule.
     fn burst(tat: &mut Option<u64>, now: u64, n: u32, quota: Quota) -> u32 {

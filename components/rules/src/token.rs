@@ -259,6 +259,24 @@ impl TokenVerifier {
         })
     }
 
+    /// The last second (since the Unix epoch) at which [`verify`] still
+    /// accepts a token it accepted with these `claims`: its `exp` plus the
+    /// leeway, and never past its absolute lifetime. A caller may remember
+    /// a verified token until then instead of verifying it again.
+    ///
+    /// [`verify`]: TokenVerifier::verify
+    pub fn valid_until(&self, claims: &Claims) -> u64 {
+        let lifetime_end = claims
+            .issued_at
+            .saturating_add(self.policy.max_lifetime.as_secs());
+        match claims.expires_at {
+            Some(exp) => exp
+                .saturating_add(self.policy.leeway.as_secs())
+                .min(lifetime_end),
+            None => lifetime_end,
+        }
+    }
+
     /// Mints a token for `claims`, valid from `claims.issued_at` until
     /// `claims.expires_at` (or for the maximum lifetime when it is `None`).
     pub fn mint(&self, claims: &Claims) -> String {
@@ -388,6 +406,28 @@ mod tests {
             v.verify_header(None, NOW),
             Err(TokenError::MissingCredentials)
         );
+    }
+
+    #[test]
+    fn a_verified_token_stays_valid_exactly_until_valid_until() {
+        let v = verifier();
+        for expires_at in [Some(NOW + 60), None] {
+            let claims = Claims {
+                expires_at,
+                ..claims()
+            };
+            let token = v.mint(&claims);
+            let verified = v.verify(&token, NOW).unwrap();
+            let until = v.valid_until(&verified);
+            assert!(
+                v.verify(&token, until).is_ok(),
+                "{expires_at:?}: at {until}"
+            );
+            assert!(
+                v.verify(&token, until + 1).is_err(),
+                "{expires_at:?}: after"
+            );
+        }
     }
 
     #[test]

@@ -129,6 +129,40 @@ pub fn limit(limiter_key: &str, quota: Quota) -> ScriptCall {
     limit_call(vec![limiter_key.to_owned()], quota)
 }
 
+/// Gives back `returned` requests of an earlier share and takes up to
+/// `wanted` more of `limiter_key`'s `quota` ([`rate_limit::TAKE_SCRIPT`]);
+/// read the reply with [`share_answer`].
+pub fn take_share(limiter_key: &str, quota: Quota, returned: u32, wanted: u32) -> ScriptCall {
+    ScriptCall {
+        script: rate_limit::TAKE_SCRIPT,
+        keys: vec![limiter_key.to_owned()],
+        args: vec![
+            quota.interval_us().to_string(),
+            quota.period_us().to_string(),
+            returned.to_string(),
+            wanted.to_string(),
+        ],
+    }
+}
+
+/// Reads [`rate_limit::TAKE_SCRIPT`]'s reply: requests taken (at least 1),
+/// or none and the microseconds to wait.
+pub fn share_answer(reply: i64) -> rate_limit::Grant {
+    if reply > 0 {
+        rate_limit::Grant {
+            taken: u32::try_from(reply).unwrap_or(u32::MAX),
+            retry_after_us: 0,
+            tat: 0,
+        }
+    } else {
+        rate_limit::Grant {
+            taken: 0,
+            retry_after_us: reply.unsigned_abs().max(1),
+            tat: 0,
+        }
+    }
+}
+
 fn limit_call(keys: Vec<String>, quota: Quota) -> ScriptCall {
     ScriptCall {
         script: rate_limit::LIMIT_SCRIPT,

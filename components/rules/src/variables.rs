@@ -2,7 +2,10 @@
 //! and the entity tags of compare-and-set.
 //!
 //! * A key is any UTF-8 text of 1 to [`MAX_KEY_BYTES`] bytes without
-//!   control characters; `/`, spaces and any other Unicode are fine.
+//!   control characters; `/`, spaces and any other Unicode are fine, but
+//!   not a key of exactly `.` or `..`: it travels to the backend as one
+//!   path segment, which a normalising router (Go's among them, even when
+//!   percent-encoded) resolves to another resource.
 //! * A value is any JSON; the request body that carries it is capped at
 //!   [`crate::limits::BODY_MAX`] (413 above).
 //! * A variable whose value is `null` does not exist: the Node and bash
@@ -50,6 +53,8 @@ pub enum KeyError {
     TooLong,
     #[error("variable key contains a control character")]
     ControlCharacter,
+    #[error("variable key may not be `.` or `..`")]
+    DotSegment,
 }
 
 /// Checks a decoded key.
@@ -62,6 +67,9 @@ pub fn validate_key(key: &str) -> Result<(), KeyError> {
     }
     if key.chars().any(char::is_control) {
         return Err(KeyError::ControlCharacter);
+    }
+    if key == "." || key == ".." {
+        return Err(KeyError::DotSegment);
     }
     Ok(())
 }
@@ -168,6 +176,15 @@ mod tests {
             Err(KeyError::TooLong)
         );
         assert_eq!(validate_key("a\nb"), Err(KeyError::ControlCharacter));
+    }
+
+    #[test]
+    fn a_key_of_one_or_two_dots_is_refused_but_dots_inside_a_key_are_fine() {
+        assert_eq!(validate_key("."), Err(KeyError::DotSegment));
+        assert_eq!(validate_key(".."), Err(KeyError::DotSegment));
+        for key in ["...", ".a", "a..b", "./x", "../x"] {
+            assert_eq!(validate_key(key), Ok(()), "{key}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `BACKEND_URL` is set (`http://`, or `https://` verified against the
 //! roots of [`trust`]), the embedded on-disk store otherwise.
 
-mod trust;
+pub(crate) mod trust;
 
 use std::sync::Arc;
 use std::time::Duration;

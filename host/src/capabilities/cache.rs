@@ -191,6 +191,31 @@ impl Cache {
         }
     }
 
+    /// Gives back `returned` requests of an earlier share of `limiter_key`'s
+    /// budget and takes up to `wanted` more (see `rate_shares`). The
+    /// in-process cache grants one request at a time.
+    pub async fn take_share(
+        &self,
+        limiter_key: &str,
+        quota: Quota,
+        returned: u32,
+        wanted: u32,
+    ) -> Result<rate_limit::Grant, CacheError> {
+        match self {
+            Cache::Valkey { remote: c, .. } => {
+                c.take_share(limiter_key, quota, returned, wanted).await
+            }
+            Cache::Memory(c) => {
+                let wait = c.limit(limiter_key, quota);
+                Ok(rate_limit::Grant {
+                    taken: u32::from(wait == 0),
+                    retry_after_us: wait,
+                    tat: 0,
+                })
+            }
+        }
+    }
+
     /// Stores `value` under `key` for `ttl` (the default TTL when `None`).
     pub async fn set(
         &self,

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod backend;
 pub mod cache;
 pub mod embedded;
+pub mod rate_shares;
+pub mod revocations;
 pub mod valkey;
 
 use std::sync::Arc;

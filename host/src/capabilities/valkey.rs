@@ -27,22 +27,14 @@ pub struct ValkeyCache {
     release: Script,
     leave: Script,
     limit: Script,
+    take: Script,
     increment: Script,
 }
 
 impl ValkeyCache {
     /// A cache on the Valkey of `config`. Does not connect yet.
     pub fn new(config: &ValkeyConfig, default_ttl: Duration) -> Result<Self, RedisError> {
-        let mut info: redis::ConnectionInfo = config.url.as_str().parse()?;
-        let mut redis_settings = info.redis_settings().clone();
-        if let Some(password) = &config.password {
-            redis_settings = redis_settings.set_password(password.clone());
-        }
-        if let Some(db) = config.db {
-            redis_settings = redis_settings.set_db(db);
-        }
-        info = info.set_redis_settings(redis_settings);
-        let client = redis::Client::open(info)?;
+        let client = redis::Client::open(connection_info(config)?)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -59,6 +51,7 @@ impl ValkeyCache {
             release: Script::new(lease::RELEASE_SCRIPT),
             leave: Script::new(lease::LEAVE_SCRIPT),
             limit: Script::new(rate_limit::LIMIT_SCRIPT),
+            take: Script::new(rate_limit::TAKE_SCRIPT),
             increment: Script::new(commands::INCREMENT_SCRIPT),
         })
     }
@@ -190,12 +183,39 @@ impl ValkeyCache {
         Ok(reply.max(0) as u64)
     }
 
+    /// Gives back `returned` and takes up to `wanted` requests of
+    /// `limiter_key`'s budget ([`rate_limit::TAKE_SCRIPT`]).
+    pub(crate) async fn take_share(
+        &self,
+        limiter_key: &str,
+        quota: Quota,
+        returned: u32,
+        wanted: u32,
+    ) -> Result<rate_limit::Grant, CacheError> {
+        let call = commands::take_share(limiter_key, quota, returned, wanted);
+        Ok(commands::share_answer(self.run(&self.take, call).await?))
+    }
+
     pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
         let released = self
             .run(&self.release, commands::release(&lease.key, &lease.owner))
             .await?;
         Ok(released == 1)
     }
+}
+
+/// Where and how to connect: the URL, with `VALKEY_PASSWORD` and
+/// `VALKEY_DB` applied over it.
+pub(crate) fn connection_info(config: &ValkeyConfig) -> Result<redis::ConnectionInfo, RedisError> {
+    let info: redis::ConnectionInfo = config.url.as_str().parse()?;
+    let mut redis_settings = info.redis_settings().clone();
+    if let Some(password) = &config.password {
+        redis_settings = redis_settings.set_password(password.clone());
+    }
+    if let Some(db) = config.db {
+        redis_settings = redis_settings.set_db(db);
+    }
+    Ok(info.set_redis_settings(redis_settings))
 }
 
 fn cache_error(error: RedisError) -> CacheError {

@@ -289,7 +289,8 @@ pub const TOOL_SETTINGS: Setting = Setting::new(
     "CRONIUM_TOOL_SETTINGS",
     "cronium.toolSettings",
     "operator settings per tool, a JSON object keyed by tool id (a map in the file)",
-);
+)
+.default("{}");
 
 /// Every setting, in the order `--help` and `config` list them.
 pub const ALL: &[Setting] = &[

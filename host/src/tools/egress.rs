@@ -20,6 +20,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::Origin;
 
+mod pinned;
+
 /// How long a tool's request may take to connect, and to start answering,
 /// when the tool sets no limit of its own (the call's deadline bounds both).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,9 +53,11 @@ pub struct EgressPolicy {
 /// Where an allowed request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// To the host asked for; `pinned` is the address checked, used for
-    /// plain HTTP so that a second DNS answer cannot differ from the first.
-    Direct { pinned: Option<SocketAddr> },
+    /// To the host asked for, at one of the addresses that were checked
+    /// (tried in order), never at a second DNS answer, which could differ
+    /// from the first (DNS rebinding). HTTPS is verified against the
+    /// host's name (SNI), whatever address it reached.
+    Direct { pinned: Vec<SocketAddr> },
     /// To the operator's replacement origin.
     Redirect(Origin),
 }
@@ -125,9 +129,7 @@ impl EgressPolicy {
         if !named_by_operator && addresses.iter().any(|a| !is_public(a.ip())) {
             return Err(Denied::Private(origin));
         }
-        Ok(Route::Direct {
-            pinned: (scheme == "http").then(|| addresses[0]),
-        })
+        Ok(Route::Direct { pinned: addresses })
     }
 }
 
@@ -195,14 +197,7 @@ impl WasiHttpHooks for ToolEgress {
                     return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                 }
             };
-            let target = match &route {
-                Route::Redirect(to) => Some((to.scheme.clone(), to.authority())),
-                Route::Direct {
-                    pinned: Some(address),
-                } => Some(("http".to_owned(), address.to_string())),
-                Route::Direct { pinned: None } => None,
-            };
-            if let Some((scheme, authority)) = target {
+            if let Route::Redirect(to) = &route {
                 let path = request
                     .uri()
                     .path_and_query()
@@ -210,8 +205,8 @@ impl WasiHttpHooks for ToolEgress {
                     .unwrap_or("/")
                     .to_owned();
                 *request.uri_mut() = Uri::builder()
-                    .scheme(scheme.as_str())
-                    .authority(authority)
+                    .scheme(to.scheme.as_str())
+                    .authority(to.authority())
                     .path_and_query(path)
                     .build()
                     .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
@@ -219,12 +214,18 @@ impl WasiHttpHooks for ToolEgress {
             let mut options = options.unwrap_or_default();
             options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
             options.first_byte_timeout.get_or_insert(FIRST_BYTE_TIMEOUT);
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            match route {
+                Route::Direct { pinned } => pinned::send(request, &pinned, options).await,
+                // The operator's own destination: resolved as configured.
+                Route::Redirect(_) => {
+                    let (response, io) =
+                        wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                    Ok((
+                        response.map(BodyExt::boxed_unsync),
+                        Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                    ))
+                }
+            }
         })
     }
 }
@@ -279,7 +280,7 @@ mod tests {
         assert_eq!(
             route(&narrowed, "http://127.0.0.1:8080/hook").await,
             Ok(Route::Direct {
-                pinned: Some("127.0.0.1:8080".parse().unwrap())
+                pinned: vec!["127.0.0.1:8080".parse().unwrap()]
             })
         );
         assert!(matches!(

@@ -425,3 +425,57 @@ fn the_batch_reaches_every_other_group_by_service_chaining_and_only_it_does() {
         assert_eq!(calls_out, *id == "batch", "{id} imports {names:?}");
     }
 }
+
+/// Spin variables with no setting of the custom host, and why.
+const SPIN_ONLY: &[(&str, &str)] = &[(
+    "tools",
+    "which tool components the Spin app composes; the host loads its built-in tools and a tools directory",
+)];
+
+/// Variables Spin requires although the host has a fallback, and why.
+const REQUIRED_UNDER_SPIN: &[(&str, &str)] = &[
+    ("backend_url", "Spin has no embedded store to fall back on"),
+    ("backend_token", "the backend always needs its token"),
+];
+
+/// Variables whose default differs from the host's, and why.
+const OTHER_DEFAULT_UNDER_SPIN: &[(&str, &str)] = &[(
+    "valkey_url",
+    "Spin has no in-process cache to fall back on: it needs a Valkey, by default the local one",
+)];
+
+#[test]
+fn every_spin_variable_is_a_host_setting_with_the_same_default_and_secrecy() {
+    use cronium_host::config::settings::ALL;
+
+    let manifest = Manifest::read(&root().join("spin.toml")).expect("spin.toml parses");
+    for (name, variable) in &manifest.variables {
+        if SPIN_ONLY.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let upper = name.to_ascii_uppercase();
+        let setting = ALL
+            .iter()
+            .find(|s| s.var == upper || s.var == format!("CRONIUM_{upper}"))
+            .unwrap_or_else(|| panic!("spin variable {name} is no setting of the host"));
+        // The adapters read an empty variable as unset.
+        let spin_default = variable.default.as_deref().filter(|d| !d.is_empty());
+        if !OTHER_DEFAULT_UNDER_SPIN.iter().any(|(n, _)| n == name) {
+            assert_eq!(
+                spin_default, setting.default,
+                "{name}: Spin's default, then the host's ({})",
+                setting.var
+            );
+        }
+        assert_eq!(variable.secret, setting.secret, "{name}: secret");
+        if variable.required {
+            assert!(
+                setting.default.is_none(),
+                "{name} is required under Spin but has a default in the host"
+            );
+            let reason = REQUIRED_UNDER_SPIN.iter().any(|(n, _)| n == name)
+                || setting.var.ends_with("JWT_SECRET");
+            assert!(reason, "{name} is required under Spin only: say why");
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! Valkey through Spin's Redis interface (`fermyon:spin/redis@2.0.0`),
 //! which Valkey speaks. The address is the `valkey_url` variable
-//! (`valkey://` meaning `redis://`, as for the custom host), with
+//! (`valkey://` meaning `redis://`, as for the custom host: it is passed
+//! to Spin as written, since Spin checks its scheme against the allowed
+//! outbound hosts and its Redis client reads `valkey://` itself), with
 //! `valkey_password` and `valkey_db` added to it as `VALKEY_PASSWORD` and
 //! `VALKEY_DB` are for the custom host. Spin lets the call through only if
 //! the endpoint component's `allowed_outbound_hosts` names the address.
@@ -45,9 +47,14 @@ fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result
         if slot.is_none() {
             let url = settings::get("valkey_url")
                 .ok_or_else(|| ValkeyError::Unavailable("no valkey_url is configured".into()))?;
-            let url = commands::normalize_url(&url).ok_or_else(|| {
-                ValkeyError::Unavailable("valkey_url is not a redis:// or valkey:// URL".into())
-            })?;
+            // Checked, but passed on as written: Spin matches the scheme
+            // against `allowed_outbound_hosts` (`{{ valkey_url }}`), and its
+            // Redis client speaks `valkey://` itself.
+            if commands::normalize_url(&url).is_none() {
+                return Err(ValkeyError::Unavailable(
+                    "valkey_url is not a redis://, rediss://, valkey:// or valkeys:// URL".into(),
+                ));
+            }
             let url = with_credentials(
                 &url,
                 settings::get("valkey_password").as_deref(),
@@ -69,24 +76,36 @@ fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result
     })
 }
 
-/// `url` with a password (unless it names one) and a database (unless it
-/// has a path) added: `redis://:password@host:port/db`.
+/// `url` with `valkey_password` and `valkey_db` applied over it, as the
+/// custom host applies `VALKEY_PASSWORD` and `VALKEY_DB`: a setting wins
+/// over what the URL says (`redis://:password@host:port/db`).
 fn with_credentials(url: &str, password: Option<&str>, db: Option<&str>) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let (authority, path) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, Some(path)),
+        Some((authority, path)) => (authority, Some(path).filter(|p| !p.is_empty())),
         None => (rest, None),
     };
-    let authority = match password {
-        Some(password) if !authority.contains('@') => format!(":{password}@{authority}"),
-        _ => authority.to_owned(),
+    let (userinfo, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, authority),
     };
-    match (path.filter(|p| !p.is_empty()), db) {
-        (Some(path), _) => format!("{scheme}://{authority}/{path}"),
-        (None, Some(db)) => format!("{scheme}://{authority}/{db}"),
-        (None, None) => format!("{scheme}://{authority}"),
+    let userinfo = match (password, userinfo) {
+        (Some(password), Some(userinfo)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            Some(format!("{user}:{password}"))
+        }
+        (Some(password), None) => Some(format!(":{password}")),
+        (None, userinfo) => userinfo.map(str::to_owned),
+    };
+    let authority = match userinfo {
+        Some(userinfo) => format!("{userinfo}@{host}"),
+        None => host.to_owned(),
+    };
+    match db.or(path) {
+        Some(db) => format!("{scheme}://{authority}/{db}"),
+        None => format!("{scheme}://{authority}"),
     }
 }
 
@@ -163,15 +182,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn password_and_database_are_added_as_for_the_custom_host() {
+    fn password_and_database_apply_over_the_url_as_for_the_custom_host() {
         assert_eq!(
             with_credentials("redis://h:6379", Some("pw"), Some("2")),
             "redis://:pw@h:6379/2"
         );
         assert_eq!(
-            with_credentials("redis://u:x@h:6379/1", Some("pw"), Some("2")),
-            "redis://u:x@h:6379/1",
-            "what the URL says wins"
+            with_credentials("valkey://u:x@h:6379/1", Some("pw"), Some("2")),
+            "valkey://u:pw@h:6379/2",
+            "the settings win over the URL"
+        );
+        assert_eq!(
+            with_credentials("redis://u:x@h:6379/1", None, None),
+            "redis://u:x@h:6379/1"
         );
         assert_eq!(with_credentials("redis://h", None, None), "redis://h");
     }
