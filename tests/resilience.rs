@@ -352,8 +352,8 @@ async fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
         .collect();
     assert_eq!(
         entries.len(),
-        7,
-        "one per endpoint group and built-in tool: {entries:?}"
+        8,
+        "one per endpoint group (batch included) and built-in tool: {entries:?}"
     );
     for entry in &entries {
         std::fs::write(entry, b"not a compiled component").unwrap();

@@ -378,3 +378,31 @@ async fn a_batch_answers_the_same_bytes_under_spin_as_in_the_custom_host() {
         (expected.status, &expected.json)
     );
 }
+
+#[tokio::test]
+async fn a_batch_runs_out_of_rate_budget_under_spin_as_in_the_custom_host() {
+    let Some(cli) = spin_cli("a_batch_runs_out_of_rate_budget_under_spin_as_in_the_custom_host")
+    else {
+        return;
+    };
+    let host = HostWorld::start(&[("RATE_LIMIT_PER_MIN", "5")]).await;
+    let spin = SpinWorld::start(cli, &[("rate_limit_per_min", "5")]).await;
+    let calls: Vec<batch::Call> = (0..7)
+        .map(|_| batch::call_of("GET", "input", None))
+        .collect();
+    let body = batch::batch_body(&calls);
+    let token = token("exec-1");
+    let statuses = |reply: &Reply| -> Vec<u64> {
+        batch::responses(reply)
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect()
+    };
+    let expected = batch::send(&host.host.base(), "exec-1", &token, &body).await;
+    let reply = batch::send(&spin.app.url(""), "exec-1", &token, &body).await;
+    // The batch is one request of the budget, each of its requests one more.
+    assert_eq!(statuses(&expected), [200, 200, 200, 200, 429, 429, 429]);
+    assert_eq!(statuses(&reply), statuses(&expected), "{}", spin.app.log());
+    let again = batch::send(&spin.app.url(""), "exec-1", &token, &body).await;
+    assert_eq!(again.status, 429, "{again:?}");
+}

@@ -30,9 +30,11 @@ pub const ANSWER_BODIES_MAX: usize = 16 * 1024 * 1024;
 /// request's own 405.
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-/// The most headers, and header bytes (names plus values), of one request
-/// of a batch: the custom host's own limits for a request.
+/// The most headers of one request of a batch (the custom host's own
+/// limit for a request).
 pub const MAX_HEADERS: usize = 100;
+
+/// The most header bytes (names plus values) of one request of a batch.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Headers a request of a batch may not set: the batch's own credentials
