@@ -35,8 +35,9 @@
 //! each way stands in for it, and the seven-call script (read the
 //! input, the context and three variables, write the output and a
 //! condition) runs one call at a time, then as one batch
-//! (`POST /executions/{id}/batch`): wall time per script and the server's
-//! CPU per script. `-- --only tunnel` runs just that.
+//! (`POST /executions/{id}/batch`), on our host and, when a Spin CLI is
+//! found, under `spin up`: wall time per script and the server's CPU per
+//! script. `-- --only tunnel` runs just that.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -510,7 +511,20 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         }
     }
     if only.as_deref().is_none_or(|o| TUNNEL.contains(o)) {
-        tunnel(&servers, smoke).await;
+        if !smoke
+            && !spin_apps.contains_key(&Target::Spin)
+            && let Some(cli) = spin_cli("bench: the tunnel's spin rows")
+        {
+            let app = SpinApp::start(
+                cli,
+                &valkey.url(),
+                &backend.url(),
+                &[("rate_limit_per_min", limit)],
+            )
+            .await;
+            spin_apps.insert(Target::Spin, app);
+        }
+        tunnel(&servers, spin_apps.get(&Target::Spin), smoke).await;
     }
     // Cold start and growth belong to the full run, not to `--only` probes.
     if !smoke && only.is_none() {
@@ -802,26 +816,44 @@ const TUNNEL_DELAY: Duration = Duration::from_millis(25);
 
 /// The seven-call script through a proxy adding [`TUNNEL_DELAY`] each way:
 /// one call at a time on one keep-alive connection (the best case for
-/// separate calls), then as one batch; on the default host, and the batch
-/// once more with the components called through `wasi:http` (as Spin calls
-/// them). Wall time per script and server CPU per script.
-async fn tunnel(servers: &BTreeMap<Target, Host>, smoke: bool) {
+/// separate calls), then as one batch; on the default host, the batch once
+/// more with the components called through `wasi:http`, and both under
+/// `spin up` when a Spin CLI is found. Wall time per script and the
+/// server's CPU per script (Spin's trigger process included).
+async fn tunnel(servers: &BTreeMap<Target, Host>, spin: Option<&SpinApp>, smoke: bool) {
     let runs = if smoke { 2 } else { 40 };
     let token = token("bench-1");
     let calls = support::batch::seven_call_script();
     let body = support::batch::batch_body(&calls);
-    let mut rows = Vec::new();
-    for (label, target, batched) in [
-        ("one call at a time", Target::HostReuse, false),
-        ("one batch", Target::HostReuse, true),
-        ("one batch, wasi:http export", Target::HostWasiHttp, true),
-    ] {
+    let host = |target: Target| {
         let host = &servers[&target];
+        (host.base(), host.pid())
+    };
+    let mut served: Vec<(&str, (String, Option<u32>), bool)> = vec![
+        ("one call at a time", host(Target::HostReuse), false),
+        ("one batch", host(Target::HostReuse), true),
+        (
+            "one batch, wasi:http export",
+            host(Target::HostWasiHttp),
+            true,
+        ),
+    ];
+    if let Some(app) = spin {
+        let base = app.url("");
+        served.push((
+            "spin up: one call at a time",
+            (base.clone(), Some(app.pid())),
+            false,
+        ));
+        served.push(("spin up: one batch", (base, Some(app.pid())), true));
+    }
+    let mut rows = Vec::new();
+    for (label, (base, pid), batched) in served {
         // The three variables exist, as in a real script.
         for key in ["region", "retries", "a%2Fb"] {
             let put = support::call(
                 "PUT",
-                &host.url(&format!("/executions/bench-1/variables/{key}")),
+                &format!("{base}/executions/bench-1/variables/{key}"),
                 &[
                     ("authorization", &format!("Bearer {token}")),
                     ("content-type", "application/json"),
@@ -831,19 +863,18 @@ async fn tunnel(servers: &BTreeMap<Target, Host>, smoke: bool) {
             .await;
             assert_eq!(put.status, 200, "{put:?}");
         }
-        let proxy = DelayProxy::start(&host.addr(), TUNNEL_DELAY).await;
-        let base = proxy.url();
+        let proxy = DelayProxy::start(base.trim_start_matches("http://"), TUNNEL_DELAY).await;
+        let through = proxy.url();
         // One warm-up script, as a host that has served this job before.
-        script_through(&base, &token, &calls, &body, batched).await;
-        let pid = host.pid();
-        let cpu_before = pid.and_then(cpu_ns);
+        script_through(&through, &token, &calls, &body, batched).await;
+        let cpu_before = pid.and_then(tree_cpu_ns);
         let mut walls = Vec::new();
         for _ in 0..runs {
             let started = Instant::now();
-            script_through(&base, &token, &calls, &body, batched).await;
+            script_through(&through, &token, &calls, &body, batched).await;
             walls.push(started.elapsed());
         }
-        let cpu = match (cpu_before, pid.and_then(cpu_ns)) {
+        let cpu = match (cpu_before, pid.and_then(tree_cpu_ns)) {
             (Some(before), Some(after)) => {
                 Some(after.saturating_sub(before) as f64 / 1e3 / runs as f64)
             }
@@ -870,6 +901,22 @@ async fn tunnel(servers: &BTreeMap<Target, Host>, smoke: bool) {
                 .unwrap_or_else(|| "-".into())
         );
     }
+}
+
+/// CPU time used so far by process `pid` and its descendants (Spin serves
+/// from a child process), in ns.
+fn tree_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = cpu_ns(pid)?;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            total += tree_cpu_ns(child).unwrap_or(0);
+        }
+    }
+    Some(total)
 }
 
 /// Runs the script once on a new keep-alive connection through `base`:
