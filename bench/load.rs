@@ -28,7 +28,11 @@
 //! skips cold start and growth);
 //! `-- --rounds N` measures every point N times, the servers taking turns,
 //! and reports medians (errors summed, peak RSS the highest);
-//! `-- --no-rate-limit` turns rate limiting off in every server.
+//! `-- --no-rate-limit` turns rate limiting off in every server;
+//! `-- --no-wasmtime-serve` skips the `wasmtime serve` reference (installing
+//! it takes minutes on a machine without it).
+//! The `spin` and `spin+hello` rows run when a Spin CLI is found (`spin` on
+//! the `PATH` or `CRONIUM_SPIN_BIN`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -389,7 +393,8 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         .iter()
         .any(|s| s.targets.contains(&Target::WasmtimeServe));
     // The smoke run skips the reference host (installing it takes minutes).
-    let wasmtime_serve = if smoke || !wants_reference {
+    let skip_reference = std::env::args().any(|a| a == "--no-wasmtime-serve");
+    let wasmtime_serve = if smoke || !wants_reference || skip_reference {
         None
     } else {
         WasmtimeServe::start(Path::new(HELLO))
