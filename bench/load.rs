@@ -28,7 +28,11 @@
 //! skips cold start and growth);
 //! `-- --rounds N` measures every point N times, the servers taking turns,
 //! and reports medians (errors summed, peak RSS the highest);
-//! `-- --no-rate-limit` turns rate limiting off in every server.
+//! `-- --no-rate-limit` turns rate limiting off in every server;
+//! `-- --no-wasmtime-serve` skips the `wasmtime serve` reference (installing
+//! it takes minutes on a machine without it).
+//! The `spin` and `spin+hello` rows run when a Spin CLI is found (`spin` on
+//! the `PATH` or `CRONIUM_SPIN_BIN`).
 //!
 //! Last, the tunnel: helpers reach the API through an SSH reverse tunnel,
 //! so every call pays a network round trip. A loopback proxy adding 25 ms
@@ -398,7 +402,8 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         .iter()
         .any(|s| s.targets.contains(&Target::WasmtimeServe));
     // The smoke run skips the reference host (installing it takes minutes).
-    let wasmtime_serve = if smoke || !wants_reference {
+    let skip_reference = std::env::args().any(|a| a == "--no-wasmtime-serve");
+    let wasmtime_serve = if smoke || !wants_reference || skip_reference {
         None
     } else {
         WasmtimeServe::start(Path::new(HELLO))
@@ -819,7 +824,7 @@ const TUNNEL_DELAY: Duration = Duration::from_millis(25);
 /// separate calls), then as one batch; on the default host, the batch once
 /// more with the components called through `wasi:http`, and both under
 /// `spin up` when a Spin CLI is found. Wall time per script and the
-/// server's CPU per script (Spin's trigger process included).
+/// server's CPU per script (under Spin, its trigger process's).
 async fn tunnel(servers: &BTreeMap<Target, Host>, spin: Option<&SpinApp>, smoke: bool) {
     let runs = if smoke { 2 } else { 40 };
     let token = token("bench-1");
@@ -867,14 +872,14 @@ async fn tunnel(servers: &BTreeMap<Target, Host>, spin: Option<&SpinApp>, smoke:
         let through = proxy.url();
         // One warm-up script, as a host that has served this job before.
         script_through(&through, &token, &calls, &body, batched).await;
-        let cpu_before = pid.and_then(tree_cpu_ns);
+        let cpu_before = pid.and_then(cpu_ns);
         let mut walls = Vec::new();
         for _ in 0..runs {
             let started = Instant::now();
             script_through(&through, &token, &calls, &body, batched).await;
             walls.push(started.elapsed());
         }
-        let cpu = match (cpu_before, pid.and_then(tree_cpu_ns)) {
+        let cpu = match (cpu_before, pid.and_then(cpu_ns)) {
             (Some(before), Some(after)) => {
                 Some(after.saturating_sub(before) as f64 / 1e3 / runs as f64)
             }
@@ -901,22 +906,6 @@ async fn tunnel(servers: &BTreeMap<Target, Host>, spin: Option<&SpinApp>, smoke:
                 .unwrap_or_else(|| "-".into())
         );
     }
-}
-
-/// CPU time used so far by process `pid` and its descendants (Spin serves
-/// from a child process), in ns.
-fn tree_cpu_ns(pid: u32) -> Option<u64> {
-    let mut total = cpu_ns(pid)?;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()?
-        .flatten()
-    {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-            total += tree_cpu_ns(child).unwrap_or(0);
-        }
-    }
-    Some(total)
 }
 
 /// Runs the script once on a new keep-alive connection through `base`:

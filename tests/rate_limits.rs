@@ -85,3 +85,44 @@ async fn a_limit_of_zero_turns_rate_limiting_off() {
     let host = Host::start(config).await;
     assert_eq!(flood(&[&host], "exec-1", 50).await, (50, 0));
 }
+
+#[test]
+fn the_access_script_hands_back_a_third_key_in_the_same_round_trip() {
+    use cronium_rules::rate_limit::Quota;
+    use redis::Value;
+
+    let valkey = Valkey::start();
+    let mut connection = valkey.connection();
+    let call = cronium_rules::valkey::check_access_and_peek(
+        "cronium:exec-revoked:job-e",
+        "cronium:rl:exec:e",
+        Quota::per_minute(10),
+        "cronium:exec:e",
+    );
+    let mut run = || -> Vec<Value> {
+        redis::cmd("EVAL")
+            .arg(call.eval_args())
+            .query(&mut connection)
+            .unwrap()
+    };
+    assert_eq!(run(), [Value::Int(0), Value::Nil], "passed, nothing cached");
+    let _: () = redis::cmd("SET")
+        .arg("cronium:exec:e")
+        .arg("record")
+        .query(&mut valkey.connection())
+        .unwrap();
+    assert_eq!(
+        run(),
+        [Value::Int(0), Value::BulkString(b"record".to_vec())]
+    );
+    let _: () = redis::cmd("SET")
+        .arg("cronium:exec-revoked:job-e")
+        .arg("1")
+        .query(&mut valkey.connection())
+        .unwrap();
+    assert_eq!(
+        run(),
+        [Value::Int(-1), Value::BulkString(b"record".to_vec())],
+        "revoked"
+    );
+}

@@ -304,7 +304,12 @@ async fn audit_events_wait_in_valkey_while_the_backend_refuses_them_and_arrive_i
                 .to_owned()
         })
         .collect();
-    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"], "in order, each once");
+    assert_eq!(
+        keys,
+        ["k0", "k1", "k2", "k3", "k4"],
+        "in order, each once\n{}",
+        spin.app.log()
+    );
     let waiting: i64 = redis::cmd("LLEN")
         .arg("cronium:{audit}:spool")
         .query(&mut valkey)
@@ -405,4 +410,35 @@ async fn a_batch_runs_out_of_rate_budget_under_spin_as_in_the_custom_host() {
     assert_eq!(statuses(&reply), statuses(&expected), "{}", spin.app.log());
     let again = batch::send(&spin.app.url(""), "exec-1", &token, &body).await;
     assert_eq!(again.status, 429, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_revoked_job_and_an_exhausted_rate_limit_are_refused_under_spin() {
+    let Some(cli) = spin_cli("a_revoked_job_and_an_exhausted_rate_limit_are_refused_under_spin")
+    else {
+        return;
+    };
+    let spin = SpinWorld::start(cli, &[("rate_limit_per_min", "3")]).await;
+    let url = spin.app.url("/executions/exec-1/input");
+    let auth = bearer("exec-1");
+    let headers = [("authorization", auth.as_str())];
+    for _ in 0..3 {
+        let reply = call("GET", &url, &headers, None).await;
+        assert_eq!(reply.status, 200, "{reply:?}\n{}", spin.app.log());
+    }
+    let limited = call("GET", &url, &headers, None).await;
+    assert_eq!(limited.status, 429, "{limited:?}\n{}", spin.app.log());
+    assert!(limited.header("retry-after").is_some());
+
+    let auth = bearer("exec-2");
+    let headers = [("authorization", auth.as_str())];
+    let url = spin.app.url("/executions/exec-2/input");
+    assert_eq!(call("GET", &url, &headers, None).await.status, 200);
+    let _: () = redis::cmd("SET")
+        .arg(cronium_rules::keys::revoked_job("job-exec-2"))
+        .arg("1")
+        .query(&mut spin.valkey.connection())
+        .unwrap();
+    let revoked = call("GET", &url, &headers, None).await;
+    assert_eq!(revoked.status, 403, "{revoked:?}\n{}", spin.app.log());
 }

@@ -164,9 +164,14 @@ impl SpinApp {
         std::fs::read_to_string(self.state.path().join("spin.log")).unwrap_or_default()
     }
 
-    /// Spin's process id.
+    /// The id of the process that serves: `spin up` runs the trigger
+    /// (`spin trigger http`) as its child, so that one when there is one.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        let up = self.child.id();
+        std::fs::read_to_string(format!("/proc/{up}/task/{up}/children"))
+            .ok()
+            .and_then(|children| children.split_whitespace().next()?.parse().ok())
+            .unwrap_or(up)
     }
 
     async fn wait_ready(&self, path: &str) {

@@ -78,14 +78,21 @@ pub fn retry_after_secs(retry_after_us: u64) -> u32 {
 }
 
 /// GCRA in Valkey, in microseconds, on Valkey's clock. With one key,
-/// `KEYS[1]` is the limiter; with two, `KEYS[1]` is a job's revocation key
-/// (checked first, so that a request's access check is one round trip)
-/// and `KEYS[2]` the limiter. `ARGV[1]` interval, `ARGV[2]` period.
-/// Returns -1 when revoked, else the microseconds to wait (0: passed).
+/// `KEYS[1]` is the limiter; with two or three, `KEYS[1]` is a job's
+/// revocation key (checked first, so that a request's access check is one
+/// round trip) and `KEYS[2]` the limiter. `ARGV[1]` interval, `ARGV[2]`
+/// period. Returns -1 when revoked, else the microseconds to wait (0:
+/// passed). With a third key, the reply is `{that, value of KEYS[3]}`: a
+/// client that will read `KEYS[3]` next (the Spin adapter, for the
+/// execution record) gets it in the same round trip.
 pub const LIMIT_SCRIPT: &str = r#"
+local function answer(n)
+  if #KEYS == 3 then return {n, redis.call('GET', KEYS[3])} end
+  return n
+end
 local limiter = KEYS[1]
-if #KEYS == 2 then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if #KEYS >= 2 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return answer(-1) end
   limiter = KEYS[2]
 end
 local t = redis.call('TIME')
@@ -98,9 +105,9 @@ local new_tat = tat + interval
 local allow_at = new_tat - period
 if allow_at <= now then
   redis.call('SET', limiter, new_tat, 'PX', math.ceil(period / 1000))
-  return 0
+  return answer(0)
 end
-return allow_at - now
+return answer(allow_at - now)
 "#;
 
 /// The outcome of taking a share of a quota's budget at once.

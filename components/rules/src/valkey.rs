@@ -123,6 +123,25 @@ pub fn check_access(revoked_key: &str, limiter_key: &str, quota: Quota) -> Scrip
     limit_call(vec![revoked_key.to_owned(), limiter_key.to_owned()], quota)
 }
 
+/// [`check_access`], and the value of `peek_key` in the same round trip:
+/// the reply is the access answer and, when `peek_key` holds a value, that
+/// value.
+pub fn check_access_and_peek(
+    revoked_key: &str,
+    limiter_key: &str,
+    quota: Quota,
+    peek_key: &str,
+) -> ScriptCall {
+    limit_call(
+        vec![
+            revoked_key.to_owned(),
+            limiter_key.to_owned(),
+            peek_key.to_owned(),
+        ],
+        quota,
+    )
+}
+
 /// One request against `limiter_key`'s `quota` alone; the reply is the
 /// microseconds to wait (0: it passed).
 pub fn limit(limiter_key: &str, quota: Quota) -> ScriptCall {

@@ -28,6 +28,7 @@ use cronium_rules::token::{
 use cronium_rules::valkey::{self as commands, AccessAnswer};
 use cronium_spin_support::valkey::{self, ValkeyError};
 use cronium_spin_support::{now_secs, settings};
+use spin_sdk::redis::RedisResult;
 
 use crate::exports::cronium::runtime::auth::{AuthError, Guest};
 use crate::exports::cronium::runtime::types::Claims;
@@ -83,11 +84,25 @@ fn check_access(claims: &TokenClaims, settings: &Settings) -> Result<(), AuthErr
     let outcome = match settings.quota {
         Some(quota) => {
             let limiter_key = keys::rate_limit_execution(&claims.execution_id);
-            valkey::eval(&commands::check_access(&revoked_key, &limiter_key, quota))
-                .map(AccessAnswer::from_reply)
+            // The execution record (immutable while it runs) comes along:
+            // the endpoint reads it next, and this saves that round trip.
+            let record_key = keys::execution(&claims.execution_id);
+            let call =
+                commands::check_access_and_peek(&revoked_key, &limiter_key, quota, &record_key);
+            valkey::run_script(&call).and_then(|reply| match reply.as_slice() {
+                [RedisResult::Int64(access), rest @ ..] => {
+                    if let [RedisResult::Binary(record)] = rest {
+                        valkey::prefetched(record_key, record.clone());
+                    }
+                    Ok(AccessAnswer::from_reply(*access))
+                }
+                other => Err(ValkeyError::Invalid(format!(
+                    "the access script answered {other:?}"
+                ))),
+            })
         }
         None => valkey::command(&["EXISTS".to_owned(), revoked_key]).map(|reply| AccessAnswer {
-            revoked: matches!(reply.as_slice(), [spin_sdk::redis::RedisResult::Int64(n)] if *n > 0),
+            revoked: matches!(reply.as_slice(), [RedisResult::Int64(n)] if *n > 0),
             retry_after_us: 0,
         }),
     };

@@ -38,6 +38,16 @@ impl std::fmt::Display for ValkeyError {
 
 thread_local! {
     static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
+    /// A key's value fetched ahead, in another call's round trip, for the
+    /// `GET` this request is about to make of it.
+    static PREFETCHED: RefCell<Option<(String, Vec<u8>)>> = const { RefCell::new(None) };
+}
+
+/// Keeps `value` of `key` for this instance's next [`get`] of it. Only for
+/// values that do not change (the execution record): the instance lives
+/// for one request, and the copy is used once.
+pub fn prefetched(key: String, value: Vec<u8>) {
+    PREFETCHED.with(|cell| *cell.borrow_mut() = Some((key, value)));
 }
 
 /// Runs `f` on this instance's connection, opening it first if needed.
@@ -109,8 +119,18 @@ fn with_credentials(url: &str, password: Option<&str>, db: Option<&str>) -> Stri
     }
 }
 
-/// `GET key`.
+/// `GET key` (or the value fetched ahead for it).
 pub fn get(key: &str) -> Result<Option<Vec<u8>>, ValkeyError> {
+    let ahead = PREFETCHED.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_ref() {
+            Some((fetched, _)) if fetched == key => slot.take().map(|(_, value)| value),
+            _ => None,
+        }
+    });
+    if let Some(value) = ahead {
+        return Ok(Some(value));
+    }
     with_connection(|c| c.get(key))
 }
 
@@ -131,11 +151,31 @@ pub fn command(words: &[String]) -> Result<Vec<RedisResult>, ValkeyError> {
     with_connection(|c| c.execute(name, &args))
 }
 
-/// Runs a script (`EVAL`) whose reply is an integer.
+/// Runs a script and returns its reply: `EVALSHA` with the script's digest,
+/// and `EVAL` with its text only when Valkey does not have it yet, so the
+/// text is sent (and compiled) once per Valkey, not once per request.
+pub fn run_script(call: &ScriptCall) -> Result<Vec<RedisResult>, ValkeyError> {
+    let mut args = call.eval_args();
+    let script = std::mem::replace(
+        &mut args[0],
+        sha1_smol::Sha1::from(call.script).digest().to_string(),
+    );
+    let mut words = vec!["EVALSHA".to_owned()];
+    words.extend(args.iter().cloned());
+    match command(&words) {
+        Err(ValkeyError::Invalid(why)) if is_missing_script(&why) => {
+            args[0] = script;
+            let mut words = vec!["EVAL".to_owned()];
+            words.extend(args);
+            command(&words)
+        }
+        other => other,
+    }
+}
+
+/// Runs a script whose reply is an integer.
 pub fn eval(call: &ScriptCall) -> Result<i64, ValkeyError> {
-    let mut words = vec!["EVAL".to_owned()];
-    words.extend(call.eval_args());
-    match command(&words)?.as_slice() {
+    match run_script(call)?.as_slice() {
         [RedisResult::Int64(n)] => Ok(*n),
         other => Err(ValkeyError::Invalid(format!(
             "the script answered {other:?}, not an integer"
@@ -155,11 +195,20 @@ fn classify(error: &Error) -> ValkeyError {
     }
 }
 
+/// Whether Valkey said it does not have a script (`NOSCRIPT`, which Spin's
+/// Redis client reports as `NoScriptError`).
+fn is_missing_script(text: &str) -> bool {
+    text.contains("NOSCRIPT") || text.contains("NoScriptError")
+}
+
 fn is_server_reply(text: &str) -> bool {
     [
+        // The redis client's words for any error reply of the server.
+        "signalled by the server",
         "WRONGTYPE",
         "ERR",
         "NOSCRIPT",
+        "NoScriptError",
         "ResponseError",
         "not an integer",
         "ExecAbortError",
@@ -215,5 +264,10 @@ mod tests {
             classify(&Error::TooManyConnections),
             ValkeyError::Unavailable(_)
         ));
+        // What Spin 4 reports for EVALSHA of a script Valkey does not have.
+        let no_script = classify(&Error::Other(
+            "An error was signalled by the server - NoScriptError: No matching script.".into(),
+        ));
+        assert!(matches!(&no_script, ValkeyError::Invalid(why) if is_missing_script(why)));
     }
 }
