@@ -830,30 +830,41 @@ async fn tunnel(servers: &BTreeMap<Target, Host>, spin: Option<&SpinApp>, smoke:
     let token = token("bench-1");
     let calls = support::batch::seven_call_script();
     let body = support::batch::batch_body(&calls);
-    let host = |target: Target| {
+    let host = |label, target: Target, batched| {
         let host = &servers[&target];
-        (host.base(), host.pid())
+        TunnelRun {
+            label,
+            base: host.base(),
+            pid: host.pid(),
+            batched,
+        }
     };
-    let mut served: Vec<(&str, (String, Option<u32>), bool)> = vec![
-        ("one call at a time", host(Target::HostReuse), false),
-        ("one batch", host(Target::HostReuse), true),
-        (
-            "one batch, wasi:http export",
-            host(Target::HostWasiHttp),
-            true,
-        ),
+    let mut served = vec![
+        host("one call at a time", Target::HostReuse, false),
+        host("one batch", Target::HostReuse, true),
+        host("one batch, wasi:http export", Target::HostWasiHttp, true),
     ];
     if let Some(app) = spin {
-        let base = app.url("");
-        served.push((
-            "spin up: one call at a time",
-            (base.clone(), Some(app.pid())),
-            false,
-        ));
-        served.push(("spin up: one batch", (base, Some(app.pid())), true));
+        for (label, batched) in [
+            ("spin up: one call at a time", false),
+            ("spin up: one batch", true),
+        ] {
+            served.push(TunnelRun {
+                label,
+                base: app.url(""),
+                pid: Some(app.pid()),
+                batched,
+            });
+        }
     }
     let mut rows = Vec::new();
-    for (label, (base, pid), batched) in served {
+    for TunnelRun {
+        label,
+        base,
+        pid,
+        batched,
+    } in served
+    {
         // The three variables exist, as in a real script.
         for key in ["region", "retries", "a%2Fb"] {
             let put = support::call(
@@ -906,6 +917,15 @@ async fn tunnel(servers: &BTreeMap<Target, Host>, spin: Option<&SpinApp>, smoke:
                 .unwrap_or_else(|| "-".into())
         );
     }
+}
+
+/// One row of the tunnel scenario: who serves, and how the script calls.
+struct TunnelRun {
+    label: &'static str,
+    base: String,
+    /// The serving process, for its CPU time.
+    pid: Option<u32>,
+    batched: bool,
 }
 
 /// Runs the script once on a new keep-alive connection through `base`:
