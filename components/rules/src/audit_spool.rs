@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
-use crate::keys;
 use crate::valkey::ScriptCall;
+use crate::{keys, lease};
 
 /// How long a drainer holds the lease without renewing it: each delivered
 /// event renews it.
@@ -38,15 +38,6 @@ end
 redis.call('LPOP', KEYS[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
-"#;
-
-/// Deletes the drain lease if `owner` still holds it. `KEYS[1]` the lease,
-/// `ARGV[1]` owner. Returns 1 when released.
-pub const RELEASE_SCRIPT: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
 "#;
 
 /// `LLEN`: how many events wait. Replies an integer.
@@ -86,10 +77,11 @@ pub fn pop(owner: &str) -> ScriptCall {
     }
 }
 
-/// Gives the drain lease back ([`RELEASE_SCRIPT`]).
+/// Gives the drain lease back: the leases' own compare-and-delete
+/// ([`lease::RELEASE_SCRIPT`]).
 pub fn release(owner: &str) -> ScriptCall {
     ScriptCall {
-        script: RELEASE_SCRIPT,
+        script: lease::RELEASE_SCRIPT,
         keys: vec![keys::audit_spool_drain()],
         args: vec![owner.to_owned()],
     }
