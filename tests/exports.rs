@@ -5,33 +5,12 @@
 
 mod support;
 
-use support::{FakeBackend, Host, HostConfig, Valkey, call, parity};
+use support::call;
+use support::parity::{self, HostWorld};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 /// A component with only the `wasi:http` export (`bench/components/hello`).
 const HELLO: &str = env!("CRONIUM_BENCH_HELLO_WASM");
-
-/// Valkey, the fake backend (executions `exec-1` of `user-1`, with input,
-/// and `exec-2` of `user-1`), and a host configured by `configure`.
-struct World {
-    _valkey: Valkey,
-    _backend: FakeBackend,
-    host: Host,
-}
-
-impl World {
-    async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start().await;
-        parity::add_executions(&backend);
-        let host = Host::start(configure(HostConfig::with(&valkey.url(), &backend.url()))).await;
-        World {
-            _valkey: valkey,
-            _backend: backend,
-            host,
-        }
-    }
-}
 
 #[tokio::test]
 async fn the_handler_export_is_called_unless_wasi_http_is_configured() {
@@ -40,7 +19,7 @@ async fn the_handler_export_is_called_unless_wasi_http_is_configured() {
         (Some("handler"), "handler"),
         (Some("wasi-http"), "wasi-http"),
     ] {
-        let world = World::start(|c| {
+        let world = HostWorld::start(|c| {
             let c = c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE);
             match configured {
                 Some(export) => c.env("CRONIUM_COMPONENT_EXPORT", export),
@@ -62,7 +41,7 @@ async fn the_handler_export_is_called_unless_wasi_http_is_configured() {
 
 #[tokio::test]
 async fn a_handler_answer_that_http_does_not_allow_is_a_json_500() {
-    let world = World::start(|c| c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)).await;
+    let world = HostWorld::start(|c| c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)).await;
     let url = world.host.url("/executions/bad-header/input");
     let reply = call("GET", &url, &[], None).await;
     assert_eq!(reply.status, 500, "{reply:?}");
@@ -71,7 +50,7 @@ async fn a_handler_answer_that_http_does_not_allow_is_a_json_500() {
 
 #[tokio::test]
 async fn a_component_with_only_the_wasi_http_export_is_served_through_it() {
-    let world = World::start(|c| c.env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await;
+    let world = HostWorld::start(|c| c.env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await;
     let reply = call("GET", &world.host.url("/executions/x/input"), &[], None).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(&reply.body[..], b"hello");
@@ -83,9 +62,9 @@ async fn every_route_answers_the_same_through_either_export_and_with_reuse_on_or
     // The default (handler export, instances reused by credential), then
     // wasi:http as Spin calls it, then a fresh instance per request.
     let worlds = [
-        World::start(|c| c).await,
-        World::start(|c| c.env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await,
-        World::start(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await,
+        HostWorld::start(|c| c).await,
+        HostWorld::start(|c| c.env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await,
+        HostWorld::start(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await,
     ];
     for case in &cases {
         let mut answers = Vec::new();

@@ -16,33 +16,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::batch;
-use support::parity::{self, essence};
+use support::parity::{self, HostWorld, essence};
 use support::{FakeBackend, Host, HostConfig, Reply, SpinApp, Valkey, call, spin_cli, token};
 
-/// Valkey, the fake backend with the route table's executions, and the
-/// custom host on them.
-struct HostWorld {
-    _valkey: Valkey,
-    _backend: FakeBackend,
-    host: Host,
-}
-
-impl HostWorld {
-    async fn start(env: &[(&str, &str)]) -> HostWorld {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start().await;
-        parity::add_executions(&backend);
-        let config = env.iter().fold(
-            HostConfig::with(&valkey.url(), &backend.url()),
-            |config, (name, value)| config.env(name, *value),
-        );
-        let host = Host::start(config).await;
-        HostWorld {
-            _valkey: valkey,
-            _backend: backend,
-            host,
-        }
-    }
+/// The custom host on the route table's world, with `env` added.
+async fn host_world(env: &[(&str, &str)]) -> HostWorld {
+    HostWorld::start(|config| {
+        env.iter()
+            .fold(config, |config, (name, value)| config.env(name, *value))
+    })
+    .await
 }
 
 /// The same, served by `spin up`.
@@ -75,7 +58,7 @@ async fn every_route_answers_under_spin_as_in_the_custom_host() {
     let Some(cli) = spin_cli("every_route_answers_under_spin_as_in_the_custom_host") else {
         return;
     };
-    let host = HostWorld::start(&[]).await;
+    let host = host_world(&[]).await;
     let spin = SpinWorld::start(cli, &[]).await;
     for case in &parity::route_table() {
         let expected = essence(&parity::ask(&host.host.base(), case).await);
@@ -112,7 +95,7 @@ async fn cors_is_answered_under_spin_as_in_the_custom_host() {
         return;
     };
     let origin = "https://app.example.com";
-    let host = HostWorld::start(&[("ALLOWED_ORIGINS", origin)]).await;
+    let host = host_world(&[("ALLOWED_ORIGINS", origin)]).await;
     let spin = SpinWorld::start(cli, &[("allowed_origins", origin)]).await;
     let auth = bearer("exec-1");
     type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -349,7 +332,7 @@ async fn a_batch_answers_the_same_bytes_under_spin_as_in_the_custom_host() {
     else {
         return;
     };
-    let host = HostWorld::start(&[]).await;
+    let host = host_world(&[]).await;
     let spin = SpinWorld::start(cli, &[]).await;
     let mut calls = batch::seven_call_script();
     calls.extend([
@@ -390,7 +373,7 @@ async fn a_batch_runs_out_of_rate_budget_under_spin_as_in_the_custom_host() {
     else {
         return;
     };
-    let host = HostWorld::start(&[("RATE_LIMIT_PER_MIN", "5")]).await;
+    let host = host_world(&[("RATE_LIMIT_PER_MIN", "5")]).await;
     let spin = SpinWorld::start(cli, &[("rate_limit_per_min", "5")]).await;
     let calls: Vec<batch::Call> = (0..7)
         .map(|_| batch::call_of("GET", "input", None))

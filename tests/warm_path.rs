@@ -10,46 +10,43 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{FakeBackend, Host, HostConfig, Valkey, call, token};
 
+/// Calls of each command Valkey served so far (`INFO commandstats`; the
+/// commands a script runs count apart from the script).
+fn command_calls(valkey: &Valkey) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut valkey.connection())
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.split("calls=").nth(1)?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Commands Valkey served, minus the watch's own housekeeping (heartbeat,
 /// tracking setup, its initial scan) and the test's `INFO` calls.
 fn commands_served(valkey: &Valkey) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut valkey.connection())
-        .unwrap();
-    info.lines()
-        .filter_map(|line| line.strip_prefix("cmdstat_"))
-        .filter(|line| {
-            ![
-                "ping:", "info:", "client|", "hello:", "scan:", "acl|", "config|",
-            ]
-            .iter()
-            .any(|skip| line.starts_with(skip))
+    command_calls(valkey)
+        .into_iter()
+        .filter(|(name, _)| {
+            !["ping", "info", "hello", "scan"].contains(&name.as_str())
+                && !["client|", "acl|", "config|"]
+                    .iter()
+                    .any(|group| name.starts_with(group))
         })
-        .filter_map(|line| {
-            let calls = line.split("calls=").nth(1)?.split(',').next()?;
-            calls.parse::<u64>().ok()
-        })
+        .map(|(_, calls)| calls)
         .sum()
 }
 
-/// Scripts Valkey ran (each one round trip; the commands inside a script
-/// count apart in `commandstats`).
+/// Scripts Valkey ran (each one round trip).
 fn scripts_run(valkey: &Valkey) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut valkey.connection())
-        .unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
+    command_calls(valkey)
+        .into_iter()
+        .filter(|(name, _)| name == "evalsha" || name == "eval")
+        .map(|(_, calls)| calls)
         .sum()
 }
 

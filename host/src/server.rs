@@ -195,17 +195,22 @@ async fn handle(
     let path = request.uri().path().to_owned();
     let origin = request.headers().get(ORIGIN).cloned();
     let target = Target::of(&path);
+    // A preflight's answer carries its own CORS headers; every other
+    // answer gets those of its origin.
     let mut response = match cors::preflight(app.front.cors.as_deref(), &request) {
         Some(preflight) => preflight,
-        None => route(app, request, target, peer)
-            .await
-            .unwrap_or_else(ApiError::into_response),
+        None => {
+            let mut response = route(app, request, target, peer)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            cors::decorate(
+                app.front.cors.as_deref(),
+                origin.as_ref(),
+                response.headers_mut(),
+            );
+            response
+        }
     };
-    cors::decorate(
-        app.front.cors.as_deref(),
-        origin.as_ref(),
-        response.headers_mut(),
-    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Reply, call, token};
+use super::{FakeBackend, Host, HostConfig, Reply, Valkey, call, token};
 
 /// One request of the parity table.
 pub struct Case {
@@ -135,8 +135,30 @@ pub fn route_table() -> Vec<Case> {
     ]
 }
 
+/// Valkey, the fake backend with the table's executions, and the custom
+/// host on them, configured by `configure`.
+pub struct HostWorld {
+    pub valkey: Valkey,
+    pub backend: FakeBackend,
+    pub host: Host,
+}
+
+impl HostWorld {
+    pub async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> HostWorld {
+        let valkey = Valkey::start();
+        let backend = FakeBackend::start().await;
+        add_executions(&backend);
+        let host = Host::start(configure(HostConfig::with(&valkey.url(), &backend.url()))).await;
+        HostWorld {
+            valkey,
+            backend,
+            host,
+        }
+    }
+}
+
 /// The fake backend's executions of the table.
-pub fn add_executions(backend: &super::FakeBackend) {
+pub fn add_executions(backend: &FakeBackend) {
     backend.add_execution("exec-1", "user-1", Some(json!({"rows": 3})));
     backend.add_execution("exec-2", "user-1", None);
 }

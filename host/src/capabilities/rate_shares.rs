@@ -57,7 +57,7 @@ pub struct RateShares {
     shares: Mutex<HashMap<String, Share>>,
 }
 
-/// Ends a take that was abandoned half way (its future dropped): the
+/// Ends a take, finished or abandoned half way (its future dropped): the
 /// share is no longer being taken, and its waiters look again.
 struct TakeGuard<'a> {
     shares: &'a RateShares,
@@ -111,8 +111,9 @@ impl RateShares {
                 }
             }
         };
-        // Cancel-safe: a request dropped while it takes (its client hung
-        // up) must not leave the share marked as being taken forever.
+        // The guard ends the take however this future ends: finished, or
+        // dropped half way (its client hung up), so that the share is never
+        // left marked as being taken.
         let guard = TakeGuard {
             shares: self,
             key: limiter_key,
@@ -120,10 +121,7 @@ impl RateShares {
         let outcome = cache
             .take_share(limiter_key, quota, ask.returned, ask.wanted)
             .await;
-        std::mem::forget(guard);
-        let mut shares = self.lock();
-        if let Some(share) = shares.get_mut(limiter_key) {
-            share.taking = false;
+        if let Some(share) = self.lock().get_mut(limiter_key) {
             share.taken_at = Instant::now();
             share.size = ask.wanted;
             share.remaining = match &outcome {
@@ -136,8 +134,8 @@ impl RateShares {
                 }
                 _ => None,
             };
-            share.takes.send_modify(|n| *n += 1);
         }
+        drop(guard);
         outcome.map(|grant| grant.retry_after_us)
     }
 

@@ -6,10 +6,7 @@
 use bytes::Bytes;
 use cronium_rules::cors;
 use http_body_util::Full;
-use hyper::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderName, HeaderValue,
-    ORIGIN, VARY,
-};
+use hyper::header::{ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderName, HeaderValue, ORIGIN};
 use hyper::{Request, Response, StatusCode};
 
 /// The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`),
@@ -36,15 +33,12 @@ pub fn preflight<B>(
     Some(response)
 }
 
-/// Adds the CORS headers of an allowed `origin` to an answer (a preflight's
-/// answer already has its own).
+/// Adds the CORS headers of an allowed `origin` to an answer that is not
+/// a preflight's.
 pub fn decorate(origins: Option<&[String]>, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
     let (Some(origins), Some(origin)) = (origins, origin.and_then(|o| o.to_str().ok())) else {
         return;
     };
-    if headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) || headers.contains_key(VARY) {
-        return;
-    }
     append(headers, cors::answer_headers(origins, origin));
 }
 
