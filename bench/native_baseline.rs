@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cronium_host::capabilities::Capabilities;
 use cronium_host::capabilities::backend::{AuditRecord, now_rfc3339};
+use cronium_host::capabilities::records;
 use cronium_host::config::Config;
 use cronium_rules::token::Claims;
 use cronium_rules::wire::{Execution, Success};
@@ -140,24 +141,18 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
     }
 }
 
-/// The execution record through the cache, as the components read it.
+/// The execution record as the `backend` capability keeps it.
 async fn execution(caps: &Capabilities, caller: &Claims) -> Result<Execution, Reply> {
-    let key = keys::execution(&caller.execution_id);
-    if let Ok(Some(text)) = caps.cache.get(&key).await
-        && let Ok(execution) = serde_json::from_str(&text)
-    {
-        return Ok(execution);
-    }
-    let execution = caps
-        .backend
-        .get_execution(caller)
+    records::execution(caps, caller)
         .await
-        .map_err(|e| error(502, &e.to_string()))?;
-    let _ = caps
-        .cache
-        .set(&key, &serde_json::to_string(&execution).unwrap(), None)
-        .await;
-    Ok(execution)
+        .map(|(execution, _)| execution)
+        .map_err(|e| error(502, &e.to_string()))
+}
+
+/// The real key of a variable's cached value, as the host builds it for
+/// the variables component.
+fn variable_key(user: &str, key: &str) -> String {
+    keys::in_space("variables", keys::Scope::User(user), &keys::variable(key))
 }
 
 /// A variable read with the same calls as the component's: the cache,
@@ -171,7 +166,7 @@ async fn get_variable(caps: &Capabilities, caller: &Claims, key: &str) -> Reply 
         Ok(e) => e.user_id,
         Err(reply) => return reply,
     };
-    let cache_key = keys::variable(&user, key);
+    let cache_key = variable_key(&user, key);
     let cached = match caps.cache.get(&cache_key).await {
         Ok(Some(entry)) => serde_json::from_str::<Cached>(&entry).ok(),
         _ => None,
@@ -232,7 +227,7 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
         Ok(e) => e.user_id,
         Err(reply) => return reply,
     };
-    let cache_key = keys::variable(&user, key);
+    let cache_key = variable_key(&user, key);
     let lease = caps
         .cache
         .acquire(

@@ -32,6 +32,7 @@ const TEST_ONLY: &[(&str, &str)] = &[
         "CRONIUM_TEST_MISBEHAVING_TOOL_WASM",
     ),
     ("cronium-test-echo-tool", "CRONIUM_TEST_ECHO_TOOL_WASM"),
+    ("cronium-test-hostile", "CRONIUM_TEST_HOSTILE_WASM"),
     ("cronium-bench-hello", "CRONIUM_BENCH_HELLO_WASM"),
     (
         "cronium-bench-growth-tool",

@@ -34,6 +34,13 @@ impl World {
     }
 }
 
+/// The real cache key of `user`'s variable `key`, as the host builds it for
+/// the variables component.
+fn variable_key(user: &str, key: &str) -> String {
+    use cronium_rules::keys;
+    keys::in_space("variables", keys::Scope::User(user), &keys::variable(key))
+}
+
 fn var_path(execution: &str, raw_key: &str) -> String {
     format!("/executions/{execution}/variables/{raw_key}")
 }
@@ -582,10 +589,7 @@ async fn a_write_on_one_host_is_read_at_once_on_another() {
 async fn a_dead_holders_lease_blocks_the_key_no_longer_than_its_ttl() {
     let w = World::start().await;
     put(&w.host, "exec-1", "leased", &json!(0), &[]).await;
-    let lease_key = format!(
-        "cronium:lease:{}",
-        cronium_rules::keys::variable("user-1", "leased")
-    );
+    let lease_key = format!("cronium:lease:{}", variable_key("user-1", "leased"));
     // A holder that took the lease for 1.5 s and died.
     let _: () = redis::cmd("SET")
         .arg(&lease_key)
@@ -617,7 +621,7 @@ async fn a_conditional_write_that_finds_the_lease_held_is_412_with_the_etag_its_
         .header("etag")
         .unwrap()
         .to_owned();
-    let cache_key = cronium_rules::keys::variable("user-1", "busy");
+    let cache_key = variable_key("user-1", "busy");
     let lease_key = cronium_rules::keys::lease(&cache_key);
     let take_lease = |valkey: &mut redis::Connection| {
         let _: () = redis::cmd("SET")
@@ -691,7 +695,7 @@ async fn a_writer_that_died_waiting_in_line_holds_it_up_no_longer_than_its_place
         .header("etag")
         .unwrap()
         .to_owned();
-    let guarded = cronium_rules::keys::variable("user-1", "queued");
+    let guarded = variable_key("user-1", "queued");
     // A writer joined the line first (tickets start at 1) and died; its
     // place lasts one more second.
     let now_ms = std::time::SystemTime::now()

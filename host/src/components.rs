@@ -85,7 +85,7 @@ pub enum LoadError {
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     /// Where its outgoing `wasi:http` requests go (nowhere, but for the
     /// batch group's).
     hooks: Outgoing,
@@ -93,6 +93,10 @@ pub struct RequestState {
     pub(crate) capabilities: Arc<Capabilities>,
     /// The client's address (rate limits of failing tokens).
     pub(crate) peer: Option<IpAddr>,
+    /// The group it serves: its components' cache space.
+    pub(crate) group: Group,
+    /// Which of its store's requests it serves (callers are valid for one).
+    pub(crate) request: u64,
 }
 
 impl WasiView for RequestState {
@@ -330,6 +334,7 @@ impl Inner {
             Some((WarmInstance { mut store, exports }, served)) => {
                 let state = store.data_mut();
                 state.peer = peer;
+                state.request += 1;
                 state.limits = limits;
                 state.hooks = hooks;
                 self.capabilities
@@ -349,6 +354,8 @@ impl Inner {
                         limits,
                         capabilities: self.capabilities.clone(),
                         peer,
+                        group,
+                        request: 0,
                     },
                 );
                 (store, None)

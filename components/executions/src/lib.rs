@@ -14,8 +14,8 @@
 //! backend, the source of truth. Reads that reached the backend and every
 //! write are audited.
 
+use cronium_guest::bindings::auth::Caller;
 use cronium_guest::bindings::backend;
-use cronium_guest::bindings::types::Claims;
 use cronium_guest::{ApiError, Reply, Request, audit, authorize, execution, path};
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
@@ -75,12 +75,12 @@ fn health(request: &Request) -> Result<Reply, ApiError> {
 }
 
 /// The input as written (`null` without one), never parsed.
-fn get_input(caller: &Claims) -> Result<Reply, ApiError> {
+fn get_input(caller: &Caller) -> Result<Reply, ApiError> {
     let execution = execution::load(caller, "get_input")?;
     Ok(Reply::serialized_data(&execution.input()))
 }
 
-fn get_context(caller: &Claims) -> Result<Reply, ApiError> {
+fn get_context(caller: &Caller) -> Result<Reply, ApiError> {
     let execution = execution::load(caller, "get_context")?;
     Ok(Reply::serialized_data(&execution))
 }
@@ -92,7 +92,7 @@ struct OutputBody<'a> {
     data: &'a RawValue,
 }
 
-fn set_output(caller: &Claims, request: &Request) -> Result<Reply, ApiError> {
+fn set_output(caller: &Caller, request: &Request) -> Result<Reply, ApiError> {
     let body: OutputBody = request.json()?;
     let data = body.data.get();
     let result = backend::set_output(caller, data).map_err(ApiError::from);
@@ -110,7 +110,7 @@ struct ConditionBody {
     condition: Value,
 }
 
-fn set_condition(caller: &Claims, request: &Request) -> Result<Reply, ApiError> {
+fn set_condition(caller: &Caller, request: &Request) -> Result<Reply, ApiError> {
     let body: ConditionBody = request.json()?;
     let Value::Bool(condition) = body.condition else {
         return Err(ApiError::bad_request("\"condition\" must be a boolean"));

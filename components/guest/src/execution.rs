@@ -1,37 +1,24 @@
-//! The caller's execution record, read through the cache.
+//! The caller's execution record.
 
-use cronium_rules::keys;
 use cronium_rules::wire::Execution;
 use serde_json::json;
 
 use crate::ApiError;
 use crate::audit;
-use crate::bindings::types::{self, Claims};
-use crate::bindings::{backend, cache};
+use crate::bindings::auth::Caller;
+use crate::bindings::{backend, types};
 
-/// The caller's execution: from the cache, else from the backend (then
-/// cached, and the read audited as `action`). The record does not change
-/// while the execution runs, so a cached copy is never stale.
-pub fn load(caller: &Claims, action: &str) -> Result<Execution, ApiError> {
-    let key = keys::execution(&caller.execution_id);
-    if let Ok(Some(cached)) = cache::get(&key) {
-        // A cached record that does not parse (another version wrote it)
-        // is a miss and gets overwritten.
-        if let Ok(execution) = serde_json::from_str::<Execution>(&cached) {
-            return Ok(execution);
-        }
+/// The caller's execution. The `backend` capability keeps the record (it
+/// does not change while the execution runs); a read that reached the
+/// backend is audited as `action`, and so is a failed one.
+pub fn load(caller: &Caller, action: &str) -> Result<Execution, ApiError> {
+    let read = backend::get_execution(caller).map_err(ApiError::from);
+    let from_backend = read.as_ref().map_or(true, |r| r.from_backend);
+    let result = read.and_then(|r| from_wit(r.execution).ok_or_else(unreadable));
+    if from_backend {
+        audit::record(caller, action, &result, json!({}));
     }
-    let result = backend::get_execution(caller)
-        .map_err(ApiError::from)
-        .and_then(|e| from_wit(e).ok_or_else(unreadable));
-    audit::record(caller, action, &result, json!({}));
-    let execution = result?;
-    if let Ok(text) = serde_json::to_string(&execution) {
-        // A cache that cannot be written is not an error: the next read
-        // goes to the backend again.
-        let _ = cache::set(&key, &text, None);
-    }
-    Ok(execution)
+    result
 }
 
 fn from_wit(e: types::Execution) -> Option<Execution> {

@@ -2,8 +2,9 @@
 //! once. The same protocol holds for tools installed in the runtime and
 //! for tools relayed to the backend, under either host:
 //!
-//! 1. A result remembered under the key ([`crate::keys::idempotency`],
-//!    scoped to the execution) is answered again, if the retry is the same
+//! 1. A result remembered under the key ([`crate::keys::idempotency`], a
+//!    name in the store's space, which the host scopes to the caller's
+//!    execution) is answered again, if the retry is the same
 //!    call ([`fingerprint`]); a different call with the key is refused.
 //! 2. Otherwise the caller takes the key's lease, waiting in line (up to
 //!    [`WAIT_MS`] without the line moving) while a first call runs; a call
@@ -76,7 +77,8 @@ pub struct Remembered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheUnavailable;
 
-/// The cache calls the protocol needs, as the `cache` capability offers them.
+/// The cache calls the protocol needs, as the `cache` capability offers them:
+/// keys are names in the caller's execution's space.
 pub trait Store {
     /// A held lease.
     type Lease;
@@ -120,16 +122,16 @@ pub enum Refusal<E> {
     CacheUnavailable,
 }
 
-/// Runs `call` at most once per `idempotency_key` of `execution_id` (the
-/// protocol of the module documentation). `fingerprint` names the call.
+/// Runs `call` at most once per `idempotency_key` in `store`'s space (the
+/// caller's execution's; the protocol of the module documentation).
+/// `fingerprint` names the call.
 pub fn run_once<S: Store, E>(
     store: &mut S,
-    execution_id: &str,
     idempotency_key: &str,
     fingerprint: &str,
     call: impl FnOnce() -> Result<Value, E>,
 ) -> Result<Outcome, Refusal<E>> {
-    let key = keys::idempotency(execution_id, idempotency_key);
+    let key = keys::idempotency(idempotency_key);
     if let Some(data) = remembered(store, &key, fingerprint)? {
         return Ok(Outcome::Replayed(data));
     }
@@ -261,7 +263,7 @@ mod tests {
         runs: &mut u32,
         answer: Result<Value, &'static str>,
     ) -> Result<Outcome, Refusal<&'static str>> {
-        run_once(store, "exec-1", key, fingerprint, || {
+        run_once(store, key, fingerprint, || {
             *runs += 1;
             answer
         })
@@ -283,20 +285,6 @@ mod tests {
         assert_eq!(retry, Ok(Outcome::Replayed(json!({"run": 1}))));
         assert_eq!(runs, 1);
         assert_eq!(store.released, 1, "a replay from the cache takes no lease");
-    }
-
-    #[test]
-    fn keys_are_scoped_to_the_execution() {
-        let mut store = FakeStore::default();
-        run_once(&mut store, "exec-1", "k", "call", || Ok::<_, ()>(json!(1))).unwrap();
-        let other = run_once(&mut store, "exec-2", "k", "call", || Ok::<_, ()>(json!(2)));
-        assert_eq!(
-            other,
-            Ok(Outcome::Ran {
-                data: json!(2),
-                kept: true
-            })
-        );
     }
 
     #[test]
@@ -327,7 +315,7 @@ mod tests {
             leased: true,
             ..FakeStore::default()
         };
-        let key = keys::idempotency("exec-1", "k");
+        let key = keys::idempotency("k");
         let first = serde_json::to_string(&Remembered {
             fingerprint: "call".into(),
             data: json!({"run": 1}),

@@ -1,7 +1,15 @@
 //! Cache key formats. Every key the runtime writes starts with `cronium:`,
 //! so that one Valkey can be shared with other tenants of the operator.
+//!
+//! Two kinds: the runtime's own keys (revocations, rate limits, execution
+//! records, leases' storage, the audit spool), which only the hosts'
+//! capabilities use, and the keys components name in their own space,
+//! which the hosts build with [`in_space`] from the component's group, a
+//! [`Scope`] resolved from the caller, and the component's name.
 
-/// The cached [`Execution`](crate::wire::Execution) record of an execution.
+/// The cached [`Execution`](crate::wire::Execution) record of an execution,
+/// kept by the `backend` capability (never a component's key: see
+/// [`in_space`]).
 pub fn execution(execution_id: &str) -> String {
     format!("cronium:exec:{execution_id}")
 }
@@ -21,12 +29,6 @@ pub const REVOKED_JOB_PREFIX: &str = "cronium:exec-revoked:";
 /// tokens must no longer be accepted.
 pub fn revoked_job(job_id: &str) -> String {
     format!("{REVOKED_JOB_PREFIX}{job_id}")
-}
-
-/// The cached value of user `user_id`'s variable `key`. The user id is
-/// length-prefixed so that no (user, key) pair can spell another's key.
-pub fn variable(user_id: &str, key: &str) -> String {
-    format!("cronium:var:{}:{user_id}:{key}", user_id.len())
 }
 
 /// The rate limiter of an execution.
@@ -78,13 +80,76 @@ pub fn audit_spool_drain() -> String {
     "cronium:{audit}:drain".to_owned()
 }
 
-/// The remembered result of a tool action sent with an `Idempotency-Key`.
-/// Scoped to the execution: two executions may use the same key.
-pub fn idempotency(execution_id: &str, idempotency_key: &str) -> String {
-    format!(
-        "cronium:idem:{}:{execution_id}:{idempotency_key}",
-        execution_id.len()
-    )
+/// Whose data a component's key holds (the WIT `cache.scope`), with the
+/// owner the host resolved from the caller: never a value the component
+/// chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The caller's execution (its id, from the verified token).
+    Execution(&'a str),
+    /// The user who owns the caller's execution (from its record).
+    User(&'a str),
+    /// The component's endpoint group as a whole.
+    Group,
+}
+
+/// The real key of the key `name` a component of endpoint group `group`
+/// (`RouteGroup::name`) names in `scope`: the only way a component's name
+/// becomes a key, for the host's cache capability and the Spin adapter's
+/// alike.
+///
+/// `cronium:{<group>:e:<len>:<execution>:<name>}`,
+/// `cronium:{<group>:u:<len>:<user>:<name>}` or `cronium:{<group>:g:<name>}`:
+/// owners are length-prefixed, so that no (owner, name) pair spells
+/// another's key, and the group comes first, so no group reaches another's
+/// space. Every such key starts `cronium:{` and a group name, which none of
+/// the runtime's own keys does (revocations, rate limits, execution
+/// records, leases' storage, the audit spool): a component cannot name
+/// those.
+///
+/// The braces are a Valkey Cluster hash tag around the whole identity:
+/// the lease keys of a component's key ([`lease`], [`lease_fence`],
+/// [`lease_line`], [`lease_waiters`], [`lease_tickets`]) put the key after
+/// a prefix without braces, so they carry the very same tag and land in
+/// its slot (whatever the name holds, the tag ends at the same `}` in
+/// each), which the multi-key lease scripts need.
+pub fn in_space(group: &str, scope: Scope<'_>, name: &str) -> String {
+    match scope {
+        Scope::Execution(execution_id) => format!(
+            "cronium:{{{group}:e:{}:{execution_id}:{name}}}",
+            execution_id.len()
+        ),
+        Scope::User(user_id) => {
+            format!("cronium:{{{group}:u:{}:{user_id}:{name}}}", user_id.len())
+        }
+        Scope::Group => format!("cronium:{{{group}:g:{name}}}"),
+    }
+}
+
+/// The variables component's name for the cached value of variable `key`
+/// (in its user scope).
+pub fn variable(key: &str) -> String {
+    format!("var:{key}")
+}
+
+/// The tool-actions component's name for the remembered result of a tool
+/// action sent with `Idempotency-Key: idempotency_key` (in its execution
+/// scope, so two executions may use the same key).
+pub fn idempotency(idempotency_key: &str) -> String {
+    format!("idem:{idempotency_key}")
+}
+
+/// The Valkey Cluster hash tag of `key`: what lies between its first `{`
+/// and the first `}` after it, when that is not empty; else the whole key.
+/// Keys one script touches must have the same tag.
+pub fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
 }
 
 #[cfg(test)]
@@ -97,21 +162,73 @@ mod tests {
     }
 
     #[test]
-    fn variable_keys_of_different_users_never_collide() {
-        assert_ne!(variable("a:b", "c"), variable("a", "b:c"));
-        assert_ne!(variable("u1", "k"), variable("u2", "k"));
+    fn spaces_of_different_groups_scopes_and_owners_never_collide() {
+        let keys = [
+            in_space("variables", Scope::User("a:b"), "c"),
+            in_space("variables", Scope::User("a"), "b:c"),
+            in_space("variables", Scope::User("u2"), "c"),
+            in_space("variables", Scope::Execution("a:b"), "c"),
+            in_space("variables", Scope::Group, "c"),
+            in_space("executions", Scope::User("a:b"), "c"),
+            in_space("tool-actions", Scope::Execution("e:1"), "k"),
+            in_space("tool-actions", Scope::Execution("e"), "1:k"),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]
-    fn idempotency_keys_of_different_executions_never_collide() {
-        assert_ne!(idempotency("e:1", "k"), idempotency("e", "1:k"));
+    fn no_name_reaches_the_runtimes_own_keys() {
+        let own = [
+            revoked_job("job-1"),
+            execution("exec-1"),
+            rate_limit_execution("exec-1"),
+            rate_limit_address("127.0.0.1"),
+            audit_spool(),
+            audit_spool_drain(),
+        ];
+        for group in ["executions", "variables", "tool-actions", "batch"] {
+            for name in ["", "x", "}", "{audit}:spool", ":exec-revoked:job-1"] {
+                for scope in [Scope::Group, Scope::User("u"), Scope::Execution("e")] {
+                    let key = in_space(group, scope, name);
+                    assert!(key.starts_with(&format!("cronium:{{{group}:")));
+                    assert!(!own.contains(&key), "{key}");
+                    assert!(!own.iter().any(|k| lease(k) == key));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_and_its_lease_keys_share_one_hash_tag_whatever_the_name() {
+        for name in ["k", "a}b", "{x}", "}", "a{b}c", ""] {
+            let key = in_space("variables", Scope::User("u}1"), name);
+            let tag = hash_tag(&key);
+            assert!(tag.starts_with("variables:"), "{key}: {tag}");
+            for aux in [
+                lease(&key),
+                lease_fence(&key),
+                lease_line(&key),
+                lease_waiters(&key),
+                lease_tickets(&key),
+            ] {
+                assert_eq!(hash_tag(&aux), tag, "{aux}");
+            }
+        }
     }
 
     #[test]
     fn only_execution_records_are_immutable() {
         assert!(is_immutable(&execution("e1")));
         assert!(!is_immutable(&revoked_job("e1")));
-        assert!(!is_immutable(&variable("u", "k")));
+        assert!(!is_immutable(&in_space(
+            "variables",
+            Scope::User("u"),
+            &variable("k")
+        )));
         assert!(!is_immutable(&lease(&execution("e1"))));
     }
 

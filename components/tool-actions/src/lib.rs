@@ -20,10 +20,11 @@
 
 use std::time::Instant;
 
-use cronium_guest::bindings::tool_types::{Invocation, Manifest, ToolError, ToolRequest};
-use cronium_guest::bindings::tools::{self, ToolsError};
-use cronium_guest::bindings::types::Claims;
-use cronium_guest::bindings::{auth, backend, cache};
+use cronium_guest::bindings::auth::{self, Caller};
+use cronium_guest::bindings::backend;
+use cronium_guest::bindings::cache::{self, Scope};
+use cronium_guest::bindings::tool_types::{Manifest, ToolError};
+use cronium_guest::bindings::tools::{self, ToolCall, ToolsError};
 use cronium_guest::{ApiError, Reply, Request, audit, execution};
 use cronium_rules::idempotency::{self, CacheUnavailable, Outcome, Refusal};
 use cronium_rules::schema::{self, Schema};
@@ -181,7 +182,7 @@ fn checked_action(manifest: &Manifest, call: &Call) -> Result<String, ApiError> 
 /// per `Idempotency-Key` when the caller sent one; `(result, replayed)`.
 /// `run` gets the key, to pass on.
 fn once(
-    caller: &Claims,
+    caller: &Caller,
     call: &Call,
     action: &str,
     idempotency_key: Option<&str>,
@@ -191,13 +192,9 @@ fn once(
         return run(None).map(|data| (data, false));
     };
     let fingerprint = idempotency::fingerprint(&call.tool, action, &call.parameters);
-    let outcome = idempotency::run_once(
-        &mut CacheStore,
-        &caller.execution_id,
-        key,
-        &fingerprint,
-        || run(Some(key)),
-    );
+    let outcome = idempotency::run_once(&mut CacheStore(caller), key, &fingerprint, || {
+        run(Some(key))
+    });
     match outcome {
         Ok(Outcome::Replayed(data)) => Ok((data, true)),
         Ok(Outcome::Ran { data, kept }) => {
@@ -222,18 +219,19 @@ fn once(
     }
 }
 
-/// The `cache` capability as the idempotency protocol's store.
-struct CacheStore;
+/// The `cache` capability as the idempotency protocol's store: the
+/// caller's execution's scope, so that two executions may use one key.
+struct CacheStore<'a>(&'a Caller);
 
-impl idempotency::Store for CacheStore {
+impl idempotency::Store for CacheStore<'_> {
     type Lease = cache::Lease;
 
     fn get(&mut self, key: &str) -> Result<Option<String>, CacheUnavailable> {
-        cache::get(key).map_err(|_| CacheUnavailable)
+        cache::get(self.0, Scope::Execution, key).map_err(|_| CacheUnavailable)
     }
 
     fn set(&mut self, key: &str, value: &str, ttl_ms: u64) -> Result<(), CacheUnavailable> {
-        cache::set(key, value, Some(ttl_ms)).map_err(|_| CacheUnavailable)
+        cache::set(self.0, Scope::Execution, key, value, Some(ttl_ms)).map_err(|_| CacheUnavailable)
     }
 
     fn acquire(
@@ -242,49 +240,43 @@ impl idempotency::Store for CacheStore {
         ttl_ms: u64,
         wait_ms: u64,
     ) -> Result<Option<cache::Lease>, CacheUnavailable> {
-        cache::acquire(key, ttl_ms, wait_ms).map_err(|_| CacheUnavailable)
+        cache::acquire(self.0, Scope::Execution, key, ttl_ms, wait_ms).map_err(|_| CacheUnavailable)
     }
 
     fn release(&mut self, lease: cache::Lease) {
         // An expired lease is let go by its TTL anyway.
-        let _ = cache::release(&lease);
+        let _ = cache::release(lease);
     }
 }
 
-/// Fetches the user's credentials and runs the action on its tool.
+/// Fetches the user's credentials and runs the action on its tool (the
+/// registry says for whom, from the caller).
 fn run(
-    caller: &Claims,
+    caller: &Caller,
     call: &Call,
     action: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Value, ApiError> {
-    let user_id = user_of(caller)?;
-    let credentials = backend::get_tool_credentials(caller, &user_id, &call.tool)?;
-    let request = ToolRequest {
+    users_record(caller)?;
+    let credentials = backend::get_tool_credentials(caller, &call.tool)?;
+    let request = ToolCall {
         action: action.to_owned(),
         parameters: call.parameters.to_string(),
         credentials,
-        // The registry fills in the operator's settings.
-        settings: "{}".into(),
-        invocation: Invocation {
-            execution_id: caller.execution_id.clone(),
-            job_id: caller.job_id.clone(),
-            user_id,
-            idempotency_key: idempotency_key.map(str::to_owned),
-        },
+        idempotency_key: idempotency_key.map(str::to_owned),
     };
-    let result = tools::execute(&call.tool, &request).map_err(|e| tool_error(&call.tool, e))?;
+    let result =
+        tools::execute(caller, &call.tool, &request).map_err(|e| tool_error(&call.tool, e))?;
     serde_json::from_str(&result)
         .map_err(|_| ApiError::bad_gateway(format!("tool \"{}\" answered invalid JSON", call.tool)))
 }
 
 /// Relays a call for a tool not installed here to the backend, with the
 /// caller's `Idempotency-Key`.
-fn relay(caller: &Claims, call: &Call, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
-    let user_id = user_of(caller)?;
+fn relay(caller: &Caller, call: &Call, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
+    users_record(caller)?;
     match backend::execute_tool(
         caller,
-        &user_id,
         &call.tool,
         &call.action,
         &call.parameters.to_string(),
@@ -305,12 +297,11 @@ fn relay(caller: &Claims, call: &Call, idempotency_key: Option<&str>) -> Result<
     }
 }
 
-/// The user the call is made for: the token's, else the execution's.
-fn user_of(caller: &Claims) -> Result<String, ApiError> {
-    match &caller.user_id {
-        Some(user) => Ok(user.clone()),
-        None => Ok(execution::load(caller, "get_context")?.user_id),
-    }
+/// Makes sure the caller's execution record, which names the user the
+/// call is made for, is known: unknown executions are a 404, and a record
+/// read from the backend is audited. The host then finds the user in it.
+fn users_record(caller: &Caller) -> Result<(), ApiError> {
+    execution::load(caller, "get_context").map(drop)
 }
 
 /// The caller's error for a failed registry call.

@@ -25,13 +25,16 @@
 //! Without the cache, plain writes go straight to the backend; conditional
 //! ones answer 503.
 //!
-//! The cache holds each variable (or its absence) per user. Writers clear
-//! it before the backend write and rewrite it after; readers fill it only
-//! when empty (`add`), so a slow reader never overwrites a newer value.
+//! The cache holds each variable (or its absence) in the user's scope of
+//! this group's space (`keys::variable` names it; the host resolves the
+//! user from the caller's execution record, as the backend capability does
+//! for the variable itself). Writers clear it before the backend write and
+//! rewrite it after; readers fill it only when empty (`add`), so a slow
+//! reader never overwrites a newer value.
 
+use cronium_guest::bindings::auth::Caller;
 use cronium_guest::bindings::backend;
-use cronium_guest::bindings::cache::{self, Lease};
-use cronium_guest::bindings::types::Claims;
+use cronium_guest::bindings::cache::{self, Lease, Scope};
 use cronium_guest::{ApiError, Reply, Request, audit, authorize, execution, path};
 use cronium_rules::keys;
 use cronium_rules::variables::{self, Precondition};
@@ -42,6 +45,9 @@ use spin_sdk::http::Method;
 cronium_guest::endpoint!(route);
 
 const ALLOWED: &str = "GET, PUT, DELETE";
+
+/// Variables are the user's: two executions of one user share them.
+const USER: Scope = Scope::User;
 
 fn route(request: Request) -> Result<Reply, ApiError> {
     let (raw_id, raw_key) = request
@@ -57,12 +63,14 @@ fn route(request: Request) -> Result<Reply, ApiError> {
     let key = path::decode(raw_key)?;
     variables::validate_key(&key).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let caller = authorize(&request, &execution_id)?;
-    let user = execution::load(&caller, "get_context")?.user_id;
+    // Unknown executions are a 404 before anything else, and a record read
+    // from the backend is audited; the host keeps it, and finds the user
+    // whose variables these are in it.
+    execution::load(&caller, "get_context")?;
     let variable = Variable {
         caller: &caller,
-        user: &user,
         key: &key,
-        cache_key: keys::variable(&user, &key),
+        cache_key: keys::variable(&key),
     };
     match request.method {
         Method::Get => variable.get(strict(&request.query)),
@@ -78,11 +86,11 @@ fn strict(query: &str) -> bool {
         .any(|pair| matches!(pair, "strict" | "strict=true" | "strict=1"))
 }
 
-/// One variable of one user, as seen by one caller.
+/// One variable of the caller's user.
 struct Variable<'a> {
-    caller: &'a Claims,
-    user: &'a str,
+    caller: &'a Caller,
     key: &'a str,
+    /// Its name in the user's scope of the cache.
     cache_key: String,
 }
 
@@ -132,7 +140,7 @@ impl Variable<'_> {
     /// The current value's canonical JSON: from the cache, else from the
     /// backend (then cached unless a writer got there first).
     fn read(&self) -> Result<Option<String>, ApiError> {
-        if let Ok(Some(entry)) = cache::get(&self.cache_key)
+        if let Ok(Some(entry)) = cache::get(self.caller, USER, &self.cache_key)
             && let Ok(cached) = serde_json::from_str::<Cached>(&entry)
         {
             return Ok(cached.value);
@@ -145,12 +153,12 @@ impl Variable<'_> {
             json!({ "key": self.key }),
         );
         let current = result?;
-        let _ = cache::add(&self.cache_key, &cached(&current), None);
+        let _ = cache::add(self.caller, USER, &self.cache_key, &cached(&current), None);
         Ok(current)
     }
 
     fn read_backend(&self) -> Result<Option<String>, ApiError> {
-        let variable = backend::get_variable(self.caller, self.user, self.key)?;
+        let variable = backend::get_variable(self.caller, self.key)?;
         match variable {
             None => Ok(None),
             Some(v) => {
@@ -173,7 +181,7 @@ impl Variable<'_> {
             let written = self.write_leased(&new, &precondition, action);
             if let Some(lease) = lease {
                 // An expired lease is released by its TTL anyway.
-                let _ = cache::release(&lease);
+                let _ = cache::release(lease);
             }
             written
         });
@@ -198,21 +206,21 @@ impl Variable<'_> {
             if !precondition.holds(etag.as_deref()) {
                 // Under the lease nobody writes, so the backend's value is
                 // the one to cache: the next conditional writes check it.
-                let _ = cache::set(&self.cache_key, &cached(&current), None);
+                let _ = cache::set(self.caller, USER, &self.cache_key, &cached(&current), None);
                 return Err(precondition_failed(etag));
             }
         }
         // Cleared first: should the rewrite below fail, no stale value
         // outlives the write.
-        let _ = cache::delete(&self.cache_key);
+        let _ = cache::delete(self.caller, USER, &self.cache_key);
         match (new, action) {
             (None, "delete_variable") => {
-                backend::delete_variable(self.caller, self.user, self.key)?;
+                backend::delete_variable(self.caller, self.key)?;
             }
-            (None, _) => backend::set_variable(self.caller, self.user, self.key, "null")?,
-            (Some(text), _) => backend::set_variable(self.caller, self.user, self.key, text)?,
+            (None, _) => backend::set_variable(self.caller, self.key, "null")?,
+            (Some(text), _) => backend::set_variable(self.caller, self.key, text)?,
         }
-        let _ = cache::set(&self.cache_key, &cached(new), None);
+        let _ = cache::set(self.caller, USER, &self.cache_key, &cached(new), None);
         Ok(new.as_deref().map(variables::etag))
     }
 
@@ -231,7 +239,13 @@ impl Variable<'_> {
     fn lease(&self, precondition: &Precondition) -> Result<Option<Lease>, ApiError> {
         let ttl = variables::WRITE_LEASE_TTL_MS;
         if !precondition.is_conditional() {
-            return match cache::acquire(&self.cache_key, ttl, variables::WRITE_LEASE_PATIENCE_MS) {
+            return match cache::acquire(
+                self.caller,
+                USER,
+                &self.cache_key,
+                ttl,
+                variables::WRITE_LEASE_PATIENCE_MS,
+            ) {
                 Ok(Some(lease)) => Ok(Some(lease)),
                 // The line stood still for longer than any lease lives.
                 Ok(None) => Err(ApiError::unavailable("the variable is busy; try again")),
@@ -243,12 +257,17 @@ impl Variable<'_> {
         if cached.is_some() && !precondition.holds(cached_etag.as_deref()) {
             return Err(precondition_failed(cached_etag));
         }
-        match cache::acquire(&self.cache_key, ttl, 0) {
+        match cache::acquire(self.caller, USER, &self.cache_key, ttl, 0) {
             Ok(Some(lease)) => Ok(Some(lease)),
             Ok(None) => {
                 // Whether or not the holder is done, the value has likely
                 // changed: the client retries with the cached ETag.
-                let _ = cache::await_release(&self.cache_key, variables::CONDITIONAL_WAIT_MS);
+                let _ = cache::await_release(
+                    self.caller,
+                    USER,
+                    &self.cache_key,
+                    variables::CONDITIONAL_WAIT_MS,
+                );
                 let current = self.cached().flatten();
                 Err(precondition_failed(current.as_deref().map(variables::etag)))
             }
@@ -261,7 +280,7 @@ impl Variable<'_> {
     /// What the cache holds for the variable: its value's canonical JSON
     /// or `Some(None)` (no variable); `None` when it holds nothing.
     fn cached(&self) -> Option<Option<String>> {
-        let entry = cache::get(&self.cache_key).ok()??;
+        let entry = cache::get(self.caller, USER, &self.cache_key).ok()??;
         serde_json::from_str::<Cached>(&entry)
             .ok()
             .map(|cached| cached.value)

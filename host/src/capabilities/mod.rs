@@ -8,8 +8,10 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod cache;
+pub mod caller;
 pub mod embedded;
 pub mod rate_shares;
+pub mod records;
 pub mod revocations;
 pub mod valkey;
 
@@ -17,23 +19,33 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use cronium_rules::keys;
 use cronium_rules::token;
+use wasmtime::component::Resource;
 
 use self::audit::AuditSink;
 use self::auth::{Auth, AuthFailure};
 use self::backend::{AuditRecord, Backend, BackendError};
 use self::cache::{Cache, CacheError, Lease};
+use self::caller::Caller;
 use crate::components::RequestState;
 use crate::metrics::Metrics;
 use crate::tools::{ToolCallError, ToolRegistry};
 
 /// Generated bindings of the `cronium:runtime/endpoint` world.
+///
+/// Imports are trappable: a component that lends a caller handle past the
+/// request it was verified for is stopped (see [`caller`]).
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "cronium:runtime/endpoint",
-        imports: { default: async },
+        imports: { default: async | trappable },
         exports: { default: async },
+        with: {
+            "cronium:runtime/auth.caller": crate::capabilities::caller::Caller,
+            "cronium:runtime/cache.lease": crate::capabilities::cache::Lease,
+        },
     });
     pub use cronium::runtime::*;
 }
@@ -60,8 +72,8 @@ impl wit_tool::Host for RequestState {}
 /// The host answers CORS itself, in front of every component
 /// (`server::cors`), so components add nothing.
 impl wit_cors::Host for RequestState {
-    async fn allowed_origins(&mut self) -> Option<Vec<String>> {
-        None
+    async fn allowed_origins(&mut self) -> wasmtime::Result<Option<Vec<String>>> {
+        Ok(None)
     }
 }
 
@@ -69,7 +81,7 @@ impl wit_auth::Host for RequestState {
     async fn verify(
         &mut self,
         authorization: Option<String>,
-    ) -> Result<wit::Claims, wit_auth::AuthError> {
+    ) -> wasmtime::Result<Result<Resource<Caller>, wit_auth::AuthError>> {
         let caps = &self.capabilities;
         let verified = caps
             .auth
@@ -78,21 +90,54 @@ impl wit_auth::Host for RequestState {
         if matches!(verified, Err(AuthFailure::RateLimited(_))) {
             caps.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
         }
-        let claims = verified.map_err(auth_error)?;
-        Ok(wit::Claims {
-            execution_id: claims.execution_id,
-            job_id: claims.job_id,
-            user_id: claims.user_id,
-            event_id: claims.event_id,
-            capability_token: claims.capability_token,
-            issued_at: claims.issued_at,
-            expires_at: claims.expires_at,
-        })
+        match verified {
+            Ok(claims) => {
+                let caller = Caller::new(claims, self.request);
+                Ok(Ok(self.table.push(caller)?))
+            }
+            Err(failure) => Ok(Err(auth_error(failure))),
+        }
     }
 }
 
+impl wit_auth::HostCaller for RequestState {
+    async fn execution_id(&mut self, caller: Resource<Caller>) -> wasmtime::Result<String> {
+        Ok(self.caller(&caller)?.claims().execution_id.clone())
+    }
+
+    async fn drop(&mut self, caller: Resource<Caller>) -> wasmtime::Result<()> {
+        self.table.delete(caller)?;
+        Ok(())
+    }
+}
+
+impl wit_cache::HostLease for RequestState {
+    async fn fence(&mut self, lease: Resource<Lease>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&lease)?.fence)
+    }
+
+    async fn drop(&mut self, lease: Resource<Lease>) -> wasmtime::Result<()> {
+        // Dropping a lease does not release it: its TTL does, as for a
+        // holder that died.
+        self.table.delete(lease)?;
+        Ok(())
+    }
+}
+
+/// A cache answer for the component, or a trap.
+type CacheAnswer<T> = wasmtime::Result<Result<T, wit_cache::CacheError>>;
+
 impl wit_cache::Host for RequestState {
-    async fn get(&mut self, key: String) -> Result<Option<String>, wit_cache::CacheError> {
+    async fn get(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+    ) -> CacheAnswer<Option<String>> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
         let result = self.capabilities.cache.get(&key).await;
         let metrics = &self.capabilities.metrics;
         match &result {
@@ -100,269 +145,412 @@ impl wit_cache::Host for RequestState {
             Ok(None) => metrics.cache_misses.fetch_add(1, Ordering::Relaxed),
             Err(_) => metrics.cache_errors.fetch_add(1, Ordering::Relaxed),
         };
-        logged(result)
+        Ok(logged(result))
     }
 
     async fn set(
         &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
         key: String,
         value: String,
         ttl_ms: Option<u64>,
-    ) -> Result<(), wit_cache::CacheError> {
-        logged(
-            self.capabilities
-                .cache
-                .set(&key, &value, ttl_ms.map(Duration::from_millis))
-                .await,
-        )
+    ) -> CacheAnswer<()> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(logged(self.capabilities.cache.set(&key, &value, ttl).await))
     }
 
     async fn add(
         &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
         key: String,
         value: String,
         ttl_ms: Option<u64>,
-    ) -> Result<bool, wit_cache::CacheError> {
-        logged(
-            self.capabilities
-                .cache
-                .add(&key, &value, ttl_ms.map(Duration::from_millis))
-                .await,
-        )
+    ) -> CacheAnswer<bool> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(logged(self.capabilities.cache.add(&key, &value, ttl).await))
     }
 
-    async fn delete(&mut self, key: String) -> Result<bool, wit_cache::CacheError> {
-        logged(self.capabilities.cache.delete(&key).await)
+    async fn delete(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+    ) -> CacheAnswer<bool> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(logged(self.capabilities.cache.delete(&key).await))
     }
 
     async fn increment(
         &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
         key: String,
         delta: i64,
         ttl_ms: Option<u64>,
-    ) -> Result<i64, wit_cache::CacheError> {
-        logged(
-            self.capabilities
-                .cache
-                .increment(&key, delta, ttl_ms.map(Duration::from_millis))
-                .await,
-        )
+    ) -> CacheAnswer<i64> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(logged(
+            self.capabilities.cache.increment(&key, delta, ttl).await,
+        ))
     }
 
     async fn acquire(
         &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
         key: String,
         ttl_ms: u64,
         wait_ms: u64,
-    ) -> Result<Option<wit_cache::Lease>, wit_cache::CacheError> {
-        let lease = logged(
-            self.capabilities
-                .cache
-                .acquire(
-                    &key,
-                    Duration::from_millis(ttl_ms),
-                    Duration::from_millis(wait_ms),
-                )
-                .await,
-        )?;
-        Ok(lease.map(|l| wit_cache::Lease {
-            key: l.key,
-            owner: l.owner,
-            fence: l.fence,
-        }))
+    ) -> CacheAnswer<Option<Resource<Lease>>> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
+        let acquired = self
+            .capabilities
+            .cache
+            .acquire(
+                &key,
+                Duration::from_millis(ttl_ms),
+                Duration::from_millis(wait_ms),
+            )
+            .await;
+        match logged(acquired) {
+            Ok(Some(lease)) => Ok(Ok(Some(self.table.push(lease)?))),
+            Ok(None) => Ok(Ok(None)),
+            Err(error) => Ok(Err(error)),
+        }
     }
 
-    async fn release(&mut self, lease: wit_cache::Lease) -> Result<bool, wit_cache::CacheError> {
-        let lease = Lease {
-            key: lease.key,
-            owner: lease.owner,
-            fence: lease.fence,
-        };
-        logged(self.capabilities.cache.release(&lease).await)
+    async fn release(&mut self, lease: Resource<Lease>) -> CacheAnswer<bool> {
+        let lease = self.table.delete(lease)?;
+        Ok(logged(self.capabilities.cache.release(&lease).await))
     }
 
     async fn await_release(
         &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
         key: String,
         wait_ms: u64,
-    ) -> Result<bool, wit_cache::CacheError> {
-        logged(
-            self.capabilities
-                .cache
-                .await_release(&key, Duration::from_millis(wait_ms))
-                .await,
-        )
+    ) -> CacheAnswer<bool> {
+        let key = match self.cache_key(&caller, scope, &key).await? {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(error)),
+        };
+        let wait = Duration::from_millis(wait_ms);
+        Ok(logged(
+            self.capabilities.cache.await_release(&key, wait).await,
+        ))
     }
 }
+
+/// A backend answer for the component, or a trap.
+type BackendAnswer<T> = wasmtime::Result<Result<T, wit_backend::BackendError>>;
 
 impl wit_backend::Host for RequestState {
     async fn get_execution(
         &mut self,
-        caller: wit::Claims,
-    ) -> Result<wit::Execution, wit_backend::BackendError> {
+        caller: Resource<Caller>,
+    ) -> BackendAnswer<wit_backend::ExecutionRead> {
+        let claims = self.claims(&caller)?;
         let started = Instant::now();
-        let result = self.backend().get_execution(&claims(caller)).await;
-        let e = self.observed(started, result)?;
-        Ok(wit::Execution {
-            execution_id: e.execution_id,
-            job_id: e.job_id,
-            user_id: e.user_id,
-            event_id: e.event_id,
-            event_name: e.event_name,
-            event_type: e.event_type,
-            start_time: e.start_time,
-            metadata: e.metadata.to_string(),
-        })
+        let read = records::execution(&self.capabilities, &claims).await;
+        if !matches!(read, Ok((_, false))) {
+            // Only reads that reached the backend say anything about it.
+            self.observe(started, &read);
+        }
+        let (e, from_backend) = match read {
+            Ok(read) => read,
+            Err(error) => return Ok(Err(backend_error(error))),
+        };
+        self.table.get_mut(&caller)?.know_user(&e.user_id);
+        Ok(Ok(wit_backend::ExecutionRead {
+            execution: wit::Execution {
+                execution_id: e.execution_id,
+                job_id: e.job_id,
+                user_id: e.user_id,
+                event_id: e.event_id,
+                event_name: e.event_name,
+                event_type: e.event_type,
+                start_time: e.start_time,
+                metadata: e.metadata.to_string(),
+            },
+            from_backend,
+        }))
     }
 
-    async fn set_output(
-        &mut self,
-        caller: wit::Claims,
-        output: String,
-    ) -> Result<(), wit_backend::BackendError> {
+    async fn set_output(&mut self, caller: Resource<Caller>, output: String) -> BackendAnswer<()> {
+        let claims = self.claims(&caller)?;
         let started = Instant::now();
-        let result = self.backend().set_output(&claims(caller), output).await;
-        self.observed(started, result)
+        let result = self.backend().set_output(&claims, output).await;
+        Ok(self.observed(started, result))
     }
 
     async fn set_condition(
         &mut self,
-        caller: wit::Claims,
+        caller: Resource<Caller>,
         condition: bool,
-    ) -> Result<(), wit_backend::BackendError> {
+    ) -> BackendAnswer<()> {
+        let claims = self.claims(&caller)?;
         let started = Instant::now();
-        let result = self
-            .backend()
-            .set_condition(&claims(caller), condition)
-            .await;
-        self.observed(started, result)
+        let result = self.backend().set_condition(&claims, condition).await;
+        Ok(self.observed(started, result))
     }
 
     async fn get_variable(
         &mut self,
-        caller: wit::Claims,
-        user_id: String,
+        caller: Resource<Caller>,
         key: String,
-    ) -> Result<Option<wit_backend::Variable>, wit_backend::BackendError> {
+    ) -> BackendAnswer<Option<wit_backend::Variable>> {
+        let (claims, user) = match self.user(&caller).await? {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(backend_error(error))),
+        };
         let started = Instant::now();
-        let result = self
-            .backend()
-            .get_variable(&claims(caller), &user_id, &key)
-            .await;
-        let variable = self.observed(started, result)?;
-        Ok(variable.map(|v| wit_backend::Variable {
-            key: v.key,
-            value: v.value,
-            updated_at: v.updated_at,
+        let result = self.backend().get_variable(&claims, &user, &key).await;
+        Ok(self.observed(started, result).map(|variable| {
+            variable.map(|v| wit_backend::Variable {
+                key: v.key,
+                value: v.value,
+                updated_at: v.updated_at,
+            })
         }))
     }
 
     async fn set_variable(
         &mut self,
-        caller: wit::Claims,
-        user_id: String,
+        caller: Resource<Caller>,
         key: String,
         value: String,
-    ) -> Result<(), wit_backend::BackendError> {
+    ) -> BackendAnswer<()> {
+        let (claims, user) = match self.user(&caller).await? {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(backend_error(error))),
+        };
         let started = Instant::now();
         let result = self
             .backend()
-            .set_variable(&claims(caller), &user_id, &key, value)
+            .set_variable(&claims, &user, &key, value)
             .await;
-        self.observed(started, result)
+        Ok(self.observed(started, result))
     }
 
     async fn delete_variable(
         &mut self,
-        caller: wit::Claims,
-        user_id: String,
+        caller: Resource<Caller>,
         key: String,
-    ) -> Result<bool, wit_backend::BackendError> {
+    ) -> BackendAnswer<bool> {
+        let (claims, user) = match self.user(&caller).await? {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(backend_error(error))),
+        };
         let started = Instant::now();
-        let result = self
-            .backend()
-            .delete_variable(&claims(caller), &user_id, &key)
-            .await;
-        self.observed(started, result)
+        let result = self.backend().delete_variable(&claims, &user, &key).await;
+        Ok(self.observed(started, result))
     }
 
     async fn get_tool_credentials(
         &mut self,
-        caller: wit::Claims,
-        user_id: String,
+        caller: Resource<Caller>,
         tool: String,
-    ) -> Result<Option<String>, wit_backend::BackendError> {
+    ) -> BackendAnswer<Option<String>> {
+        let (claims, user) = match self.user(&caller).await? {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(backend_error(error))),
+        };
         let started = Instant::now();
         let result = self
             .backend()
-            .get_tool_credentials(&claims(caller), &user_id, &tool)
+            .get_tool_credentials(&claims, &user, &tool)
             .await;
-        Ok(self.observed(started, result)?.map(|c| c.to_string()))
+        Ok(self
+            .observed(started, result)
+            .map(|c| c.map(|c| c.to_string())))
     }
 
     async fn execute_tool(
         &mut self,
-        caller: wit::Claims,
-        user_id: String,
+        caller: Resource<Caller>,
         tool: String,
         action: String,
         parameters: String,
         idempotency_key: Option<String>,
-    ) -> Result<String, wit_backend::BackendError> {
+    ) -> BackendAnswer<String> {
+        let (claims, user) = match self.user(&caller).await? {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(backend_error(error))),
+        };
         let started = Instant::now();
         let result = self
             .backend()
             .execute_tool(
-                &claims(caller),
-                &user_id,
+                &claims,
+                &user,
                 &tool,
                 &action,
                 parameters,
                 idempotency_key.as_deref(),
             )
             .await;
-        Ok(self.observed(started, result)?.to_string())
+        Ok(self.observed(started, result).map(|data| data.to_string()))
     }
 }
 
 impl wit_tools::Host for RequestState {
-    async fn installed(&mut self) -> Vec<wit_tool::Manifest> {
-        self.capabilities
+    async fn installed(&mut self) -> wasmtime::Result<Vec<wit_tool::Manifest>> {
+        Ok(self
+            .capabilities
             .tools
             .installed()
             .iter()
             .map(|t| t.manifest.clone())
-            .collect()
+            .collect())
     }
 
-    async fn find(&mut self, id: String) -> Option<wit_tool::Manifest> {
-        self.capabilities
+    async fn find(&mut self, id: String) -> wasmtime::Result<Option<wit_tool::Manifest>> {
+        Ok(self
+            .capabilities
             .tools
             .find(&id)
-            .map(|t| t.manifest.clone())
+            .map(|t| t.manifest.clone()))
     }
 
     async fn execute(
         &mut self,
+        caller: Resource<Caller>,
         id: String,
-        request: wit_tool::ToolRequest,
-    ) -> Result<String, wit_tools::ToolsError> {
+        call: wit_tools::ToolCall,
+    ) -> wasmtime::Result<Result<String, wit_tools::ToolsError>> {
         use wit_tools::ToolsError as W;
+        let (claims, user) = match self.user(&caller).await? {
+            Ok(found) => found,
+            Err(error) => return Ok(Err(W::Unavailable(error.to_string()))),
+        };
+        let request = wit_tool::ToolRequest {
+            action: call.action,
+            parameters: call.parameters,
+            credentials: call.credentials,
+            // The registry's to fill in: the operator's settings.
+            settings: "{}".into(),
+            invocation: wit_tool::Invocation {
+                execution_id: claims.execution_id.clone(),
+                job_id: claims.job_id.clone(),
+                user_id: user.to_string(),
+                idempotency_key: call.idempotency_key,
+            },
+        };
         let outcome = self.capabilities.tools.execute(&id, request).await;
         self.capabilities.metrics.tool_call(&id, &outcome);
-        outcome.map_err(|error| match error {
+        Ok(outcome.map_err(|error| match error {
             ToolCallError::NotInstalled => W::NotInstalled,
             ToolCallError::Tool(e) => W::Tool(e),
             ToolCallError::Crashed(why) => W::Crashed(why),
             ToolCallError::TimedOut => W::TimedOut,
             ToolCallError::OutOfMemory => W::OutOfMemory,
-        })
+        }))
     }
 }
 
 impl RequestState {
     fn backend(&self) -> &Backend {
         &self.capabilities.backend
+    }
+
+    /// The caller behind `handle`, if it was verified for the request
+    /// being served; a trap otherwise.
+    fn caller(&self, handle: &Resource<Caller>) -> wasmtime::Result<&Caller> {
+        let caller = self.table.get(handle)?;
+        caller.check(self.request)?;
+        Ok(caller)
+    }
+
+    /// The verified claims behind `handle` (see [`RequestState::caller`]).
+    fn claims(&self, handle: &Resource<Caller>) -> wasmtime::Result<Arc<token::Claims>> {
+        Ok(self.caller(handle)?.claims().clone())
+    }
+
+    /// The claims behind `handle` and the user who owns their execution
+    /// (from its record, read once per caller); the error is the backend's
+    /// when the record cannot be read.
+    async fn user(
+        &mut self,
+        handle: &Resource<Caller>,
+    ) -> wasmtime::Result<Result<(Arc<token::Claims>, Arc<str>), BackendError>> {
+        let caller = self.caller(handle)?;
+        let claims = caller.claims().clone();
+        if let Some(user) = caller.user() {
+            return Ok(Ok((claims, user)));
+        }
+        let started = Instant::now();
+        let read = records::execution(&self.capabilities, &claims).await;
+        if !matches!(read, Ok((_, false))) {
+            self.observe(started, &read);
+        }
+        let (execution, _) = match read {
+            Ok(read) => read,
+            Err(error) => return Ok(Err(error)),
+        };
+        let user = self.table.get_mut(handle)?.know_user(&execution.user_id);
+        Ok(Ok((claims, user)))
+    }
+
+    /// The real key of the component's `key` in `scope` of its group's
+    /// space, resolved from the caller (`cronium_rules::keys::in_space`).
+    async fn cache_key(
+        &mut self,
+        handle: &Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: &str,
+    ) -> wasmtime::Result<Result<String, wit_cache::CacheError>> {
+        let group = self.group.name();
+        let claims = self.claims(handle)?;
+        Ok(Ok(match scope {
+            wit_cache::Scope::Group => keys::in_space(group, keys::Scope::Group, key),
+            wit_cache::Scope::Execution => {
+                keys::in_space(group, keys::Scope::Execution(&claims.execution_id), key)
+            }
+            wit_cache::Scope::User => match self.user(handle).await? {
+                Ok((_, user)) => keys::in_space(group, keys::Scope::User(&user), key),
+                Err(error) => {
+                    return Ok(Err(wit_cache::CacheError::Unavailable(format!(
+                        "the caller's user is unknown: {error}"
+                    ))));
+                }
+            },
+        }))
+    }
+
+    /// Records a backend call's latency (and error kind).
+    fn observe<T>(&self, started: Instant, result: &Result<T, BackendError>) {
+        let metrics = &self.capabilities.metrics;
+        metrics.backend_latency.observe(started.elapsed());
+        if let Err(error) = result {
+            metrics.backend_error(match error {
+                BackendError::NotFound => "not_found",
+                BackendError::Rejected { .. } => "rejected",
+                BackendError::Unavailable(_) => "unavailable",
+                BackendError::Timeout => "timeout",
+                BackendError::InvalidResponse(_) => "invalid_response",
+            });
+        }
     }
 
     /// Records a backend call's latency (and error kind), then maps its
@@ -372,47 +560,31 @@ impl RequestState {
         started: Instant,
         result: Result<T, BackendError>,
     ) -> Result<T, wit_backend::BackendError> {
-        let metrics = &self.capabilities.metrics;
-        metrics.backend_latency.observe(started.elapsed());
-        if let Err(error) = &result {
-            metrics.backend_error(match error {
-                BackendError::NotFound => "not_found",
-                BackendError::Rejected { .. } => "rejected",
-                BackendError::Unavailable(_) => "unavailable",
-                BackendError::Timeout => "timeout",
-                BackendError::InvalidResponse(_) => "invalid_response",
-            });
-        }
+        self.observe(started, &result);
         result.map_err(backend_error)
     }
 }
 
 impl wit_audit::Host for RequestState {
-    async fn emit(&mut self, event: wit_audit::AuditEvent) {
+    async fn emit(
+        &mut self,
+        caller: Resource<Caller>,
+        event: wit_audit::AuditEvent,
+    ) -> wasmtime::Result<()> {
+        let claims = self.claims(&caller)?;
         let metadata = cronium_rules::backend::audit_metadata(
             &event.details,
-            event.user_id.as_deref(),
-            event.job_id.as_deref(),
+            claims.user_id.as_deref(),
+            Some(&claims.job_id),
             &event.outcome,
         );
         self.capabilities.audit.emit(AuditRecord {
-            execution_id: event.execution_id,
+            execution_id: claims.execution_id.clone(),
             action: event.action,
             metadata,
             timestamp: backend::now_rfc3339(),
         });
-    }
-}
-
-fn claims(c: wit::Claims) -> token::Claims {
-    token::Claims {
-        execution_id: c.execution_id,
-        job_id: c.job_id,
-        user_id: c.user_id,
-        event_id: c.event_id,
-        capability_token: c.capability_token,
-        issued_at: c.issued_at,
-        expires_at: c.expires_at,
+        Ok(())
     }
 }
 

@@ -283,6 +283,13 @@ fn adapters_reach_valkey_the_backend_and_the_tools_through_their_component_s_gra
                 "{id} passes {variable} to its adapters"
             );
         }
+        // The adapter builds its cache keys in this group's space, as the
+        // custom host does in the space of the group it serves.
+        assert_eq!(
+            component.variables.get("group").map(String::as_str),
+            Some(*id),
+            "{id} names its own group for its adapter's cache space"
+        );
     }
     let tool_actions = &manifest.component["tool-actions"];
     let listed = manifest.variables["tools"]

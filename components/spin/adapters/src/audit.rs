@@ -18,16 +18,24 @@
 use cronium_rules::audit_spool::{self as spool, Admission, Delivery};
 use cronium_rules::backend as rules;
 use cronium_rules::backend::Failure;
+use cronium_rules::token::Claims;
 use cronium_rules::wire;
 use cronium_spin_support::valkey;
 use cronium_spin_support::{http, now_rfc3339, random_u64, settings};
 use spin_sdk::http::Method;
 use spin_sdk::redis::RedisResult;
 
+use crate::auth::VerifiedCaller;
 use crate::exports::cronium::runtime::audit::{AuditEvent, Guest};
+use crate::exports::cronium::runtime::auth::CallerBorrow;
 
 impl Guest for crate::Adapters {
-    fn emit(event: AuditEvent) {
+    fn emit(caller: CallerBorrow<'_>, event: AuditEvent) {
+        let claims = &caller.get::<VerifiedCaller>().claims;
+        let event = Event {
+            claims,
+            event: &event,
+        };
         let body = match body(&event) {
             Ok(body) => body,
             Err(why) => return lost(&event, &why),
@@ -41,7 +49,7 @@ impl Guest for crate::Adapters {
                 Delivery::Taken => {}
                 Delivery::Refused => eprintln!(
                     "audit event refused by the backend: execution {} action {}",
-                    event.execution_id, event.action
+                    claims.execution_id, event.event.action
                 ),
                 Delivery::Failed => {
                     if let Err(why) = valkey::command(&spool::push(&body)) {
@@ -93,16 +101,23 @@ fn drain() {
     let _ = valkey::eval(&spool::release(&owner));
 }
 
+/// An event and who acted: the caller's verified claims.
+struct Event<'a> {
+    claims: &'a Claims,
+    event: &'a AuditEvent,
+}
+
 /// The backend's audit body for `event`, stamped now.
-fn body(event: &AuditEvent) -> Result<String, String> {
+fn body(event: &Event<'_>) -> Result<String, String> {
+    let Event { claims, event } = *event;
     let metadata = rules::audit_metadata(
         &event.details,
-        event.user_id.as_deref(),
-        event.job_id.as_deref(),
+        claims.user_id.as_deref(),
+        Some(&claims.job_id),
         &event.outcome,
     );
     serde_json::to_string(&wire::AuditRequest {
-        execution_id: &event.execution_id,
+        execution_id: &claims.execution_id,
         action: &event.action,
         metadata: &metadata,
         timestamp: &now_rfc3339(),
@@ -145,9 +160,9 @@ fn integer(reply: &[RedisResult]) -> Option<i64> {
     }
 }
 
-fn lost(event: &AuditEvent, why: &str) {
+fn lost(event: &Event<'_>, why: &str) {
     eprintln!(
         "audit event lost: execution {} action {}: {why}",
-        event.execution_id, event.action
+        event.claims.execution_id, event.event.action
     );
 }

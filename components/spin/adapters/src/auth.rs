@@ -3,6 +3,12 @@
 //! job's revocation and counts the request against the execution's rate
 //! limit in Valkey, with the host's script, in one round trip.
 //!
+//! The verified claims stay here, in a [`VerifiedCaller`] behind the
+//! `caller` resource: the endpoint component holds only the handle, and
+//! the other capabilities of this adapter read the identity from it. Spin
+//! makes an adapter instance per request, so a handle cannot outlive its
+//! request here.
+//!
 //! Spin satisfies a dependency's imports from the host only, never from
 //! another dependency, so this adapter talks to Valkey itself (through
 //! Spin's Redis interface) rather than importing `cache`.
@@ -30,18 +36,37 @@ use cronium_spin_support::valkey::{self, ValkeyError};
 use cronium_spin_support::{now_secs, settings};
 use spin_sdk::redis::RedisResult;
 
-use crate::exports::cronium::runtime::auth::{AuthError, Guest};
-use crate::exports::cronium::runtime::types::Claims;
+use std::cell::RefCell;
+
+use crate::exports::cronium::runtime::auth::{AuthError, Caller, Guest, GuestCaller};
 
 impl Guest for crate::Adapters {
-    fn verify(authorization: Option<String>) -> Result<Claims, AuthError> {
+    type Caller = VerifiedCaller;
+
+    fn verify(authorization: Option<String>) -> Result<Caller, AuthError> {
         let settings = Settings::read().map_err(AuthError::Unavailable)?;
         let claims = settings
             .verifier
             .verify_header(authorization.as_deref(), now_secs())
             .map_err(token_error)?;
         check_access(&claims, &settings)?;
-        Ok(wit_claims(claims))
+        Ok(Caller::new(VerifiedCaller {
+            claims,
+            user: RefCell::new(None),
+        }))
+    }
+}
+
+/// A verified caller: the token's claims, and the user who owns its
+/// execution once the record was read (`backend::user_of`).
+pub struct VerifiedCaller {
+    pub claims: TokenClaims,
+    pub user: RefCell<Option<String>>,
+}
+
+impl GuestCaller for VerifiedCaller {
+    fn execution_id(&self) -> String {
+        self.claims.execution_id.clone()
     }
 }
 
@@ -134,17 +159,5 @@ fn token_error(error: TokenError) -> AuthError {
         TokenError::NotYetValid => AuthError::NotYetValid,
         TokenError::TooOld => AuthError::TooOld,
         TokenError::MissingClaim(claim) => AuthError::MissingClaim(claim),
-    }
-}
-
-fn wit_claims(c: TokenClaims) -> Claims {
-    Claims {
-        execution_id: c.execution_id,
-        job_id: c.job_id,
-        user_id: c.user_id,
-        event_id: c.event_id,
-        capability_token: c.capability_token,
-        issued_at: c.issued_at,
-        expires_at: c.expires_at,
     }
 }

@@ -5,6 +5,12 @@
 //! reading of answers (a `{"success":false}` body is a refusal) and every
 //! wire shape come from `cronium-rules`, as for the custom host.
 //!
+//! Every call is made for the verified caller behind the `caller` handle
+//! (`auth`). Its user, whose variables and tool credentials these are, is
+//! the owner its execution record names; the record is kept in Valkey
+//! under the key the custom host keeps it under, so either host's first
+//! read serves the other's.
+//!
 //! Settings (Spin variables of the endpoint component): `backend_url`
 //! (required; `http://` or `https://`), `backend_token`, `backend_timeout`
 //! (`30s`: one call, retries included, answers `timeout` after it).
@@ -18,56 +24,68 @@ use cronium_spin_support::{now_rfc3339, settings};
 use serde_json::value::RawValue;
 use spin_sdk::http::Method;
 
-use crate::exports::cronium::runtime::backend::{BackendError, Guest, Rejection, Variable};
-use crate::exports::cronium::runtime::types::{Claims, Execution};
+use cronium_rules::keys;
+use cronium_rules::token::Claims;
+use cronium_rules::wire::Execution as Record;
+use cronium_spin_support::valkey;
+
+use crate::auth::VerifiedCaller;
+use crate::exports::cronium::runtime::auth::CallerBorrow;
+use crate::exports::cronium::runtime::backend::{
+    BackendError, ExecutionRead, Guest, Rejection, Variable,
+};
+use crate::exports::cronium::runtime::types::Execution;
 
 impl Guest for crate::Adapters {
-    fn get_execution(caller: Claims) -> Result<Execution, BackendError> {
-        let path = rules::execution_path(&caller.execution_id, "context");
-        let answer = checked(call(Method::Get, &path, Some(&caller), None)?)?;
-        let execution = BackendContext::parse(&answer.body)
-            .and_then(|c| c.into_execution(&caller.execution_id, caller.user_id.as_deref()))
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
-        Ok(Execution {
-            execution_id: execution.execution_id,
-            job_id: execution.job_id,
-            user_id: execution.user_id,
-            event_id: execution.event_id,
-            event_name: execution.event_name,
-            event_type: execution.event_type,
-            start_time: execution.start_time,
-            metadata: execution.metadata.to_string(),
+    fn get_execution(caller: CallerBorrow<'_>) -> Result<ExecutionRead, BackendError> {
+        let caller = caller.get::<VerifiedCaller>();
+        let (execution, from_backend) = record(&caller.claims)?;
+        *caller.user.borrow_mut() = Some(execution.user_id.clone());
+        Ok(ExecutionRead {
+            execution: Execution {
+                execution_id: execution.execution_id,
+                job_id: execution.job_id,
+                user_id: execution.user_id,
+                event_id: execution.event_id,
+                event_name: execution.event_name,
+                event_type: execution.event_type,
+                start_time: execution.start_time,
+                metadata: execution.metadata.to_string(),
+            },
+            from_backend,
         })
     }
 
-    fn set_output(caller: Claims, output: String) -> Result<(), BackendError> {
+    fn set_output(caller: CallerBorrow<'_>, output: String) -> Result<(), BackendError> {
+        let claims = &caller.get::<VerifiedCaller>().claims;
         let output = raw_json(output)?;
         let body = serde_json::to_vec(&wire::OutputRequest {
             output: &output,
             timestamp: &now_rfc3339(),
         })
         .expect("output requests serialize");
-        let path = rules::execution_path(&caller.execution_id, "output");
-        checked(call(Method::Post, &path, Some(&caller), Some(body))?).map(drop)
+        let path = rules::execution_path(&claims.execution_id, "output");
+        checked(call(Method::Post, &path, Some(claims), Some(body))?).map(drop)
     }
 
-    fn set_condition(caller: Claims, condition: bool) -> Result<(), BackendError> {
+    fn set_condition(caller: CallerBorrow<'_>, condition: bool) -> Result<(), BackendError> {
+        let claims = &caller.get::<VerifiedCaller>().claims;
         let body = serde_json::to_vec(&wire::ConditionRequest {
             condition,
             timestamp: &now_rfc3339(),
         })
         .expect("condition requests serialize");
-        let path = rules::execution_path(&caller.execution_id, "condition");
-        checked(call(Method::Post, &path, Some(&caller), Some(body))?).map(drop)
+        let path = rules::execution_path(&claims.execution_id, "condition");
+        checked(call(Method::Post, &path, Some(claims), Some(body))?).map(drop)
     }
 
     fn get_variable(
-        caller: Claims,
-        user_id: String,
+        caller: CallerBorrow<'_>,
         key: String,
     ) -> Result<Option<Variable>, BackendError> {
-        let path = rules::variable_path(&user_id, &key);
-        let answer = call(Method::Get, &path, Some(&caller), None)?;
+        let caller = caller.get::<VerifiedCaller>();
+        let path = rules::variable_path(&user_of(caller)?, &key);
+        let answer = call(Method::Get, &path, Some(&caller.claims), None)?;
         if answer.status == 404 {
             return Ok(None);
         }
@@ -85,35 +103,38 @@ impl Guest for crate::Adapters {
     }
 
     fn set_variable(
-        caller: Claims,
-        user_id: String,
+        caller: CallerBorrow<'_>,
         key: String,
         value: String,
     ) -> Result<(), BackendError> {
-        put_variable(&caller, &user_id, &key, &raw_json(value)?)
+        let caller = caller.get::<VerifiedCaller>();
+        put_variable(&caller.claims, &user_of(caller)?, &key, &raw_json(value)?)
     }
 
-    fn delete_variable(caller: Claims, user_id: String, key: String) -> Result<bool, BackendError> {
+    fn delete_variable(caller: CallerBorrow<'_>, key: String) -> Result<bool, BackendError> {
+        let caller = caller.get::<VerifiedCaller>();
+        let user_id = user_of(caller)?;
+        let claims = &caller.claims;
         let path = rules::variable_path(&user_id, &key);
-        let answer = call(Method::Delete, &path, Some(&caller), None)?;
+        let answer = call(Method::Delete, &path, Some(claims), None)?;
         match answer.status {
             404 => Ok(false),
             // A backend without DELETE: a null value is how helpers delete.
             405 => {
                 let null = raw_json("null".into())?;
-                put_variable(&caller, &user_id, &key, &null).map(|()| true)
+                put_variable(claims, &user_id, &key, &null).map(|()| true)
             }
             _ => checked(answer).map(|_| true),
         }
     }
 
     fn get_tool_credentials(
-        caller: Claims,
-        user_id: String,
+        caller: CallerBorrow<'_>,
         tool: String,
     ) -> Result<Option<String>, BackendError> {
-        let path = rules::tool_credentials_path(&user_id, &tool);
-        let answer = call(Method::Get, &path, Some(&caller), None)?;
+        let caller = caller.get::<VerifiedCaller>();
+        let path = rules::tool_credentials_path(&user_of(caller)?, &tool);
+        let answer = call(Method::Get, &path, Some(&caller.claims), None)?;
         if answer.status == 404 {
             return Ok(None);
         }
@@ -124,16 +145,18 @@ impl Guest for crate::Adapters {
     }
 
     fn execute_tool(
-        caller: Claims,
-        user_id: String,
+        caller: CallerBorrow<'_>,
         tool: String,
         action: String,
         parameters: String,
         idempotency_key: Option<String>,
     ) -> Result<String, BackendError> {
+        let caller = caller.get::<VerifiedCaller>();
+        let user_id = user_of(caller)?;
+        let claims = &caller.claims;
         let params = raw_json(parameters)?;
         let body = serde_json::to_vec(&wire::ToolExecuteRequest {
-            execution_id: &caller.execution_id,
+            execution_id: &claims.execution_id,
             user_id: &user_id,
             tool: &tool,
             action: &action,
@@ -147,7 +170,7 @@ impl Guest for crate::Adapters {
         let answer = checked(call_with(
             Method::Post,
             rules::TOOLS_EXECUTE_PATH,
-            Some(&caller),
+            Some(claims),
             Some(body),
             &extra,
         )?)?;
@@ -155,6 +178,43 @@ impl Guest for crate::Adapters {
             .map(|a| a.data.to_string())
             .map_err(|e| BackendError::InvalidResponse(e.to_string()))
     }
+}
+
+/// The execution record of `claims`' execution, and whether this read
+/// reached the backend: kept in Valkey under `keys::execution`, as the
+/// custom host keeps it (the same entry, shared with it), since it does not
+/// change while the execution runs. The auth check may have fetched it
+/// already, in its own round trip.
+fn record(claims: &Claims) -> Result<(Record, bool), BackendError> {
+    let key = keys::execution(&claims.execution_id);
+    // A kept record that does not parse (another version wrote it) is a
+    // miss, and gets overwritten; a Valkey that is away is one too.
+    if let Ok(Some(bytes)) = valkey::get(&key)
+        && let Ok(execution) = serde_json::from_slice::<Record>(&bytes)
+    {
+        return Ok((execution, false));
+    }
+    let path = rules::execution_path(&claims.execution_id, "context");
+    let answer = checked(call(Method::Get, &path, Some(claims), None)?)?;
+    let execution = BackendContext::parse(&answer.body)
+        .and_then(|c| c.into_execution(&claims.execution_id, claims.user_id.as_deref()))
+        .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
+    if let (Ok(text), Ok(ttl)) = (serde_json::to_string(&execution), crate::cache::ttl(None)) {
+        // Not kept is not an error: the next read asks the backend again.
+        let _ = valkey::command(&cronium_rules::valkey::set(&key, &text, ttl));
+    }
+    Ok((execution, true))
+}
+
+/// The user who owns `caller`'s execution, from its record (read once per
+/// caller): whose variables and tool credentials the caller reaches.
+pub(crate) fn user_of(caller: &VerifiedCaller) -> Result<String, BackendError> {
+    if let Some(user) = caller.user.borrow().as_ref() {
+        return Ok(user.clone());
+    }
+    let (execution, _) = record(&caller.claims)?;
+    *caller.user.borrow_mut() = Some(execution.user_id.clone());
+    Ok(execution.user_id)
 }
 
 fn put_variable(

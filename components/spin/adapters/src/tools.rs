@@ -25,8 +25,10 @@ use cronium_tool::wire;
 use serde_json::Value;
 use spin_sdk::http::Method;
 
-use crate::exports::cronium::runtime::tool_types::{Action, Manifest, ToolError, ToolRequest};
-use crate::exports::cronium::runtime::tools::{Guest, ToolsError};
+use crate::auth::VerifiedCaller;
+use crate::exports::cronium::runtime::auth::CallerBorrow;
+use crate::exports::cronium::runtime::tool_types::{Action, Manifest, ToolError};
+use crate::exports::cronium::runtime::tools::{Guest, ToolCall, ToolsError};
 
 /// The largest answer read from a tool.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -56,11 +58,12 @@ impl Guest for crate::Adapters {
             .ok()
     }
 
-    fn execute(id: String, request: ToolRequest) -> Result<String, ToolsError> {
+    fn execute(caller: CallerBorrow<'_>, id: String, call: ToolCall) -> Result<String, ToolsError> {
         if !ids().contains(&id) {
             return Err(ToolsError::NotInstalled);
         }
-        let body = serde_json::to_vec(&wire_request(&id, request)?)
+        let caller = caller.get::<VerifiedCaller>();
+        let body = serde_json::to_vec(&wire_request(&id, caller, call)?)
             .map_err(|e| ToolsError::Unavailable(e.to_string()))?;
         let deadline = Deadline::after(tool_timeout());
         let answer = match http::send(
@@ -168,9 +171,16 @@ fn describe(id: &str) -> Result<Manifest, String> {
     })
 }
 
-/// The request on the wire, with the operator's settings for tool `id`
-/// (the registry's to fill in, as in the custom host).
-fn wire_request(id: &str, request: ToolRequest) -> Result<wire::ToolRequest, ToolsError> {
+/// The request on the wire, with the operator's settings for tool `id` and
+/// the invocation of `caller` (the registry's to fill in, as in the custom
+/// host).
+fn wire_request(
+    id: &str,
+    caller: &VerifiedCaller,
+    request: ToolCall,
+) -> Result<wire::ToolRequest, ToolsError> {
+    let user_id = crate::backend::user_of(caller)
+        .map_err(|e| ToolsError::Unavailable(format!("the caller's user is unknown: {e:?}")))?;
     let json = |text: &str| {
         serde_json::from_str::<Value>(text)
             .map_err(|e| ToolsError::Unavailable(format!("a request field is not JSON: {e}")))
@@ -181,10 +191,10 @@ fn wire_request(id: &str, request: ToolRequest) -> Result<wire::ToolRequest, Too
         credentials: request.credentials.as_deref().map(json).transpose()?,
         settings: operator_settings(id)?,
         invocation: wire::Invocation {
-            execution_id: request.invocation.execution_id,
-            job_id: request.invocation.job_id,
-            user_id: request.invocation.user_id,
-            idempotency_key: request.invocation.idempotency_key,
+            execution_id: caller.claims.execution_id.clone(),
+            job_id: caller.claims.job_id.clone(),
+            user_id,
+            idempotency_key: request.idempotency_key,
         },
     })
 }
