@@ -7,9 +7,10 @@
 //!   component's route and answer its [`Reply`] or [`ApiError`] as JSON;
 //! * [`Request`], [`path`]: request parsing and path decoding; CORS when
 //!   no host stands in front (Spin);
-//! * [`authorize`]: token verification plus the execution-id guard;
-//! * [`execution::load`], [`audit::record`]: the execution record through
-//!   the cache, and audit events;
+//! * [`authorize`]: token verification plus the execution-id guard; it
+//!   answers the `caller` handle every capability acting for someone takes;
+//! * [`execution::load`], [`audit::record`]: the caller's execution record
+//!   (kept by the `backend` capability), and audit events;
 //! * [`ApiError`]: the one error type, with the contract's JSON shape and
 //!   the mapping from every capability error to an HTTP status.
 //!
