@@ -13,6 +13,10 @@
 //!   direct `handler` export;
 //! * `native`: the same routes as plain Rust on the same capabilities
 //!   (`bench/native_baseline.rs`): host/native is the price of isolation;
+//! * `host+floor` (GET input only): the default host with an endpoint
+//!   component that answers at once, calling no capability
+//!   (`bench/components/floor`): the fixed cost of one component call,
+//!   so `floor / native` is the most any `host / native` can reach;
 //! * `hello`: a minimal `wasi:http` component on our host, and on
 //!   `wasmtime serve` (a `wasmtime` 48 CLI from the PATH, else installed
 //!   with `cargo install wasmtime-cli@48.0.8` into `target/wasmtime-cli`
@@ -56,6 +60,7 @@ use support::{Answer, FakeBackend, Host, HostConfig, SpinApp, StandIn, Valkey, s
 
 const NATIVE: &str = env!("CARGO_BIN_EXE_cronium-native-baseline");
 const HELLO: &str = env!("CRONIUM_BENCH_HELLO_WASM");
+const FLOOR: &str = env!("CRONIUM_BENCH_FLOOR_WASM");
 const GROWTH_TOOL: &str = env!("CRONIUM_BENCH_GROWTH_TOOL_WASM");
 /// The id marker in the growth tool's binary (see its crate).
 const GROWTH_ID_MARKER: &[u8] = b"growth-bench-000000";
@@ -104,6 +109,9 @@ enum Target {
     /// (`CRONIUM_COMPONENT_EXPORT=wasi-http`).
     HostWasiHttp,
     Native,
+    /// The host (reuse, the default) with the floor component in place of
+    /// the executions component: a component call with nothing inside it.
+    Floor,
     Hello,
     WasmtimeServe,
     /// The API under `spin up` (`spin.toml`), when a Spin CLI is found.
@@ -128,6 +136,7 @@ impl Target {
             Target::HostReuse => "host, reuse 128",
             Target::HostWasiHttp => "host, wasi:http export",
             Target::Native => "native",
+            Target::Floor => "host+floor",
             Target::Hello => "host+hello",
             Target::WasmtimeServe => "wasmtime-serve+hello",
             Target::Spin => "spin",
@@ -146,6 +155,7 @@ const SERVERS_AND_SPIN: &[Target] = &[
     Target::HostReuse,
     Target::HostWasiHttp,
     Target::Native,
+    Target::Floor,
     Target::Spin,
 ];
 /// The servers and the API under Spin.
@@ -390,6 +400,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
     let mut native = quiet(base.clone());
     native.binary = Some(PathBuf::from(NATIVE));
     servers.insert(Target::Native, Host::start(native).await);
+    servers.insert(
+        Target::Floor,
+        Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", FLOOR)).await,
+    );
     servers.insert(
         Target::Hello,
         Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await,
@@ -786,6 +800,7 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
             Target::Host => (Target::Native, "host, fresh / native"),
             Target::HostReuse => (Target::Native, "host, reuse / native"),
             Target::HostWasiHttp => (Target::Native, "host, wasi:http / native"),
+            Target::Floor => (Target::Native, "host+floor / native"),
             Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),
             Target::Spin => {
                 // Beside Spin's trivial component: what our adapters and
