@@ -256,9 +256,50 @@ pub fn normalize_url(url: &str) -> Option<String> {
         .then_some(url)
 }
 
+/// The primaries in a `CLUSTER NODES` answer, as (host, port): the nodes
+/// flagged `master` and not failing, in the order listed.
+pub fn cluster_primaries(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _id = fields.next()?;
+            // `ip:port@cport[,hostname]`
+            let address = fields.next()?.split(['@', ',']).next()?;
+            let flags = fields.next()?;
+            let primary = flags.split(',').any(|f| f == "master")
+                && !flags
+                    .split(',')
+                    .any(|f| matches!(f, "fail" | "fail?" | "handshake" | "noaddr"));
+            if !primary {
+                return None;
+            }
+            let (host, port) = address.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_primaries_of_a_cluster_are_its_live_masters() {
+        let nodes = "\
+07c3 127.0.0.1:30004@31004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@31002,node-b master - 0 1426238316232 2 connected 5461-10922
+2928 127.0.0.1:30006@31006 master,fail - 0 1426238316232 6 connected
+e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            cluster_primaries(nodes),
+            [
+                ("127.0.0.1".to_owned(), 30002),
+                ("127.0.0.1".to_owned(), 30001)
+            ]
+        );
+    }
 
     #[test]
     fn add_is_set_with_nx() {

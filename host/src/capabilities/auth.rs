@@ -148,7 +148,7 @@ impl Auth {
                 return Err(error.into());
             }
         };
-        let limiter_key = keys::rate_limit_execution(&claims.execution_id);
+        let limiter_key = keys::rate_limit_execution(&claims.job_id, &claims.execution_id);
         if let Some(revoked) = self
             .watch
             .as_ref()
