@@ -33,6 +33,12 @@ impl ValkeyCluster {
                         "yes",
                         "--cluster-config-file",
                         conf.to_str().unwrap(),
+                        // A replica's first sync writes an RDB file: into
+                        // the cluster's own directory, not the tests' cwd.
+                        "--dir",
+                        dir.path().to_str().unwrap(),
+                        "--repl-diskless-sync",
+                        "yes",
                         "--cluster-port",
                         &bus.to_string(),
                         // Short, so a failed primary is replaced quickly.
