@@ -38,6 +38,10 @@
 //! The `spin` and `spin+hello` rows run when a Spin CLI is found (`spin` on
 //! the `PATH` or `CRONIUM_SPIN_BIN`).
 //!
+//! `cluster` (`-- --only cluster`): two hosts on a real Valkey Cluster
+//! (three primaries, three replicas on loopback) beside two hosts on one
+//! Valkey node, driven at once.
+//!
 //! Last, the tunnel: helpers reach the API through an SSH reverse tunnel,
 //! so every call pays a network round trip. A loopback proxy adding 25 ms
 //! each way stands in for it, and the seven-call script (read the
@@ -545,6 +549,18 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
         }
         tunnel(&servers, spin_apps.get(&Target::Spin), smoke).await;
     }
+    if only.as_deref().is_none_or(|o| CLUSTER.contains(o)) {
+        cluster(
+            &wrk,
+            work.path(),
+            &backend,
+            &hook.url(),
+            limit,
+            smoke,
+            seconds,
+        )
+        .await;
+    }
     // Cold start and growth belong to the full run, not to `--only` probes.
     if !smoke && only.is_none() {
         cold_start(&valkey, &backend).await;
@@ -825,6 +841,108 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
                 m.requests_per_sec / base.requests_per_sec
             );
         }
+    }
+}
+
+/// The name `--only` matches the cluster scenario by.
+const CLUSTER: &str = "cluster: two hosts on a Valkey Cluster";
+
+/// Two hosts on a Valkey Cluster (three primaries, three replicas) beside
+/// two hosts on one Valkey node, in one run: the hot reads and an
+/// uncontended write, 32 connections on each host at once. Rows give the
+/// two hosts' requests/s summed and their CPU per request, and the ratio
+/// cluster / one node.
+async fn cluster(
+    wrk: &Path,
+    work: &Path,
+    backend: &FakeBackend,
+    hook: &str,
+    limit: &str,
+    smoke: bool,
+    seconds: u64,
+) {
+    let valkey_cluster = support::ValkeyCluster::start();
+    let node = Valkey::start();
+    let host = |url: String| {
+        HostConfig::with(&url, &backend.url())
+            .env("LOG_LEVEL", "warn")
+            .env("RATE_LIMIT_PER_MIN", limit)
+    };
+    let seeds = format!("{},{}", valkey_cluster.url(0), valkey_cluster.url(1));
+    let setups = [
+        (
+            "2 hosts, one Valkey node",
+            [
+                Host::start(host(node.url())).await,
+                Host::start(host(node.url())).await,
+            ],
+        ),
+        (
+            "2 hosts, Valkey Cluster 3+3",
+            [
+                Host::start(host(valkey_cluster.url(0))).await,
+                Host::start(host(seeds)).await,
+            ],
+        ),
+    ];
+    let token = token("bench-1");
+    let per_host = if smoke { 1 } else { 32 };
+    let names = [
+        "input (cache hit)",
+        "GET variable (cache hit)",
+        "PUT variable, uncontended",
+    ];
+    println!("\n{CLUSTER}: {per_host} connections on each host\n");
+    println!("| scenario | setup | req/s (both hosts) | p50 ms | p99 ms | errors | CPU µs/req |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut by_setup: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for scenario in scenarios().into_iter().filter(|s| names.contains(&s.name)) {
+        for (s, (setup, hosts)) in setups.iter().enumerate() {
+            let runs: Vec<Measured> = std::thread::scope(|scope| {
+                let started: Vec<_> = hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let run = format!("cluster-{s}-{i}");
+                        let script = script(work, &scenario, &token, hook, &run);
+                        let url = format!("{}{}", h.base(), scenario.path);
+                        let pid = h.pid();
+                        scope.spawn(move || wrk_run(wrk, &url, &script, per_host, seconds, pid))
+                    })
+                    .collect();
+                started.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let rps: f64 = runs.iter().map(|m| m.requests_per_sec).sum();
+            let cpu = runs
+                .iter()
+                .map(|m| m.cpu_us_per_request.unwrap_or(0.0) * m.requests_per_sec)
+                .sum::<f64>()
+                / rps.max(1.0);
+            let errors: u64 = runs.iter().map(|m| m.errors).sum();
+            let worst = |f: fn(&Measured) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+            println!(
+                "| {} | {setup} | {rps:.0} | {:.2} | {:.2} | {errors} | {cpu:.1} |",
+                scenario.name,
+                worst(|m| m.p50_ms),
+                worst(|m| m.p99_ms),
+            );
+            by_setup.entry(setup).or_default().push(rps);
+            if smoke {
+                assert!(
+                    rps > 0.0 && errors == 0,
+                    "{} on {setup}: {runs:?}",
+                    scenario.name
+                );
+            }
+        }
+    }
+    let single = &by_setup["2 hosts, one Valkey node"];
+    let clustered = &by_setup["2 hosts, Valkey Cluster 3+3"];
+    for ((name, one), many) in names.iter().zip(single).zip(clustered) {
+        println!(
+            "| {name} | cluster / one node | {:.2} | | | | |",
+            many / one
+        );
     }
 }
 
