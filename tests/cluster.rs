@@ -316,3 +316,71 @@ async fn a_manual_failover_during_writes_loses_no_acknowledged_write_and_answers
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_killed_under_writes_is_replaced_and_no_write_answers_a_500() {
+    let (mut cluster, backend, hosts) = hosts_on_a_cluster(4, 2, &[]).await;
+    wait_for_watches(&hosts).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (hosts, stop) = (hosts.clone(), stop.clone());
+            tokio::spawn(async move {
+                let execution = format!("exec-{w}");
+                let (mut written, mut refused, mut n) = (0, 0, 0u64);
+                let mut last_acknowledged = BTreeMap::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    let key = format!("w{w}-k{}", n % 5);
+                    let reply = put(&hosts[w % 2], &execution, &key, &json!(n), &[]).await;
+                    match reply.status {
+                        200 => {
+                            written += 1;
+                            last_acknowledged.insert(key, n);
+                        }
+                        503 => {
+                            assert!(reply.header("retry-after").is_some(), "{reply:?}");
+                            refused += 1;
+                        }
+                        other => panic!("a write while a primary died answered {other}: {reply:?}"),
+                    }
+                }
+                (written, refused, last_acknowledged)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill_and_wait_for_promotion(0);
+        cluster
+    })
+    .await
+    .unwrap();
+    let promoted = started.elapsed();
+    // The hosts serve writes again on their own, within seconds.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut written, mut refused) = (0, 0);
+    for writer in writers {
+        let (w, r, acknowledged) = writer.await.unwrap();
+        written += w;
+        refused += r;
+        for (key, n) in acknowledged {
+            let held = backend.variable("user-1", &key).unwrap();
+            assert!(
+                held.as_u64().unwrap() >= n,
+                "{key}: acknowledged {n}, held {held}"
+            );
+        }
+    }
+    let after = put(&hosts[0], "exec-0", "after", &json!(1), &[]).await;
+    assert_eq!(after.status, 200, "{after:?}");
+    wait_for_watches(&hosts).await;
+    drop(cluster);
+    eprintln!(
+        "replica promoted {promoted:?} after the kill; {written} writes served, {refused} refused with 503"
+    );
+}

@@ -195,6 +195,30 @@ impl ValkeyCluster {
             .expect("the primary has a replica")
     }
 
+    /// Kills node `i` (SIGKILL) and returns once its replica has been
+    /// promoted by the cluster itself and the cluster is whole again.
+    pub fn kill_and_wait_for_promotion(&mut self, i: usize) {
+        let replica = self.replica_of(i);
+        self.nodes[i].kill();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let mut replica_connection = self.nodes[replica].connection();
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut replica_connection)
+                .unwrap();
+            let state: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut replica_connection)
+                .unwrap();
+            if info.contains("role:master") && state.contains("cluster_state:ok") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node {replica} was not promoted after node {i} died");
+    }
+
     /// Promotes replica `i` with a manual `CLUSTER FAILOVER` (its primary
     /// hands over once the replica has caught up); returns when node `i`
     /// is a primary.

@@ -77,8 +77,9 @@ impl RevocationWatch {
         };
         tokio::spawn(async move {
             let mut failures = 0u32;
+            let mut topology = Topology::default();
             loop {
-                let outcome = watch_all(&config, &known).await;
+                let outcome = watch_all(&config, &mut topology, &known).await;
                 known.live.store(false, Ordering::SeqCst);
                 if let Err(error) = outcome {
                     // Logged once per outage, not on every retry.
@@ -115,13 +116,34 @@ impl RevocationWatch {
     }
 }
 
+/// What the watch learned of the region's Valkey, kept across restarts.
+#[derive(Default)]
+struct Topology {
+    /// Whether it is a cluster, once a seed has said.
+    cluster: Option<bool>,
+    /// Every node of the cluster seen last, asked first next time: the
+    /// configured seeds may be the very nodes that failed.
+    nodes: Vec<redis::ConnectionInfo>,
+}
+
 /// One life of the watch: every node followed until one fails, or (on a
 /// cluster) until the primaries change. Returns `Ok` when it should start
 /// over at once.
-async fn watch_all(config: &ValkeyConfig, known: &Known) -> Result<(), RedisError> {
-    let cluster = is_cluster(config).await?;
+async fn watch_all(
+    config: &ValkeyConfig,
+    topology: &mut Topology,
+    known: &Known,
+) -> Result<(), RedisError> {
+    let mut seeds = topology.nodes.clone();
+    seeds.extend(connection_infos(config)?);
+    let cluster = match topology.cluster {
+        Some(cluster) => cluster,
+        None => *topology.cluster.insert(is_cluster(&seeds).await?),
+    };
     let nodes = if cluster {
-        primaries(config).await?
+        let (primaries, all) = primaries(config, &seeds).await?;
+        topology.nodes = all;
+        primaries
     } else {
         vec![connection_info(config)?]
     };
@@ -136,9 +158,9 @@ async fn watch_all(config: &ValkeyConfig, known: &Known) -> Result<(), RedisErro
     drop(ready);
     let expected: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
     let mut synchronised = 0;
-    let mut topology = tokio::time::interval(TOPOLOGY_CHECK);
-    topology.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    topology.tick().await;
+    let mut check = tokio::time::interval(TOPOLOGY_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
     loop {
         tokio::select! {
             Some(()) = readied.recv() => {
@@ -155,9 +177,10 @@ async fn watch_all(config: &ValkeyConfig, known: &Known) -> Result<(), RedisErro
                     Some(Err(_)) | None => Ok(()),
                 };
             }
-            _ = topology.tick(), if cluster => {
-                let now: Vec<String> =
-                    primaries(config).await?.iter().map(|n| n.addr().to_string()).collect();
+            _ = check.tick(), if cluster => {
+                let (primaries, all) = primaries(config, &seeds).await?;
+                topology.nodes = all;
+                let now: Vec<String> = primaries.iter().map(|n| n.addr().to_string()).collect();
                 if now != expected {
                     tracing::info!("the cluster's primaries changed; watching them anew");
                     return Ok(());
@@ -167,25 +190,28 @@ async fn watch_all(config: &ValkeyConfig, known: &Known) -> Result<(), RedisErro
     }
 }
 
-/// The primaries of the cluster of `config`, in address order, each with
-/// the seeds' credentials and RESP3.
-async fn primaries(config: &ValkeyConfig) -> Result<Vec<redis::ConnectionInfo>, RedisError> {
-    let mut connection = cluster_client(config)?.get_async_connection().await?;
+/// The primaries of the cluster reached through `seeds`, in address
+/// order, and all its live nodes; each with the configured credentials.
+async fn primaries(
+    config: &ValkeyConfig,
+    seeds: &[redis::ConnectionInfo],
+) -> Result<(Vec<redis::ConnectionInfo>, Vec<redis::ConnectionInfo>), RedisError> {
+    let mut connection = cluster_client(seeds)?.get_async_connection().await?;
     let nodes: String = redis::cmd("CLUSTER")
         .arg("NODES")
         .query_async(&mut connection)
         .await?;
     let template = connection_info(config)?;
-    let mut found: Vec<redis::ConnectionInfo> = cronium_rules::valkey::cluster_primaries(&nodes)
-        .into_iter()
-        .map(|(host, port)| {
-            template
-                .clone()
-                .set_addr(redis::ConnectionAddr::Tcp(host, port))
-        })
-        .collect();
+    let nodes = cronium_rules::valkey::cluster_nodes(&nodes);
+    let info = |node: &cronium_rules::valkey::ClusterNode| {
+        template
+            .clone()
+            .set_addr(redis::ConnectionAddr::Tcp(node.host.clone(), node.port))
+    };
+    let mut found: Vec<redis::ConnectionInfo> =
+        nodes.iter().filter(|n| n.primary).map(info).collect();
     found.sort_by_key(|info| info.addr().to_string());
-    Ok(found)
+    Ok((found, nodes.iter().map(info).collect()))
 }
 
 /// One node's connection: tracking on, full load, then invalidations

@@ -81,13 +81,13 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// Whether the Valkey of `config` is a cluster, asked of the first seed
+/// Whether the Valkey at `seeds` is a cluster, asked of the first seed
 /// that answers; `Err` when none does.
-pub(crate) async fn is_cluster(config: &ValkeyConfig) -> Result<bool, RedisError> {
+pub(crate) async fn is_cluster(seeds: &[redis::ConnectionInfo]) -> Result<bool, RedisError> {
     let mut last = None;
-    for info in connection_infos(config)? {
+    for info in seeds {
         let connect = async {
-            let client = redis::Client::open(info)?;
+            let client = redis::Client::open(info.clone())?;
             let settings = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -108,12 +108,12 @@ pub(crate) async fn is_cluster(config: &ValkeyConfig) -> Result<bool, RedisError
     Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no Valkey seed"))))
 }
 
-/// A cluster client on every seed of `config` (`VALKEY_DB` does not apply:
-/// a cluster has database 0 only).
+/// A cluster client on `seeds` (`VALKEY_DB` does not apply: a cluster has
+/// database 0 only).
 pub(crate) fn cluster_client(
-    config: &ValkeyConfig,
+    seeds: &[redis::ConnectionInfo],
 ) -> Result<redis::cluster::ClusterClient, RedisError> {
-    ClusterClientBuilder::new(connection_infos(config)?)
+    ClusterClientBuilder::new(seeds.to_vec())
         .connection_timeout(CONNECT_TIMEOUT)
         .response_timeout(RESPONSE_TIMEOUT)
         // Redirections and a failover's brief refusals are retried within
@@ -320,11 +320,12 @@ impl ValkeyCache {
 
 /// Connects to the Valkey of `config`, a cluster or one node.
 async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
-    if is_cluster(config).await? {
+    let seeds = connection_infos(config)?;
+    if is_cluster(&seeds).await? {
         if config.db.is_some_and(|db| db != 0) {
             tracing::warn!("VALKEY_DB does not apply to a Valkey Cluster (database 0 only)");
         }
-        let connection = cluster_client(config)?.get_async_connection().await?;
+        let connection = cluster_client(&seeds)?.get_async_connection().await?;
         tracing::info!("cache on a Valkey Cluster");
         return Ok(Connection::Cluster(connection));
     }
