@@ -13,6 +13,10 @@
 //!   direct `handler` export;
 //! * `native`: the same routes as plain Rust on the same capabilities
 //!   (`bench/native_baseline.rs`): host/native is the price of isolation;
+//! * `host+floor` (GET input only): the default host with an endpoint
+//!   component that answers at once, calling no capability
+//!   (`bench/components/floor`): the fixed cost of one component call,
+//!   so `floor / native` is the most any `host / native` can reach;
 //! * `hello`: a minimal `wasi:http` component on our host, and on
 //!   `wasmtime serve` (a `wasmtime` 48 CLI from the PATH, else installed
 //!   with `cargo install wasmtime-cli@48.0.8` into `target/wasmtime-cli`
@@ -33,6 +37,10 @@
 //! it takes minutes on a machine without it).
 //! The `spin` and `spin+hello` rows run when a Spin CLI is found (`spin` on
 //! the `PATH` or `CRONIUM_SPIN_BIN`).
+//!
+//! `cluster` (`-- --only cluster`): two hosts on a real Valkey Cluster
+//! (three primaries, three replicas on loopback) beside two hosts on one
+//! Valkey node, driven at once.
 //!
 //! Last, the tunnel: helpers reach the API through an SSH reverse tunnel,
 //! so every call pays a network round trip. A loopback proxy adding 25 ms
@@ -56,6 +64,7 @@ use support::{Answer, FakeBackend, Host, HostConfig, SpinApp, StandIn, Valkey, s
 
 const NATIVE: &str = env!("CARGO_BIN_EXE_cronium-native-baseline");
 const HELLO: &str = env!("CRONIUM_BENCH_HELLO_WASM");
+const FLOOR: &str = env!("CRONIUM_BENCH_FLOOR_WASM");
 const GROWTH_TOOL: &str = env!("CRONIUM_BENCH_GROWTH_TOOL_WASM");
 /// The id marker in the growth tool's binary (see its crate).
 const GROWTH_ID_MARKER: &[u8] = b"growth-bench-000000";
@@ -104,6 +113,9 @@ enum Target {
     /// (`CRONIUM_COMPONENT_EXPORT=wasi-http`).
     HostWasiHttp,
     Native,
+    /// The host (reuse, the default) with the floor component in place of
+    /// the executions component: a component call with nothing inside it.
+    Floor,
     Hello,
     WasmtimeServe,
     /// The API under `spin up` (`spin.toml`), when a Spin CLI is found.
@@ -128,6 +140,7 @@ impl Target {
             Target::HostReuse => "host, reuse 128",
             Target::HostWasiHttp => "host, wasi:http export",
             Target::Native => "native",
+            Target::Floor => "host+floor",
             Target::Hello => "host+hello",
             Target::WasmtimeServe => "wasmtime-serve+hello",
             Target::Spin => "spin",
@@ -146,6 +159,7 @@ const SERVERS_AND_SPIN: &[Target] = &[
     Target::HostReuse,
     Target::HostWasiHttp,
     Target::Native,
+    Target::Floor,
     Target::Spin,
 ];
 /// The servers and the API under Spin.
@@ -391,6 +405,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
     native.binary = Some(PathBuf::from(NATIVE));
     servers.insert(Target::Native, Host::start(native).await);
     servers.insert(
+        Target::Floor,
+        Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", FLOOR)).await,
+    );
+    servers.insert(
         Target::Hello,
         Host::start(quiet(base.clone()).env("CRONIUM_COMPONENT_EXECUTIONS", HELLO)).await,
     );
@@ -530,6 +548,18 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
             spin_apps.insert(Target::Spin, app);
         }
         tunnel(&servers, spin_apps.get(&Target::Spin), smoke).await;
+    }
+    if only.as_deref().is_none_or(|o| CLUSTER.contains(o)) {
+        cluster(
+            &wrk,
+            work.path(),
+            &backend,
+            &hook.url(),
+            limit,
+            smoke,
+            seconds,
+        )
+        .await;
     }
     // Cold start and growth belong to the full run, not to `--only` probes.
     if !smoke && only.is_none() {
@@ -786,6 +816,7 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
             Target::Host => (Target::Native, "host, fresh / native"),
             Target::HostReuse => (Target::Native, "host, reuse / native"),
             Target::HostWasiHttp => (Target::Native, "host, wasi:http / native"),
+            Target::Floor => (Target::Native, "host+floor / native"),
             Target::Hello => (Target::WasmtimeServe, "our host / wasmtime serve"),
             Target::Spin => {
                 // Beside Spin's trivial component: what our adapters and
@@ -810,6 +841,108 @@ fn print_ratios(rows: &[(&str, Target, u32, Measured)]) {
                 m.requests_per_sec / base.requests_per_sec
             );
         }
+    }
+}
+
+/// The name `--only` matches the cluster scenario by.
+const CLUSTER: &str = "cluster: two hosts on a Valkey Cluster";
+
+/// Two hosts on a Valkey Cluster (three primaries, three replicas) beside
+/// two hosts on one Valkey node, in one run: the hot reads and an
+/// uncontended write, 32 connections on each host at once. Rows give the
+/// two hosts' requests/s summed and their CPU per request, and the ratio
+/// cluster / one node.
+async fn cluster(
+    wrk: &Path,
+    work: &Path,
+    backend: &FakeBackend,
+    hook: &str,
+    limit: &str,
+    smoke: bool,
+    seconds: u64,
+) {
+    let valkey_cluster = support::ValkeyCluster::start();
+    let node = Valkey::start();
+    let host = |url: String| {
+        HostConfig::with(&url, &backend.url())
+            .env("LOG_LEVEL", "warn")
+            .env("RATE_LIMIT_PER_MIN", limit)
+    };
+    let seeds = format!("{},{}", valkey_cluster.url(0), valkey_cluster.url(1));
+    let setups = [
+        (
+            "2 hosts, one Valkey node",
+            [
+                Host::start(host(node.url())).await,
+                Host::start(host(node.url())).await,
+            ],
+        ),
+        (
+            "2 hosts, Valkey Cluster 3+3",
+            [
+                Host::start(host(valkey_cluster.url(0))).await,
+                Host::start(host(seeds)).await,
+            ],
+        ),
+    ];
+    let token = token("bench-1");
+    let per_host = if smoke { 1 } else { 32 };
+    let names = [
+        "input (cache hit)",
+        "GET variable (cache hit)",
+        "PUT variable, uncontended",
+    ];
+    println!("\n{CLUSTER}: {per_host} connections on each host\n");
+    println!("| scenario | setup | req/s (both hosts) | p50 ms | p99 ms | errors | CPU µs/req |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut by_setup: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for scenario in scenarios().into_iter().filter(|s| names.contains(&s.name)) {
+        for (s, (setup, hosts)) in setups.iter().enumerate() {
+            let runs: Vec<Measured> = std::thread::scope(|scope| {
+                let started: Vec<_> = hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let run = format!("cluster-{s}-{i}");
+                        let script = script(work, &scenario, &token, hook, &run);
+                        let url = format!("{}{}", h.base(), scenario.path);
+                        let pid = h.pid();
+                        scope.spawn(move || wrk_run(wrk, &url, &script, per_host, seconds, pid))
+                    })
+                    .collect();
+                started.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let rps: f64 = runs.iter().map(|m| m.requests_per_sec).sum();
+            let cpu = runs
+                .iter()
+                .map(|m| m.cpu_us_per_request.unwrap_or(0.0) * m.requests_per_sec)
+                .sum::<f64>()
+                / rps.max(1.0);
+            let errors: u64 = runs.iter().map(|m| m.errors).sum();
+            let worst = |f: fn(&Measured) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+            println!(
+                "| {} | {setup} | {rps:.0} | {:.2} | {:.2} | {errors} | {cpu:.1} |",
+                scenario.name,
+                worst(|m| m.p50_ms),
+                worst(|m| m.p99_ms),
+            );
+            by_setup.entry(setup).or_default().push(rps);
+            if smoke {
+                assert!(
+                    rps > 0.0 && errors == 0,
+                    "{} on {setup}: {runs:?}",
+                    scenario.name
+                );
+            }
+        }
+    }
+    let single = &by_setup["2 hosts, one Valkey node"];
+    let clustered = &by_setup["2 hosts, Valkey Cluster 3+3"];
+    for ((name, one), many) in names.iter().zip(single).zip(clustered) {
+        println!(
+            "| {name} | cluster / one node | {:.2} | | | | |",
+            many / one
+        );
     }
 }
 

@@ -34,6 +34,7 @@ const TEST_ONLY: &[(&str, &str)] = &[
     ("cronium-test-echo-tool", "CRONIUM_TEST_ECHO_TOOL_WASM"),
     ("cronium-test-hostile", "CRONIUM_TEST_HOSTILE_WASM"),
     ("cronium-bench-hello", "CRONIUM_BENCH_HELLO_WASM"),
+    ("cronium-bench-floor", "CRONIUM_BENCH_FLOOR_WASM"),
     (
         "cronium-bench-growth-tool",
         "CRONIUM_BENCH_GROWTH_TOOL_WASM",

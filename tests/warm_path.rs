@@ -286,3 +286,22 @@ async fn a_high_limit_shared_by_two_hosts_holds_within_one_share_per_host() {
     );
     eprintln!("{passed} passed, {asked} scripts run for 1300 requests in {elapsed:?}");
 }
+
+#[tokio::test]
+async fn with_fail_closed_a_host_fed_by_pushed_revocations_keeps_its_grace_minute_when_valkey_stops()
+ {
+    let mut valkey = Valkey::start();
+    let backend = FakeBackend::start().await;
+    backend.add_execution("exec-1", "user-1", Some(json!({"rows": 3})));
+    let config = HostConfig::with(&valkey.url(), &backend.url())
+        .env("REVOCATION_FAIL_CLOSED", "true")
+        .env("RATE_LIMIT_PER_MIN", "0");
+    let host = Host::start(config).await;
+    wait_for_watch(&host).await;
+    // Served from the pushed list: no query, yet a check all the same.
+    assert_eq!(get_input(&host, "exec-1").await, 200);
+    valkey.kill();
+    wait_for_watch_state(&host, false).await;
+    // The last check was a moment ago: within the grace minute, served.
+    assert_eq!(get_input(&host, "exec-1").await, 200, "{}", host.log());
+}

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod batch;
 pub mod client;
+pub mod cluster;
 pub mod host;
 pub mod parity;
 pub mod spin;
@@ -18,6 +19,7 @@ pub mod valkey;
 
 pub use backend::FakeBackend;
 pub use client::{Reply, call};
+pub use cluster::ValkeyCluster;
 pub use host::{Host, HostConfig};
 pub use spin::{SpinApp, spin_cli};
 pub use stand_in::{Answer, StandIn};

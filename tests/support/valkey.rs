@@ -15,18 +15,32 @@ pub struct Valkey {
     port: u16,
     binary: PathBuf,
     child: Option<Child>,
+    /// Further `valkey-server` arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 impl Valkey {
     /// Starts a server without persistence.
     pub fn start() -> Valkey {
+        Valkey::start_with(super::free_port(), Vec::new())
+    }
+
+    /// Starts a server without persistence on `port`, with `extra`
+    /// arguments.
+    pub fn start_with(port: u16, extra: Vec<String>) -> Valkey {
         let mut valkey = Valkey {
-            port: super::free_port(),
+            port,
             binary: binary(),
             child: None,
+            extra,
         };
         valkey.spawn();
         valkey
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The `redis://` URL of the server.
@@ -60,6 +74,7 @@ impl Valkey {
         let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

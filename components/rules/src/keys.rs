@@ -31,9 +31,39 @@ pub fn revoked_job(job_id: &str) -> String {
     format!("{REVOKED_JOB_PREFIX}{job_id}")
 }
 
-/// The rate limiter of an execution.
-pub fn rate_limit_execution(execution_id: &str) -> String {
-    format!("cronium:rl:exec:{execution_id}")
+/// The rate limiter of execution `execution_id` of job `job_id`.
+///
+/// Its hash tag is the slot-deciding part of the job's revocation key
+/// ([`hash_tag`]), so on a Valkey Cluster the two live in one slot and the
+/// access script can read both in one call. A job id whose revocation key
+/// cannot be wrapped in a tag (it holds a `}`) gets a key that [`same_slot`]
+/// tells apart, and callers then ask in two calls.
+pub fn rate_limit_execution(job_id: &str, execution_id: &str) -> String {
+    let revoked = revoked_job(job_id);
+    format!(
+        "cronium:rl:{{{}}}:exec:{}:{execution_id}",
+        hash_tag(&revoked),
+        execution_id.len()
+    )
+}
+
+/// The part of `key` that Valkey Cluster hashes to pick its slot: the
+/// text between the first `{` and the next `}` when that is not empty,
+/// else the whole key.
+pub fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// Whether `a` and `b` live in one slot of a Valkey Cluster (the same
+/// [`hash_tag`]), so that one script may touch both.
+pub fn same_slot(a: &str, b: &str) -> bool {
+    hash_tag(a) == hash_tag(b)
 }
 
 /// The rate limiter of a client address whose requests fail to authenticate.
@@ -139,19 +169,6 @@ pub fn idempotency(idempotency_key: &str) -> String {
     format!("idem:{idempotency_key}")
 }
 
-/// The Valkey Cluster hash tag of `key`: what lies between its first `{`
-/// and the first `}` after it, when that is not empty; else the whole key.
-/// Keys one script touches must have the same tag.
-pub fn hash_tag(key: &str) -> &str {
-    if let Some(open) = key.find('{')
-        && let Some(len) = key[open + 1..].find('}')
-        && len > 0
-    {
-        return &key[open + 1..open + 1 + len];
-    }
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +202,7 @@ mod tests {
         let own = [
             revoked_job("job-1"),
             execution("exec-1"),
-            rate_limit_execution("exec-1"),
+            rate_limit_execution("job-1", "exec-1"),
             rate_limit_address("127.0.0.1"),
             audit_spool(),
             audit_spool_drain(),
@@ -218,6 +235,35 @@ mod tests {
                 assert_eq!(hash_tag(&aux), tag, "{aux}");
             }
         }
+    }
+
+    #[test]
+    fn an_executions_limiter_shares_the_slot_of_its_jobs_revocation_key() {
+        for job in ["job-7", "a{b}c", "550e8400-e29b-41d4-a716-446655440000"] {
+            let limiter = rate_limit_execution(job, "e1");
+            assert!(same_slot(&limiter, &revoked_job(job)), "{job}: {limiter}");
+        }
+        assert_eq!(hash_tag(&revoked_job("a{b}c")), "b");
+        assert_eq!(hash_tag("plain"), "plain");
+        assert_eq!(hash_tag("x{}y"), "x{}y");
+    }
+
+    #[test]
+    fn a_job_id_with_a_closing_brace_is_told_apart_as_another_slot() {
+        let limiter = rate_limit_execution("a}b", "e1");
+        assert!(!same_slot(&limiter, &revoked_job("a}b")));
+    }
+
+    #[test]
+    fn limiters_of_different_executions_never_collide() {
+        assert_ne!(
+            rate_limit_execution("j", "e:1"),
+            rate_limit_execution("j", "e")
+        );
+        assert_ne!(
+            rate_limit_execution("j1", "e"),
+            rate_limit_execution("j2", "e")
+        );
     }
 
     #[test]

@@ -256,9 +256,64 @@ pub fn normalize_url(url: &str) -> Option<String> {
         .then_some(url)
 }
 
+/// One node of a `CLUSTER NODES` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub host: String,
+    pub port: u16,
+    /// Flagged `master`.
+    pub primary: bool,
+}
+
+/// The nodes in a `CLUSTER NODES` answer that are not failing (nor still
+/// joining), in the order listed.
+pub fn cluster_nodes(nodes: &str) -> Vec<ClusterNode> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _id = fields.next()?;
+            // `ip:port@cport[,hostname]`
+            let address = fields.next()?.split(['@', ',']).next()?;
+            let flags: Vec<&str> = fields.next()?.split(',').collect();
+            if flags
+                .iter()
+                .any(|f| matches!(*f, "fail" | "fail?" | "handshake" | "noaddr"))
+            {
+                return None;
+            }
+            let (host, port) = address.rsplit_once(':')?;
+            Some(ClusterNode {
+                host: host.to_owned(),
+                port: port.parse().ok()?,
+                primary: flags.contains(&"master"),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clusters_nodes_are_its_live_ones_with_their_roles() {
+        let nodes = "\
+07c3 127.0.0.1:30004@31004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@31002,node-b master - 0 1426238316232 2 connected 5461-10922
+2928 127.0.0.1:30006@31006 master,fail - 0 1426238316232 6 connected
+e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        let node = |port, primary| ClusterNode {
+            host: "127.0.0.1".to_owned(),
+            port,
+            primary,
+        };
+        assert_eq!(
+            cluster_nodes(nodes),
+            [node(30004, false), node(30002, true), node(30001, true)]
+        );
+    }
 
     #[test]
     fn add_is_set_with_nx() {

@@ -148,7 +148,7 @@ impl Auth {
                 return Err(error.into());
             }
         };
-        let limiter_key = keys::rate_limit_execution(&claims.execution_id);
+        let limiter_key = keys::rate_limit_execution(&claims.job_id, &claims.execution_id);
         if let Some(revoked) = self
             .watch
             .as_ref()
@@ -162,10 +162,7 @@ impl Auth {
             .await
         {
             Ok(access) => {
-                self.last_check_ok.store(
-                    self.started.elapsed().as_millis().max(1) as u64,
-                    Ordering::Relaxed,
-                );
+                self.checked_now();
                 if access.revoked {
                     self.remember_revoked(&claims.job_id);
                     return Err(AuthFailure::Revoked);
@@ -223,6 +220,7 @@ impl Auth {
         limiter_key: &str,
         cache: &Cache,
     ) -> Result<Claims, AuthFailure> {
+        self.checked_now();
         if revoked {
             self.remember_revoked(&claims.job_id);
             return Err(AuthFailure::Revoked);
@@ -239,6 +237,15 @@ impl Auth {
             return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
         }
         Ok(claims)
+    }
+
+    /// Notes that revocation was just checked: by a query, or by the
+    /// pushed list while it is live. The fail-closed grace counts from here.
+    fn checked_now(&self) {
+        self.last_check_ok.store(
+            self.started.elapsed().as_millis().max(1) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     fn without_cache(&self, claims: Claims, error: &str) -> Result<Claims, AuthFailure> {

@@ -57,7 +57,7 @@ pub struct Access {
 /// The configured cache.
 pub enum Cache {
     Valkey {
-        remote: ValkeyCache,
+        remote: Box<ValkeyCache>,
         /// In-process copies of immutable values.
         near: Box<MemoryCache>,
         /// Leases this process released, for its own waiters.
@@ -120,7 +120,7 @@ impl Cache {
     /// never longer than a minute).
     pub fn valkey(remote: ValkeyCache, ttl: Duration) -> Cache {
         Cache::Valkey {
-            remote,
+            remote: Box::new(remote),
             near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES)),
             releases: LocalReleases::default(),
         }

@@ -12,6 +12,12 @@
 //! heartbeat, [`RevocationWatch::is_revoked`] answers `None` and callers
 //! check Valkey on every request as before: a lost invalidation can never
 //! mean a missed revocation, only a slower request.
+//!
+//! On a Valkey Cluster each primary tracks only its own keys, so the watch
+//! holds one such connection per primary (found with `CLUSTER NODES`), and
+//! is live only while all of them are. Its heartbeat asks each node its
+//! `ROLE`, and every few seconds the cluster its primaries: a failover or a
+//! new primary starts the watch over, with per-request checks meanwhile.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +29,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc;
 
-use super::valkey::connection_info;
+use super::valkey::{cluster_client, connection_info, connection_infos, is_cluster};
 use crate::config::ValkeyConfig;
 
 /// How often the watch proves its connection alive; a revocation reaches
@@ -37,14 +43,20 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 /// The name the watch's connection carries in `CLIENT LIST`.
 pub const CLIENT_NAME: &str = "cronium-revocation-watch";
 
+/// How often a watch on a cluster asks whether its primaries changed.
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(2);
+
 /// What the watch knows, shared with the requests.
 #[derive(Default)]
 struct Known {
-    /// Synchronised and listening: `revoked` is complete.
+    /// Synchronised and listening on every node: `revoked` is complete.
     live: AtomicBool,
-    /// The job ids with a revocation key.
-    revoked: RwLock<HashSet<String>>,
+    /// The job ids with a revocation key, one set per watched node.
+    revoked: RwLock<Vec<Arc<NodeSet>>>,
 }
+
+/// The revoked job ids kept on one node.
+type NodeSet = RwLock<HashSet<String>>;
 
 /// The revocation list of the region's Valkey, kept current by push.
 #[derive(Clone)]
@@ -56,20 +68,18 @@ impl RevocationWatch {
     /// Starts watching the Valkey of `config` (in the background, on the
     /// current Tokio runtime; reconnecting for as long as the host runs).
     pub fn start(config: &ValkeyConfig) -> Result<RevocationWatch, RedisError> {
-        let info = connection_info(config)?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        // The URLs are checked now, so that a bad one stops the start.
+        connection_infos(config)?;
+        let config = config.clone();
         let known = Arc::new(Known::default());
         let watch = RevocationWatch {
             known: known.clone(),
         };
         tokio::spawn(async move {
             let mut failures = 0u32;
+            let mut topology = Topology::default();
             loop {
-                let outcome = follow(&client, &known).await;
+                let outcome = watch_all(&config, &mut topology, &known).await;
                 known.live.store(false, Ordering::SeqCst);
                 if let Err(error) = outcome {
                     // Logged once per outage, not on every retry.
@@ -92,8 +102,12 @@ impl RevocationWatch {
         if !self.known.live.load(Ordering::SeqCst) {
             return None;
         }
-        let revoked = self.known.revoked.read().unwrap_or_else(|p| p.into_inner());
-        Some(revoked.contains(job_id))
+        let nodes = self.known.revoked.read().unwrap_or_else(|p| p.into_inner());
+        Some(nodes.iter().any(|node| {
+            node.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(job_id)
+        }))
     }
 
     /// Whether the watch is synchronised and listening.
@@ -102,9 +116,118 @@ impl RevocationWatch {
     }
 }
 
-/// One connection's life: tracking on, full load, then invalidations
-/// until the connection fails. Returns `Ok` when Valkey closed it.
-async fn follow(client: &redis::Client, known: &Known) -> Result<(), RedisError> {
+/// What the watch learned of the region's Valkey, kept across restarts.
+#[derive(Default)]
+struct Topology {
+    /// Whether it is a cluster, once a seed has said.
+    cluster: Option<bool>,
+    /// Every node of the cluster seen last, asked first next time: the
+    /// configured seeds may be the very nodes that failed.
+    nodes: Vec<redis::ConnectionInfo>,
+}
+
+/// One life of the watch: every node followed until one fails, or (on a
+/// cluster) until the primaries change. Returns `Ok` when it should start
+/// over at once.
+async fn watch_all(
+    config: &ValkeyConfig,
+    topology: &mut Topology,
+    known: &Known,
+) -> Result<(), RedisError> {
+    let mut seeds = topology.nodes.clone();
+    seeds.extend(connection_infos(config)?);
+    let cluster = match topology.cluster {
+        Some(cluster) => cluster,
+        None => *topology.cluster.insert(is_cluster(&seeds).await?),
+    };
+    let nodes = if cluster {
+        let (primaries, all) = primaries(config, &seeds).await?;
+        topology.nodes = all;
+        primaries
+    } else {
+        vec![connection_info(config)?]
+    };
+    let sets: Vec<Arc<NodeSet>> = nodes.iter().map(|_| Arc::default()).collect();
+    *known.revoked.write().unwrap_or_else(|p| p.into_inner()) = sets.clone();
+    let (ready, mut readied) = mpsc::unbounded_channel::<()>();
+    let mut follows = tokio::task::JoinSet::new();
+    for (info, set) in nodes.iter().cloned().zip(sets) {
+        let ready = ready.clone();
+        follows.spawn(async move { follow(info, &set, ready, cluster).await });
+    }
+    drop(ready);
+    let expected: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+    let mut synchronised = 0;
+    let mut check = tokio::time::interval(TOPOLOGY_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            Some(()) = readied.recv() => {
+                synchronised += 1;
+                if synchronised == nodes.len() {
+                    known.live.store(true, Ordering::SeqCst);
+                    tracing::info!(nodes = nodes.len(), "revocation watch live");
+                }
+            }
+            ended = follows.join_next() => {
+                // One node's watch ended: the list is no longer complete.
+                return match ended {
+                    Some(Ok(outcome)) => outcome,
+                    Some(Err(_)) | None => Ok(()),
+                };
+            }
+            _ = check.tick(), if cluster => {
+                let (primaries, all) = primaries(config, &seeds).await?;
+                topology.nodes = all;
+                let now: Vec<String> = primaries.iter().map(|n| n.addr().to_string()).collect();
+                if now != expected {
+                    tracing::info!("the cluster's primaries changed; watching them anew");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The primaries of the cluster reached through `seeds`, in address
+/// order, and all its live nodes; each with the configured credentials.
+async fn primaries(
+    config: &ValkeyConfig,
+    seeds: &[redis::ConnectionInfo],
+) -> Result<(Vec<redis::ConnectionInfo>, Vec<redis::ConnectionInfo>), RedisError> {
+    let mut connection = cluster_client(seeds)?.get_async_connection().await?;
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut connection)
+        .await?;
+    let template = connection_info(config)?;
+    let nodes = cronium_rules::valkey::cluster_nodes(&nodes);
+    let info = |node: &cronium_rules::valkey::ClusterNode| {
+        template
+            .clone()
+            .set_addr(redis::ConnectionAddr::Tcp(node.host.clone(), node.port))
+    };
+    let mut found: Vec<redis::ConnectionInfo> =
+        nodes.iter().filter(|n| n.primary).map(info).collect();
+    found.sort_by_key(|info| info.addr().to_string());
+    Ok((found, nodes.iter().map(info).collect()))
+}
+
+/// One node's connection: tracking on, full load, then invalidations
+/// until the connection fails (or, on a cluster, the node stops being a
+/// primary). `ready` hears once when the node's list is loaded.
+async fn follow(
+    info: redis::ConnectionInfo,
+    set: &NodeSet,
+    ready: mpsc::UnboundedSender<()>,
+    cluster: bool,
+) -> Result<(), RedisError> {
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
     let (pushes, mut received) = mpsc::unbounded_channel::<PushInfo>();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
@@ -128,9 +251,11 @@ async fn follow(client: &redis::Client, known: &Known) -> Result<(), RedisError>
         .arg(REVOKED_JOB_PREFIX)
         .query_async::<()>(&mut connection)
         .await?;
-    reload(&mut connection, known).await?;
-    known.live.store(true, Ordering::SeqCst);
-    tracing::info!("revocation watch live");
+    if cluster {
+        still_primary(&mut connection).await?;
+    }
+    reload(&mut connection, set).await?;
+    let _ = ready.send(());
 
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,17 +266,36 @@ async fn follow(client: &redis::Client, known: &Known) -> Result<(), RedisError>
                 Some(PushInfo { kind: PushKind::Disconnection, .. }) => return Ok(()),
                 Some(PushInfo { kind: PushKind::Invalidate, data }) => {
                     match invalidated_keys(&data) {
-                        Some(keys) => refresh(&mut connection, known, &keys).await?,
+                        Some(keys) => refresh(&mut connection, set, &keys).await?,
                         // Valkey flushed its tracking table: start over.
-                        None => reload(&mut connection, known).await?,
+                        None => reload(&mut connection, set).await?,
                     }
                 }
                 Some(_) => {}
             },
             _ = heartbeat.tick() => {
-                redis::cmd("PING").query_async::<()>(&mut connection).await?;
+                if cluster {
+                    // A demoted primary stays connected but no longer
+                    // sees the writes: that ends this watch.
+                    still_primary(&mut connection).await?;
+                } else {
+                    redis::cmd("PING").query_async::<()>(&mut connection).await?;
+                }
             }
         }
+    }
+}
+
+/// `Err` unless the node of `connection` is a primary (`ROLE`).
+async fn still_primary(connection: &mut MultiplexedConnection) -> Result<(), RedisError> {
+    let role: Vec<Value> = redis::cmd("ROLE").query_async(connection).await?;
+    match role.first() {
+        Some(Value::BulkString(role)) if role == b"master" => Ok(()),
+        Some(Value::SimpleString(role)) if role == "master" => Ok(()),
+        _ => Err(RedisError::from((
+            redis::ErrorKind::Io,
+            "the watched node is no longer a primary",
+        ))),
     }
 }
 
@@ -174,7 +318,7 @@ fn invalidated_keys(data: &[Value]) -> Option<Vec<String>> {
 /// Reads each changed key again and updates the list.
 async fn refresh(
     connection: &mut MultiplexedConnection,
-    known: &Known,
+    set: &NodeSet,
     keys: &[String],
 ) -> Result<(), RedisError> {
     for key in keys {
@@ -185,7 +329,7 @@ async fn refresh(
             .arg(key)
             .query_async(connection)
             .await?;
-        let mut revoked = known.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let mut revoked = set.write().unwrap_or_else(|p| p.into_inner());
         if exists {
             revoked.insert(job_id.to_owned());
         } else {
@@ -196,7 +340,7 @@ async fn refresh(
 }
 
 /// Loads every revocation key (`SCAN`), replacing the list.
-async fn reload(connection: &mut MultiplexedConnection, known: &Known) -> Result<(), RedisError> {
+async fn reload(connection: &mut MultiplexedConnection, set: &NodeSet) -> Result<(), RedisError> {
     let pattern = format!("{REVOKED_JOB_PREFIX}*");
     let mut cursor: u64 = 0;
     let mut found = HashSet::new();
@@ -219,7 +363,7 @@ async fn reload(connection: &mut MultiplexedConnection, known: &Known) -> Result
         }
         cursor = next;
     }
-    *known.revoked.write().unwrap_or_else(|p| p.into_inner()) = found;
+    *set.write().unwrap_or_else(|p| p.into_inner()) = found;
     Ok(())
 }
 

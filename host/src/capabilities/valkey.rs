@@ -1,15 +1,28 @@
-//! The `cache` capability on Valkey, through the `redis` crate's
-//! multiplexed [`ConnectionManager`], which reconnects by itself. The
-//! connection is made lazily, so the host starts (and serves through the
-//! backend) while Valkey is down, and picks Valkey up when it appears.
+//! The `cache` capability on Valkey: one node, or a Valkey Cluster.
+//!
+//! `VALKEY_URL` names one node or a comma-separated list of seed nodes.
+//! On first use the host asks the first seed that answers whether it is
+//! part of a cluster (`INFO cluster`); one seed is enough. A single node is
+//! reached through the `redis` crate's multiplexed [`ConnectionManager`],
+//! which reconnects by itself; a cluster through its cluster client, which
+//! follows `MOVED`/`ASK` redirections and topology changes. Nothing is
+//! connected at start, so the host starts (and serves through the backend)
+//! while Valkey is down, and picks Valkey up when it appears.
+//!
+//! Every script keeps its keys in one hash slot: the key formats of
+//! `cronium-rules` carry hash tags for that.
 
 use std::time::Duration;
 
+use cronium_rules::keys;
 use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::valkey::{self as commands, AccessAnswer, AcquireAnswer, ScriptCall};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use tokio::sync::OnceCell;
 
 use super::cache::{Access, CacheError, Lease};
 use crate::config::ValkeyConfig;
@@ -21,7 +34,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Valkey as the cache.
 pub struct ValkeyCache {
-    connection: ConnectionManager,
+    config: ValkeyConfig,
+    /// Set on first use, when the seeds have said what they are.
+    connection: OnceCell<Connection>,
     default_ttl: Duration,
     acquire: Script,
     release: Script,
@@ -31,21 +46,92 @@ pub struct ValkeyCache {
     increment: Script,
 }
 
+/// The connection to the region's Valkey, whichever kind it is.
+#[derive(Clone)]
+enum Connection {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Node(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Node(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Whether the Valkey at `seeds` is a cluster, asked of the first seed
+/// that answers; `Err` when none does.
+pub(crate) async fn is_cluster(seeds: &[redis::ConnectionInfo]) -> Result<bool, RedisError> {
+    let mut last = None;
+    for info in seeds {
+        let connect = async {
+            let client = redis::Client::open(info.clone())?;
+            let settings = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            let mut connection = client
+                .get_multiplexed_async_connection_with_config(&settings)
+                .await?;
+            let info: String = redis::cmd("INFO")
+                .arg("cluster")
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, RedisError>(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
+        };
+        match connect.await {
+            Ok(answer) => return Ok(answer),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no Valkey seed"))))
+}
+
+/// A cluster client on `seeds` (`VALKEY_DB` does not apply: a cluster has
+/// database 0 only).
+pub(crate) fn cluster_client(
+    seeds: &[redis::ConnectionInfo],
+) -> Result<redis::cluster::ClusterClient, RedisError> {
+    ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        // Redirections and a failover's brief refusals are retried within
+        // about a second; past that the request carries on without the cache.
+        .retries(4)
+        .min_retry_wait(10)
+        .max_retry_wait(300)
+        .build()
+}
+
 impl ValkeyCache {
     /// A cache on the Valkey of `config`. Does not connect yet.
     pub fn new(config: &ValkeyConfig, default_ttl: Duration) -> Result<Self, RedisError> {
-        let client = redis::Client::open(connection_info(config)?)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            // Fail fast while Valkey is down: the request carries on with
-            // the backend, and the next request tries again.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        let connection = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+        // The URLs are checked now, so that a bad one stops the start.
+        connection_infos(config)?;
         Ok(ValkeyCache {
-            connection,
+            config: config.clone(),
+            connection: OnceCell::new(),
             default_ttl,
             acquire: Script::new(lease::ACQUIRE_SCRIPT),
             release: Script::new(lease::RELEASE_SCRIPT),
@@ -56,8 +142,21 @@ impl ValkeyCache {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.connection.clone()
+    /// The connection, made on first use: concurrent first uses wait for
+    /// one attempt, and a failed attempt is made again by the next call.
+    async fn conn(&self) -> Result<Connection, CacheError> {
+        self.connection
+            .get_or_try_init(|| connect(&self.config))
+            .await
+            .cloned()
+            .map_err(cache_error)
+    }
+
+    /// Whether the cache is a Valkey Cluster, once it has been reached.
+    pub fn is_cluster(&self) -> Option<bool> {
+        self.connection
+            .get()
+            .map(|c| matches!(c, Connection::Cluster(_)))
     }
 
     fn ttl(&self, ttl: Option<Duration>) -> Duration {
@@ -74,7 +173,7 @@ impl ValkeyCache {
             invocation.arg(arg);
         }
         invocation
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut self.conn().await?)
             .await
             .map_err(cache_error)
     }
@@ -82,18 +181,18 @@ impl ValkeyCache {
     /// Whether Valkey answers a `PING`.
     pub async fn ping(&self) -> Result<(), CacheError> {
         redis::cmd("PING")
-            .query_async::<String>(&mut self.conn())
+            .query_async::<String>(&mut self.conn().await?)
             .await
             .map(drop)
             .map_err(cache_error)
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        self.conn().get(key).await.map_err(cache_error)
+        self.conn().await?.get(key).await.map_err(cache_error)
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool, CacheError> {
-        self.conn().exists(key).await.map_err(cache_error)
+        self.conn().await?.exists(key).await.map_err(cache_error)
     }
 
     pub(crate) async fn set(
@@ -104,7 +203,7 @@ impl ValkeyCache {
     ) -> Result<(), CacheError> {
         redis::cmd("SET")
             .arg(&commands::set(key, value, self.ttl(ttl))[1..])
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn().await?)
             .await
             .map_err(cache_error)
     }
@@ -117,14 +216,14 @@ impl ValkeyCache {
     ) -> Result<bool, CacheError> {
         let stored: Option<String> = redis::cmd("SET")
             .arg(&commands::add(key, value, self.ttl(ttl))[1..])
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn().await?)
             .await
             .map_err(cache_error)?;
         Ok(stored.is_some())
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        let removed: u64 = self.conn().del(key).await.map_err(cache_error)?;
+        let removed: u64 = self.conn().await?.del(key).await.map_err(cache_error)?;
         Ok(removed > 0)
     }
 
@@ -168,6 +267,21 @@ impl ValkeyCache {
         limiter_key: &str,
         quota: Quota,
     ) -> Result<Access, CacheError> {
+        if !keys::same_slot(revoked_key, limiter_key) && self.is_cluster() != Some(false) {
+            // One script cannot span two slots of a cluster: ask twice,
+            // the revocation first (a revoked job spends no budget).
+            if self.exists(revoked_key).await? {
+                return Ok(Access {
+                    revoked: true,
+                    retry_after_us: 0,
+                });
+            }
+            let retry_after_us = self.limit(limiter_key, quota).await?;
+            return Ok(Access {
+                revoked: false,
+                retry_after_us,
+            });
+        }
         let call = commands::check_access(revoked_key, limiter_key, quota);
         let answer = AccessAnswer::from_reply(self.run(&self.limit, call).await?);
         Ok(Access {
@@ -204,10 +318,53 @@ impl ValkeyCache {
     }
 }
 
-/// Where and how to connect: the URL, with `VALKEY_PASSWORD` and
-/// `VALKEY_DB` applied over it.
+/// Connects to the Valkey of `config`, a cluster or one node.
+async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
+    let seeds = connection_infos(config)?;
+    if is_cluster(&seeds).await? {
+        if config.db.is_some_and(|db| db != 0) {
+            tracing::warn!("VALKEY_DB does not apply to a Valkey Cluster (database 0 only)");
+        }
+        let connection = cluster_client(&seeds)?.get_async_connection().await?;
+        tracing::info!("cache on a Valkey Cluster");
+        return Ok(Connection::Cluster(connection));
+    }
+    // The first seed that answered is the node (more than one seed of a
+    // single node is a configuration mistake, and logged).
+    if config.seeds().count() > 1 {
+        tracing::warn!(
+            "VALKEY_URL lists several seeds, but they are not a cluster: using the first"
+        );
+    }
+    let client = redis::Client::open(connection_info(config)?)?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        // Fail fast while Valkey is down: the request carries on with
+        // the backend, and the next request tries again.
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(100));
+    let manager = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+    Ok(Connection::Node(manager))
+}
+
+/// Where and how to connect to each seed of `config`.
+pub(crate) fn connection_infos(
+    config: &ValkeyConfig,
+) -> Result<Vec<redis::ConnectionInfo>, RedisError> {
+    config.seeds().map(|seed| seed_info(config, seed)).collect()
+}
+
+/// Where and how to connect to the first seed of `config`.
 pub(crate) fn connection_info(config: &ValkeyConfig) -> Result<redis::ConnectionInfo, RedisError> {
-    let info: redis::ConnectionInfo = config.url.as_str().parse()?;
+    let first = config.seeds().next().unwrap_or_default();
+    seed_info(config, first)
+}
+
+/// One seed's URL, with `VALKEY_PASSWORD` and `VALKEY_DB` applied over it.
+fn seed_info(config: &ValkeyConfig, seed: &str) -> Result<redis::ConnectionInfo, RedisError> {
+    let info: redis::ConnectionInfo = seed.parse()?;
     let mut redis_settings = info.redis_settings().clone();
     if let Some(password) = &config.password {
         redis_settings = redis_settings.set_password(password.clone());
@@ -219,7 +376,15 @@ pub(crate) fn connection_info(config: &ValkeyConfig) -> Result<redis::Connection
 }
 
 fn cache_error(error: RedisError) -> CacheError {
-    if error.is_io_error()
+    // A cluster mid-failover refuses for a moment (`CLUSTERDOWN`,
+    // `TRYAGAIN`, `MASTERDOWN`, `READONLY` from a demoted master): that is
+    // the cache being away, not a wrong call.
+    let refusing = matches!(
+        error.code(),
+        Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "LOADING")
+    );
+    if refusing
+        || error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()

@@ -59,10 +59,19 @@ pub enum ComponentExport {
 /// Where Valkey is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValkeyConfig {
-    /// A `redis://`, `rediss://` or `unix://` URL (`valkey://` is read as `redis://`).
+    /// A `redis://`, `rediss://` or `unix://` URL (`valkey://` is read as
+    /// `redis://`), or several, comma-separated: the seed nodes of a Valkey
+    /// Cluster. One node of a cluster is enough; the host finds the rest.
     pub url: String,
     pub password: Option<String>,
     pub db: Option<i64>,
+}
+
+impl ValkeyConfig {
+    /// The URLs of [`url`](Self::url), one per seed node.
+    pub fn seeds(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',')
+    }
 }
 
 /// Where the Cronium backend is.
@@ -347,11 +356,12 @@ impl Config {
         let valkey = match values.find(&s::VALKEY_URL) {
             None => None,
             Some(found) => Some(ValkeyConfig {
-                url: cronium_rules::valkey::normalize_url(&found.text).ok_or_else(|| {
+                url: normalize_seeds(&found.text).ok_or_else(|| {
                     values.invalid(
                         &s::VALKEY_URL,
                         &found,
-                        "use a redis://, rediss://, valkey:// or unix:// URL",
+                        "use a redis://, rediss://, valkey:// or unix:// URL, \
+                         or a comma-separated list of them (the seeds of a cluster)",
                     )
                 })?,
                 password: values.text(&s::VALKEY_PASSWORD),
@@ -574,7 +584,27 @@ fn computed(config: &Config, setting: &Setting) -> Option<String> {
 }
 
 /// `scheme://user:password@host` with the credentials replaced.
+/// `VALKEY_URL` as one URL per seed, each read as the Go service reads
+/// it (`valkey://` as `redis://`), joined by commas; `None` when any is
+/// not a Valkey URL.
+fn normalize_seeds(text: &str) -> Option<String> {
+    let seeds = text
+        .split(',')
+        .map(|seed| cronium_rules::valkey::normalize_url(seed.trim()))
+        .collect::<Option<Vec<_>>>()?;
+    Some(seeds.join(","))
+}
+
+/// Every URL of a comma-separated list with its credentials redacted.
 fn redact_url(value: &str) -> String {
+    value
+        .split(',')
+        .map(redact_one_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one_url(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
     };
@@ -800,6 +830,31 @@ security:
   rateLimitPerMin: 250
   enableTls: false
 "#;
+
+    #[test]
+    fn valkey_url_may_list_the_seeds_of_a_cluster_and_each_is_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(
+            &env(&[
+                ("JWT_SECRET", "s"),
+                ("VALKEY_URL", "valkey://u:pw1@a:7000, redis://u:pw2@b:7001"),
+            ]),
+            dir.path(),
+        )
+        .unwrap();
+        let valkey = c.valkey.unwrap();
+        assert_eq!(
+            valkey.seeds().collect::<Vec<_>>(),
+            ["redis://u:pw1@a:7000", "redis://u:pw2@b:7001"]
+        );
+        let shown = redact_url(&valkey.url);
+        assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
+        let refused = Config::load(
+            &env(&[("JWT_SECRET", "s"), ("VALKEY_URL", "redis://a:1,http://b")]),
+            dir.path(),
+        );
+        assert!(refused.is_err());
+    }
 
     #[test]
     fn the_go_services_config_file_is_read_with_unknown_keys_ignored() {

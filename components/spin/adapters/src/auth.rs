@@ -108,7 +108,7 @@ fn check_access(claims: &TokenClaims, settings: &Settings) -> Result<(), AuthErr
     let revoked_key = keys::revoked_job(&claims.job_id);
     let outcome = match settings.quota {
         Some(quota) => {
-            let limiter_key = keys::rate_limit_execution(&claims.execution_id);
+            let limiter_key = keys::rate_limit_execution(&claims.job_id, &claims.execution_id);
             // The execution record (immutable while it runs) comes along:
             // the endpoint reads it next, and this saves that round trip.
             let record_key = keys::execution(&claims.execution_id);

@@ -1,0 +1,386 @@
+//! Hosts on a Valkey Cluster: a real three-primary, three-replica cluster
+//! on loopback, and two or three hosts on it, one given a single node, the
+//! others a list of seeds. What one host writes the others read at once;
+//! compare-and-set increments, the rate limit and revocations hold across
+//! hosts; a manual failover under a write load loses no acknowledged write
+//! and answers no 500.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{FakeBackend, Host, HostConfig, Reply, ValkeyCluster, call, token};
+
+/// The cluster, the fake backend with executions `exec-0` .. `exec-<n-1>`
+/// of `user-1`, and `hosts` hosts: the first given node 0 alone (it must
+/// find the rest), the others two seeds each.
+async fn hosts_on_a_cluster(
+    executions: usize,
+    hosts: usize,
+    env: &[(&str, &str)],
+) -> (ValkeyCluster, FakeBackend, Arc<Vec<Host>>) {
+    let cluster = ValkeyCluster::start();
+    let backend = FakeBackend::start().await;
+    for i in 0..executions {
+        backend.add_execution(&format!("exec-{i}"), "user-1", Some(json!({"n": i})));
+    }
+    let mut started = Vec::new();
+    for h in 0..hosts {
+        let seeds = if h == 0 {
+            cluster.url(0)
+        } else {
+            format!("{},{}", cluster.url(h % 6), cluster.url((h + 3) % 6))
+        };
+        let config = env.iter().fold(
+            HostConfig::with(&seeds, &backend.url()),
+            |config, (name, value)| config.env(name, *value),
+        );
+        started.push(Host::start(config).await);
+    }
+    (cluster, backend, Arc::new(started))
+}
+
+fn auth(execution: &str) -> String {
+    format!("Bearer {}", token(execution))
+}
+
+async fn get(host: &Host, execution: &str, key: &str) -> Reply {
+    call(
+        "GET",
+        &host.url(&format!("/executions/{execution}/variables/{key}")),
+        &[("authorization", &auth(execution))],
+        None,
+    )
+    .await
+}
+
+async fn put(
+    host: &Host,
+    execution: &str,
+    key: &str,
+    value: &Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let auth = auth(execution);
+    let mut all = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    all.extend_from_slice(headers);
+    let body = serde_json::to_vec(&json!({ "value": value })).unwrap();
+    call(
+        "PUT",
+        &host.url(&format!("/executions/{execution}/variables/{key}")),
+        &all,
+        Some(&body),
+    )
+    .await
+}
+
+async fn metric(host: &Host, line: &str) -> bool {
+    let metrics = call("GET", &host.url("/metrics"), &[], None).await;
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .any(|l| l == line)
+}
+
+/// Waits (15 s at most) until every host's revocation watch is live on
+/// every primary.
+async fn wait_for_watches(hosts: &[Host]) {
+    let started = Instant::now();
+    for host in hosts {
+        while !metric(host, "cronium_revocation_watch_live 1").await {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the revocation watch never went live on the cluster:\n{}",
+                host.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_given_one_node_finds_the_cluster_and_every_host_reads_a_write_at_once() {
+    let (_cluster, _backend, hosts) = hosts_on_a_cluster(1, 3, &[]).await;
+
+    let written = put(&hosts[0], "exec-0", "greeting", &json!({"hi": 1}), &[]).await;
+    assert_eq!(written.status, 200, "{written:?}");
+    for host in hosts.iter() {
+        let read = get(host, "exec-0", "greeting").await;
+        assert_eq!(read.json["data"]["value"], json!({"hi": 1}), "{read:?}");
+    }
+    let rewritten = put(&hosts[2], "exec-0", "greeting", &json!({"hi": 2}), &[]).await;
+    assert_eq!(rewritten.status, 200, "{rewritten:?}");
+    for host in hosts.iter() {
+        let read = get(host, "exec-0", "greeting").await;
+        assert_eq!(read.json["data"]["value"], json!({"hi": 2}), "{read:?}");
+    }
+    assert!(
+        hosts[0].log().contains("cache on a Valkey Cluster"),
+        "{}",
+        hosts[0].log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_written_to_the_cluster_reaches_every_host_and_the_rate_limit_is_shared() {
+    let (cluster, _backend, hosts) =
+        hosts_on_a_cluster(2, 2, &[("RATE_LIMIT_PER_MIN", "60")]).await;
+    wait_for_watches(&hosts).await;
+
+    // The limit: 60 a minute for exec-1, shared by both hosts.
+    let mut passed = 0;
+    for i in 0..120 {
+        let reply = call(
+            "GET",
+            &hosts[i % 2].url("/executions/exec-1/input"),
+            &[("authorization", &auth("exec-1"))],
+            None,
+        )
+        .await;
+        match reply.status {
+            200 => passed += 1,
+            429 => assert!(reply.header("retry-after").is_some()),
+            other => panic!("unexpected {other}: {reply:?}"),
+        }
+    }
+    assert!(
+        (60..=63).contains(&passed),
+        "{passed} of 120 passed a limit of 60"
+    );
+
+    // The revocation: written once, to whichever primary holds its slot.
+    for host in hosts.iter() {
+        let served = call(
+            "GET",
+            &host.url("/executions/exec-0/input"),
+            &[("authorization", &auth("exec-0"))],
+            None,
+        )
+        .await;
+        assert_eq!(served.status, 200, "{served:?}");
+    }
+    let _: () = redis::cmd("SET")
+        .arg("cronium:exec-revoked:job-exec-0")
+        .arg("1")
+        .query(&mut cluster.client())
+        .unwrap();
+    let written = Instant::now();
+    for host in hosts.iter() {
+        loop {
+            let status = call(
+                "GET",
+                &host.url("/executions/exec-0/input"),
+                &[("authorization", &auth("exec-0"))],
+                None,
+            )
+            .await
+            .status;
+            if status == 403 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                written.elapsed() < Duration::from_millis(1500),
+                "a revoked job still served after {:?}:\n{}",
+                written.elapsed(),
+                host.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!(
+        "revocation seen by both hosts after {:?}",
+        written.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manual_failover_during_writes_loses_no_acknowledged_write_and_answers_no_500() {
+    let (cluster, backend, hosts) = hosts_on_a_cluster(8, 2, &[]).await;
+    wait_for_watches(&hosts).await;
+
+    // Eight writers, each its own keys, each value one more than the last;
+    // every answer must be a 200, or a 503 that says when to come back.
+    let stop = Instant::now() + Duration::from_secs(4);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let hosts = hosts.clone();
+            tokio::spawn(async move {
+                let execution = format!("exec-{w}");
+                let mut acknowledged: BTreeMap<String, u64> = BTreeMap::new();
+                let mut refused = 0;
+                let mut n = 0u64;
+                while Instant::now() < stop {
+                    n += 1;
+                    let key = format!("w{w}-k{}", n % 5);
+                    let reply = put(&hosts[w % 2], &execution, &key, &json!(n), &[]).await;
+                    match reply.status {
+                        200 => {
+                            acknowledged.insert(key, n);
+                        }
+                        503 => {
+                            assert!(reply.header("retry-after").is_some(), "{reply:?}");
+                            refused += 1;
+                        }
+                        other => panic!("a write during failover answered {other}: {reply:?}"),
+                    }
+                }
+                (execution, acknowledged, refused)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let replica = cluster.replica_of(0);
+    let started = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.failover(replica);
+        cluster
+    })
+    .await
+    .unwrap();
+    eprintln!("node {replica} promoted in {:?}", started.elapsed());
+
+    let mut refused_total = 0;
+    let mut checked = 0;
+    for writer in writers {
+        let (execution, acknowledged, refused) = writer.await.unwrap();
+        refused_total += refused;
+        for (key, n) in acknowledged {
+            // The backend holds the last acknowledged value (or a later
+            // one, from a write whose answer was a 503), and both hosts
+            // read what the backend holds.
+            let held = backend.variable("user-1", &key).unwrap();
+            assert!(
+                held.as_u64().unwrap() >= n,
+                "{key}: acknowledged {n}, held {held}"
+            );
+            for host in hosts.iter() {
+                let read = get(host, &execution, &key).await;
+                assert_eq!(read.json["data"]["value"], held, "{key} on {}", host.base());
+            }
+            checked += 1;
+        }
+    }
+    eprintln!(
+        "{checked} keys checked, {refused_total} writes refused with 503 during the failover"
+    );
+
+    // A revocation written to the promoted primary still reaches both hosts.
+    let execution = (0..8)
+        .map(|i| format!("exec-{i}"))
+        .find(|e| cluster.primary_of(&format!("cronium:exec-revoked:job-{e}")) == replica)
+        .expect("some execution's revocation key lives on the promoted primary");
+    let _: () = redis::cmd("SET")
+        .arg(format!("cronium:exec-revoked:job-{execution}"))
+        .arg("1")
+        .query(&mut cluster.client())
+        .unwrap();
+    let written = Instant::now();
+    for host in hosts.iter() {
+        loop {
+            let status = call(
+                "GET",
+                &host.url(&format!("/executions/{execution}/input")),
+                &[("authorization", &auth(&execution))],
+                None,
+            )
+            .await
+            .status;
+            if status == 403 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                written.elapsed() < Duration::from_millis(1500),
+                "a revoked job still served after the failover:\n{}",
+                host.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Each host noticed that a watched node stopped being a primary, and
+    // watches the new primaries now.
+    wait_for_watches(&hosts).await;
+    for host in hosts.iter() {
+        let log = host.log();
+        let lives = log.matches("revocation watch live").count();
+        assert!(
+            log.contains("no longer a primary") && lives >= 2,
+            "the watch did not follow the failover:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_killed_under_writes_is_replaced_and_no_write_answers_a_500() {
+    let (mut cluster, backend, hosts) = hosts_on_a_cluster(4, 2, &[]).await;
+    wait_for_watches(&hosts).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (hosts, stop) = (hosts.clone(), stop.clone());
+            tokio::spawn(async move {
+                let execution = format!("exec-{w}");
+                let (mut written, mut refused, mut n) = (0, 0, 0u64);
+                let mut last_acknowledged = BTreeMap::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    let key = format!("w{w}-k{}", n % 5);
+                    let reply = put(&hosts[w % 2], &execution, &key, &json!(n), &[]).await;
+                    match reply.status {
+                        200 => {
+                            written += 1;
+                            last_acknowledged.insert(key, n);
+                        }
+                        503 => {
+                            assert!(reply.header("retry-after").is_some(), "{reply:?}");
+                            refused += 1;
+                        }
+                        other => panic!("a write while a primary died answered {other}: {reply:?}"),
+                    }
+                }
+                (written, refused, last_acknowledged)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.kill_and_wait_for_promotion(0);
+        cluster
+    })
+    .await
+    .unwrap();
+    let promoted = started.elapsed();
+    // The hosts serve writes again on their own, within seconds.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut written, mut refused) = (0, 0);
+    for writer in writers {
+        let (w, r, acknowledged) = writer.await.unwrap();
+        written += w;
+        refused += r;
+        for (key, n) in acknowledged {
+            let held = backend.variable("user-1", &key).unwrap();
+            assert!(
+                held.as_u64().unwrap() >= n,
+                "{key}: acknowledged {n}, held {held}"
+            );
+        }
+    }
+    let after = put(&hosts[0], "exec-0", "after", &json!(1), &[]).await;
+    assert_eq!(after.status, 200, "{after:?}");
+    wait_for_watches(&hosts).await;
+    drop(cluster);
+    eprintln!(
+        "replica promoted {promoted:?} after the kill; {written} writes served, {refused} refused with 503"
+    );
+}

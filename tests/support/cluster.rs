@@ -1,0 +1,259 @@
+//! A real Valkey Cluster on loopback: three primaries, each with one
+//! replica, the slots split evenly, formed with the cluster commands
+//! themselves (no `valkey-cli` needed). Everything stops when dropped.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::valkey::Valkey;
+
+/// The cluster's nodes; the first three start as primaries.
+pub struct ValkeyCluster {
+    nodes: Vec<Valkey>,
+    _dir: tempfile::TempDir,
+}
+
+const PRIMARIES: usize = 3;
+const SLOTS: u16 = 16384;
+
+impl ValkeyCluster {
+    /// Starts six nodes and forms the cluster; returns once every node
+    /// says `cluster_state:ok` and every replica has synchronised.
+    pub fn start() -> ValkeyCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Valkey> = (0..PRIMARIES * 2)
+            .map(|_| {
+                let port = super::free_port();
+                let bus = super::free_port();
+                let conf = dir.path().join(format!("nodes-{port}.conf"));
+                Valkey::start_with(
+                    port,
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        conf.to_str().unwrap(),
+                        // A replica's first sync writes an RDB file: into
+                        // the cluster's own directory, not the tests' cwd.
+                        "--dir",
+                        dir.path().to_str().unwrap(),
+                        "--repl-diskless-sync",
+                        "yes",
+                        "--cluster-port",
+                        &bus.to_string(),
+                        // Short, so a failed primary is replaced quickly.
+                        "--cluster-node-timeout",
+                        "1000",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                )
+            })
+            .collect();
+        let cluster = ValkeyCluster { nodes, _dir: dir };
+        cluster.form();
+        cluster
+    }
+
+    fn form(&self) {
+        let per = SLOTS / PRIMARIES as u16;
+        for (i, node) in self.nodes[..PRIMARIES].iter().enumerate() {
+            let first = per * i as u16;
+            let last = if i == PRIMARIES - 1 {
+                SLOTS - 1
+            } else {
+                first + per - 1
+            };
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(first)
+                .arg(last)
+                .query(&mut node.connection())
+                .unwrap();
+        }
+        let mut first = self.nodes[0].connection();
+        for node in &self.nodes[1..] {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(node.port())
+                .arg(bus_port(node))
+                .query(&mut first)
+                .unwrap();
+        }
+        self.wait_until("every node knows the others", |c| {
+            nodes_text(c).lines().count() == PRIMARIES * 2 && !nodes_text(c).contains("handshake")
+        });
+        for (replica, primary) in self.nodes[PRIMARIES..].iter().zip(&self.nodes[..PRIMARIES]) {
+            let id: String = redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut primary.connection())
+                .unwrap();
+            // The replica must know the primary first; it may take a beat.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let done: redis::RedisResult<()> = redis::cmd("CLUSTER")
+                    .arg("REPLICATE")
+                    .arg(&id)
+                    .query(&mut replica.connection());
+                match done {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("CLUSTER REPLICATE: {e}"),
+                }
+            }
+        }
+        self.wait_until("the cluster is up with its replicas in sync", |c| {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(c).unwrap();
+            let replication: String = redis::cmd("INFO").arg("replication").query(c).unwrap();
+            info.contains("cluster_state:ok")
+                && (replication.contains("role:master")
+                    || replication.contains("master_link_status:up"))
+                && nodes_text(c).matches("slave").count() == PRIMARIES
+        });
+    }
+
+    /// Waits (30 s at most) until `ready` holds on every node.
+    fn wait_until(&self, what: &str, ready: impl Fn(&mut redis::Connection) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.nodes.iter().all(|n| ready(&mut n.connection())) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("cluster: never reached: {what}");
+    }
+
+    /// The `redis://` URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        self.nodes[i].url()
+    }
+
+    /// A cluster client for the test's own commands.
+    pub fn client(&self) -> redis::cluster::ClusterConnection {
+        redis::cluster::ClusterClient::new(self.nodes.iter().map(|n| n.url()).collect::<Vec<_>>())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Which node serves `key`'s slot now (its index), by asking a node.
+    pub fn primary_of(&self, key: &str) -> usize {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].connection())
+            .unwrap();
+        let ports: BTreeMap<u16, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.port(), i))
+            .collect();
+        let shards = nodes_text(&mut self.nodes[0].connection());
+        for line in shards.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1]
+                .split(['@', ','])
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            for range in &fields[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    && (a..=b).contains(&slot)
+                {
+                    return ports[&port];
+                }
+            }
+        }
+        panic!("no primary serves slot {slot}");
+    }
+
+    /// The index of the replica of node `primary`.
+    pub fn replica_of(&self, primary: usize) -> usize {
+        let wanted = format!("master_port:{}", self.nodes[primary].port());
+        (0..self.nodes.len())
+            .find(|&i| {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut self.nodes[i].connection())
+                    .unwrap();
+                info.contains(&wanted)
+            })
+            .expect("the primary has a replica")
+    }
+
+    /// Kills node `i` (SIGKILL) and returns once its replica has been
+    /// promoted by the cluster itself and the cluster is whole again.
+    pub fn kill_and_wait_for_promotion(&mut self, i: usize) {
+        let replica = self.replica_of(i);
+        self.nodes[i].kill();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let mut replica_connection = self.nodes[replica].connection();
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut replica_connection)
+                .unwrap();
+            let state: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut replica_connection)
+                .unwrap();
+            if info.contains("role:master") && state.contains("cluster_state:ok") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node {replica} was not promoted after node {i} died");
+    }
+
+    /// Promotes replica `i` with a manual `CLUSTER FAILOVER` (its primary
+    /// hands over once the replica has caught up); returns when node `i`
+    /// is a primary.
+    pub fn failover(&self, i: usize) {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut self.nodes[i].connection())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut self.nodes[i].connection())
+                .unwrap();
+            if info.contains("role:master") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("node {i} was not promoted");
+    }
+}
+
+fn nodes_text(connection: &mut redis::Connection) -> String {
+    redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query(connection)
+        .unwrap()
+}
+
+fn bus_port(node: &Valkey) -> u16 {
+    let config: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("cluster-port")
+        .query(&mut node.connection())
+        .unwrap();
+    config[1].parse().unwrap()
+}
