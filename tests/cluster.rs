@@ -1,7 +1,8 @@
 //! Hosts on a Valkey Cluster: a real three-primary, three-replica cluster
 //! on loopback, and two or three hosts on it, one given a single node, the
 //! others a list of seeds. What one host writes the others read at once;
-//! compare-and-set increments, the rate limit and revocations hold across
+//! compare-and-set increments, conditional writes (their leases in the
+//! value's slot), the rate limit and revocations hold across
 //! hosts; a manual failover under a write load loses no acknowledged write
 //! and answers no 500.
 
@@ -383,4 +384,56 @@ async fn a_primary_killed_under_writes_is_replaced_and_no_write_answers_a_500() 
     eprintln!(
         "replica promoted {promoted:?} after the kill; {written} writes served, {refused} refused with 503"
     );
+}
+
+/// A variable's cache key carries a hash tag that its lease, fence, line,
+/// waiters and tickets keys share (`keys::in_space`), so the lease scripts
+/// run on a cluster, and conditional writes, which need the lease, work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_writes_take_their_lease_on_a_cluster_from_any_host() {
+    let (_cluster, _backend, hosts) = hosts_on_a_cluster(1, 2, &[]).await;
+
+    let created = put(
+        &hosts[0],
+        "exec-0",
+        "once",
+        &json!(1),
+        &[("if-none-match", "*")],
+    )
+    .await;
+    assert_eq!(created.status, 200, "{created:?}");
+    let etag = created.header("etag").unwrap().to_owned();
+    let again = put(
+        &hosts[1],
+        "exec-0",
+        "once",
+        &json!(2),
+        &[("if-none-match", "*")],
+    )
+    .await;
+    assert_eq!(again.status, 412, "{again:?}");
+    let updated = put(
+        &hosts[1],
+        "exec-0",
+        "once",
+        &json!(3),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{updated:?}");
+    let stale = put(
+        &hosts[0],
+        "exec-0",
+        "once",
+        &json!(4),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(stale.status, 412, "{stale:?}");
+    for host in hosts.iter() {
+        assert_eq!(
+            get(host, "exec-0", "once").await.json["data"]["value"],
+            json!(3)
+        );
+    }
 }
