@@ -81,6 +81,31 @@ async fn put(
     .await
 }
 
+/// Writer `w`'s `n`th write: value `n` to one of its five keys. True when
+/// acknowledged (200, noted in `acknowledged`), false when refused with a
+/// 503 that says when to come back; anything else fails the test.
+async fn write_next(
+    host: &Host,
+    execution: &str,
+    w: usize,
+    n: u64,
+    acknowledged: &mut BTreeMap<String, u64>,
+) -> bool {
+    let key = format!("w{w}-k{}", n % 5);
+    let reply = put(host, execution, &key, &json!(n), &[]).await;
+    match reply.status {
+        200 => {
+            acknowledged.insert(key, n);
+            true
+        }
+        503 => {
+            assert!(reply.header("retry-after").is_some(), "{reply:?}");
+            false
+        }
+        other => panic!("a write while the cluster changed answered {other}: {reply:?}"),
+    }
+}
+
 async fn metric(host: &Host, line: &str) -> bool {
     let metrics = call("GET", &host.url("/metrics"), &[], None).await;
     String::from_utf8_lossy(&metrics.body)
@@ -218,17 +243,8 @@ async fn a_manual_failover_during_writes_loses_no_acknowledged_write_and_answers
                 let mut n = 0u64;
                 while Instant::now() < stop {
                     n += 1;
-                    let key = format!("w{w}-k{}", n % 5);
-                    let reply = put(&hosts[w % 2], &execution, &key, &json!(n), &[]).await;
-                    match reply.status {
-                        200 => {
-                            acknowledged.insert(key, n);
-                        }
-                        503 => {
-                            assert!(reply.header("retry-after").is_some(), "{reply:?}");
-                            refused += 1;
-                        }
-                        other => panic!("a write during failover answered {other}: {reply:?}"),
+                    if !write_next(&hosts[w % 2], &execution, w, n, &mut acknowledged).await {
+                        refused += 1;
                     }
                 }
                 (execution, acknowledged, refused)
@@ -336,18 +352,10 @@ async fn a_primary_killed_under_writes_is_replaced_and_no_write_answers_a_500() 
                 let mut last_acknowledged = BTreeMap::new();
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     n += 1;
-                    let key = format!("w{w}-k{}", n % 5);
-                    let reply = put(&hosts[w % 2], &execution, &key, &json!(n), &[]).await;
-                    match reply.status {
-                        200 => {
-                            written += 1;
-                            last_acknowledged.insert(key, n);
-                        }
-                        503 => {
-                            assert!(reply.header("retry-after").is_some(), "{reply:?}");
-                            refused += 1;
-                        }
-                        other => panic!("a write while a primary died answered {other}: {reply:?}"),
+                    if write_next(&hosts[w % 2], &execution, w, n, &mut last_acknowledged).await {
+                        written += 1;
+                    } else {
+                        refused += 1;
                     }
                 }
                 (written, refused, last_acknowledged)
