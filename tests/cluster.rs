@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::{FakeBackend, Host, HostConfig, Reply, ValkeyCluster, call, token};
+use serde_json::json;
+use support::api::{
+    bearer, get_variable as get, input_status, put_variable as put, until_refused, watch_is,
+};
+use support::{FakeBackend, Host, HostConfig, ValkeyCluster, call};
 
 /// The cluster, the fake backend with executions `exec-0` .. `exec-<n-1>`
 /// of `user-1`, and `hosts` hosts: the first given node 0 alone (it must
@@ -44,43 +47,6 @@ async fn hosts_on_a_cluster(
     (cluster, backend, Arc::new(started))
 }
 
-fn auth(execution: &str) -> String {
-    format!("Bearer {}", token(execution))
-}
-
-async fn get(host: &Host, execution: &str, key: &str) -> Reply {
-    call(
-        "GET",
-        &host.url(&format!("/executions/{execution}/variables/{key}")),
-        &[("authorization", &auth(execution))],
-        None,
-    )
-    .await
-}
-
-async fn put(
-    host: &Host,
-    execution: &str,
-    key: &str,
-    value: &Value,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let auth = auth(execution);
-    let mut all = vec![
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-    ];
-    all.extend_from_slice(headers);
-    let body = serde_json::to_vec(&json!({ "value": value })).unwrap();
-    call(
-        "PUT",
-        &host.url(&format!("/executions/{execution}/variables/{key}")),
-        &all,
-        Some(&body),
-    )
-    .await
-}
-
 /// Writer `w`'s `n`th write: value `n` to one of its five keys. True when
 /// acknowledged (200, noted in `acknowledged`), false when refused with a
 /// 503 that says when to come back; anything else fails the test.
@@ -106,19 +72,12 @@ async fn write_next(
     }
 }
 
-async fn metric(host: &Host, line: &str) -> bool {
-    let metrics = call("GET", &host.url("/metrics"), &[], None).await;
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .any(|l| l == line)
-}
-
 /// Waits (15 s at most) until every host's revocation watch is live on
 /// every primary.
 async fn wait_for_watches(hosts: &[Host]) {
     let started = Instant::now();
     for host in hosts {
-        while !metric(host, "cronium_revocation_watch_live 1").await {
+        while !watch_is(host, true).await {
             assert!(
                 started.elapsed() < Duration::from_secs(15),
                 "the revocation watch never went live on the cluster:\n{}",
@@ -127,6 +86,27 @@ async fn wait_for_watches(hosts: &[Host]) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Writes `execution`'s job's revocation key through the cluster, and
+/// waits until every host refuses the job, failing the test if any still
+/// serves it 1.5 s after the write; how long that took.
+async fn revoke_and_wait_until_refused(
+    cluster: &ValkeyCluster,
+    hosts: &[Host],
+    execution: &str,
+) -> Duration {
+    let _: () = redis::cmd("SET")
+        .arg(format!("cronium:exec-revoked:job-{execution}"))
+        .arg("1")
+        .query(&mut cluster.client())
+        .unwrap();
+    let written = Instant::now();
+    let within = Duration::from_millis(1500);
+    for host in hosts {
+        until_refused(host, execution, within.saturating_sub(written.elapsed())).await;
+    }
+    written.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -164,7 +144,7 @@ async fn a_revocation_written_to_the_cluster_reaches_every_host_and_the_rate_lim
         let reply = call(
             "GET",
             &hosts[i % 2].url("/executions/exec-1/input"),
-            &[("authorization", &auth("exec-1"))],
+            &[("authorization", &bearer("exec-1"))],
             None,
         )
         .await;
@@ -181,48 +161,10 @@ async fn a_revocation_written_to_the_cluster_reaches_every_host_and_the_rate_lim
 
     // The revocation: written once, to whichever primary holds its slot.
     for host in hosts.iter() {
-        let served = call(
-            "GET",
-            &host.url("/executions/exec-0/input"),
-            &[("authorization", &auth("exec-0"))],
-            None,
-        )
-        .await;
-        assert_eq!(served.status, 200, "{served:?}");
+        assert_eq!(input_status(host, "exec-0").await, 200);
     }
-    let _: () = redis::cmd("SET")
-        .arg("cronium:exec-revoked:job-exec-0")
-        .arg("1")
-        .query(&mut cluster.client())
-        .unwrap();
-    let written = Instant::now();
-    for host in hosts.iter() {
-        loop {
-            let status = call(
-                "GET",
-                &host.url("/executions/exec-0/input"),
-                &[("authorization", &auth("exec-0"))],
-                None,
-            )
-            .await
-            .status;
-            if status == 403 {
-                break;
-            }
-            assert_eq!(status, 200);
-            assert!(
-                written.elapsed() < Duration::from_millis(1500),
-                "a revoked job still served after {:?}:\n{}",
-                written.elapsed(),
-                host.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    eprintln!(
-        "revocation seen by both hosts after {:?}",
-        written.elapsed()
-    );
+    let took = revoke_and_wait_until_refused(&cluster, &hosts, "exec-0").await;
+    eprintln!("revocation seen by both hosts after {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -293,34 +235,7 @@ async fn a_manual_failover_during_writes_loses_no_acknowledged_write_and_answers
         .map(|i| format!("exec-{i}"))
         .find(|e| cluster.primary_of(&format!("cronium:exec-revoked:job-{e}")) == replica)
         .expect("some execution's revocation key lives on the promoted primary");
-    let _: () = redis::cmd("SET")
-        .arg(format!("cronium:exec-revoked:job-{execution}"))
-        .arg("1")
-        .query(&mut cluster.client())
-        .unwrap();
-    let written = Instant::now();
-    for host in hosts.iter() {
-        loop {
-            let status = call(
-                "GET",
-                &host.url(&format!("/executions/{execution}/input")),
-                &[("authorization", &auth(&execution))],
-                None,
-            )
-            .await
-            .status;
-            if status == 403 {
-                break;
-            }
-            assert_eq!(status, 200);
-            assert!(
-                written.elapsed() < Duration::from_millis(1500),
-                "a revoked job still served after the failover:\n{}",
-                host.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    revoke_and_wait_until_refused(&cluster, &hosts, &execution).await;
     // Each host noticed that a watched node stopped being a primary, and
     // watches the new primaries now.
     wait_for_watches(&hosts).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::api::{get_variable as get, put_variable as put, variable_path as var_path};
 use support::{FakeBackend, Host, HostConfig, Reply, Valkey, call, eventually, token};
 
 /// Valkey, the fake backend with executions `exec-1`, `exec-2` (user-1)
@@ -39,44 +40,6 @@ impl World {
 fn variable_key(user: &str, key: &str) -> String {
     use cronium_rules::keys;
     keys::in_space("variables", keys::Scope::User(user), &keys::variable(key))
-}
-
-fn var_path(execution: &str, raw_key: &str) -> String {
-    format!("/executions/{execution}/variables/{raw_key}")
-}
-
-async fn get(host: &Host, execution: &str, raw_key: &str) -> Reply {
-    let auth = format!("Bearer {}", token(execution));
-    call(
-        "GET",
-        &host.url(&var_path(execution, raw_key)),
-        &[("authorization", &auth)],
-        None,
-    )
-    .await
-}
-
-async fn put(
-    host: &Host,
-    execution: &str,
-    raw_key: &str,
-    value: &Value,
-    extra: &[(&str, &str)],
-) -> Reply {
-    let auth = format!("Bearer {}", token(execution));
-    let mut headers = vec![
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-    ];
-    headers.extend_from_slice(extra);
-    let body = json!({ "value": value }).to_string();
-    call(
-        "PUT",
-        &host.url(&var_path(execution, raw_key)),
-        &headers,
-        Some(body.as_bytes()),
-    )
-    .await
 }
 
 async fn delete(host: &Host, execution: &str, raw_key: &str, extra: &[(&str, &str)]) -> Reply {

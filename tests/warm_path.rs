@@ -8,6 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::api::{input_status as get_input, until_refused, watch_is};
 use support::{FakeBackend, Host, HostConfig, Valkey, call, token};
 
 /// Calls of each command Valkey served so far (`INFO commandstats`; the
@@ -54,53 +55,20 @@ fn scripts_run(valkey: &Valkey) -> u64 {
 /// (`live`) or that they are not; how long that took.
 async fn wait_for_watch_state(host: &Host, live: bool) -> Duration {
     let started = Instant::now();
-    let line = format!("cronium_revocation_watch_live {}", u8::from(live));
     while started.elapsed() < Duration::from_secs(10) {
-        let metrics = call("GET", &host.url("/metrics"), &[], None).await;
-        if String::from_utf8_lossy(&metrics.body)
-            .lines()
-            .any(|l| l == line)
-        {
+        if watch_is(host, live).await {
             return started.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the revocation watch never said {line:?}:\n{}", host.log());
+    panic!(
+        "the revocation watch never said live={live}:\n{}",
+        host.log()
+    );
 }
 
 async fn wait_for_watch(host: &Host) {
     wait_for_watch_state(host, true).await;
-}
-
-async fn get_input(host: &Host, execution: &str) -> u16 {
-    let auth = format!("Bearer {}", token(execution));
-    call(
-        "GET",
-        &host.url(&format!("/executions/{execution}/input")),
-        &[("authorization", &auth)],
-        None,
-    )
-    .await
-    .status
-}
-
-/// Polls `host` until `execution`'s requests are refused (403); how long
-/// that took.
-async fn until_refused(host: &Host, execution: &str, within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let status = get_input(host, execution).await;
-        if status == 403 {
-            return started.elapsed();
-        }
-        assert_eq!(status, 200);
-        assert!(
-            started.elapsed() < within,
-            "still served after {within:?}:\n{}",
-            host.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn two_hosts(valkey: &Valkey, backend: &FakeBackend, env: &[(&str, &str)]) -> [Host; 2] {

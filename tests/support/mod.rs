@@ -6,6 +6,7 @@
 // Shared by every test file and the benchmark; none uses all of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod backend;
 pub mod batch;
 pub mod client;
