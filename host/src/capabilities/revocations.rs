@@ -26,10 +26,11 @@ use std::time::Duration;
 
 use cronium_rules::keys::REVOKED_JOB_PREFIX;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc;
 
-use super::valkey::{cluster_client, connection_info, connection_infos, is_cluster};
+use super::valkey::{cluster_client, connection_info, connection_infos, probe};
 use crate::config::ValkeyConfig;
 
 /// How often the watch proves its connection alive; a revocation reaches
@@ -121,8 +122,9 @@ impl RevocationWatch {
 struct Topology {
     /// Whether it is a cluster, once a seed has said.
     cluster: Option<bool>,
-    /// Every node of the cluster seen last, asked first next time: the
-    /// configured seeds may be the very nodes that failed.
+    /// The node that answered (one node), or every node of the cluster
+    /// seen last: asked first next time, since the configured seeds may be
+    /// the very nodes that failed.
     nodes: Vec<redis::ConnectionInfo>,
 }
 
@@ -136,24 +138,35 @@ async fn watch_all(
 ) -> Result<(), RedisError> {
     let mut seeds = topology.nodes.clone();
     seeds.extend(connection_infos(config)?);
-    let cluster = match topology.cluster {
-        Some(cluster) => cluster,
-        None => *topology.cluster.insert(is_cluster(&seeds).await?),
+    if topology.cluster.is_none() {
+        let (answered, cluster) = probe(&seeds).await?;
+        topology.cluster = Some(cluster);
+        if !cluster {
+            topology.nodes = vec![answered];
+        }
+    }
+    // One cluster connection per life, for the primaries now and at each
+    // later check; it follows the cluster's changes by itself.
+    let mut cluster = match topology.cluster {
+        Some(true) => Some(cluster_client(&seeds)?.get_async_connection().await?),
+        _ => None,
     };
-    let nodes = if cluster {
-        let (primaries, all) = primaries(config, &seeds).await?;
-        topology.nodes = all;
-        primaries
-    } else {
-        vec![connection_info(config)?]
+    let nodes = match cluster.as_mut() {
+        Some(connection) => {
+            let (primaries, all) = primaries(config, connection).await?;
+            topology.nodes = all;
+            primaries
+        }
+        None => topology.nodes.clone(),
     };
+    let is_cluster = cluster.is_some();
     let sets: Vec<Arc<NodeSet>> = nodes.iter().map(|_| Arc::default()).collect();
     *known.revoked.write().unwrap_or_else(|p| p.into_inner()) = sets.clone();
     let (ready, mut readied) = mpsc::unbounded_channel::<()>();
     let mut follows = tokio::task::JoinSet::new();
     for (info, set) in nodes.iter().cloned().zip(sets) {
         let ready = ready.clone();
-        follows.spawn(async move { follow(info, &set, ready, cluster).await });
+        follows.spawn(async move { follow(info, &set, ready, is_cluster).await });
     }
     drop(ready);
     let expected: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
@@ -177,8 +190,9 @@ async fn watch_all(
                     Some(Err(_)) | None => Ok(()),
                 };
             }
-            _ = check.tick(), if cluster => {
-                let (primaries, all) = primaries(config, &seeds).await?;
+            _ = check.tick(), if is_cluster => {
+                let Some(connection) = cluster.as_mut() else { continue };
+                let (primaries, all) = primaries(config, connection).await?;
                 topology.nodes = all;
                 let now: Vec<String> = primaries.iter().map(|n| n.addr().to_string()).collect();
                 if now != expected {
@@ -190,16 +204,15 @@ async fn watch_all(
     }
 }
 
-/// The primaries of the cluster reached through `seeds`, in address
-/// order, and all its live nodes; each with the configured credentials.
+/// The primaries of the cluster of `connection`, in address order, and
+/// all its live nodes; each with the configured credentials.
 async fn primaries(
     config: &ValkeyConfig,
-    seeds: &[redis::ConnectionInfo],
+    connection: &mut ClusterConnection,
 ) -> Result<(Vec<redis::ConnectionInfo>, Vec<redis::ConnectionInfo>), RedisError> {
-    let mut connection = cluster_client(seeds)?.get_async_connection().await?;
     let nodes: String = redis::cmd("CLUSTER")
         .arg("NODES")
-        .query_async(&mut connection)
+        .query_async(connection)
         .await?;
     let template = connection_info(config)?;
     let nodes = cronium_rules::valkey::cluster_nodes(&nodes);

@@ -81,13 +81,16 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// Whether the Valkey at `seeds` is a cluster, asked of the first seed
-/// that answers; `Err` when none does.
-pub(crate) async fn is_cluster(seeds: &[redis::ConnectionInfo]) -> Result<bool, RedisError> {
+/// Asks the seeds in turn whether they are part of a cluster (`INFO
+/// cluster`): the first seed that answers, and its answer; `Err` when none
+/// does.
+pub(crate) async fn probe(
+    seeds: &[redis::ConnectionInfo],
+) -> Result<(redis::ConnectionInfo, bool), RedisError> {
     let mut last = None;
-    for info in seeds {
-        let connect = async {
-            let client = redis::Client::open(info.clone())?;
+    for seed in seeds {
+        let ask = async {
+            let client = redis::Client::open(seed.clone())?;
             let settings = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -100,8 +103,8 @@ pub(crate) async fn is_cluster(seeds: &[redis::ConnectionInfo]) -> Result<bool, 
                 .await?;
             Ok::<_, RedisError>(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
         };
-        match connect.await {
-            Ok(answer) => return Ok(answer),
+        match ask.await {
+            Ok(cluster) => return Ok((seed.clone(), cluster)),
             Err(error) => last = Some(error),
         }
     }
@@ -150,13 +153,6 @@ impl ValkeyCache {
             .await
             .cloned()
             .map_err(cache_error)
-    }
-
-    /// Whether the cache is a Valkey Cluster, once it has been reached.
-    pub fn is_cluster(&self) -> Option<bool> {
-        self.connection
-            .get()
-            .map(|c| matches!(c, Connection::Cluster(_)))
     }
 
     fn ttl(&self, ttl: Option<Duration>) -> Duration {
@@ -267,7 +263,8 @@ impl ValkeyCache {
         limiter_key: &str,
         quota: Quota,
     ) -> Result<Access, CacheError> {
-        if !keys::same_slot(revoked_key, limiter_key) && self.is_cluster() != Some(false) {
+        let clustered = matches!(self.conn().await?, Connection::Cluster(_));
+        if clustered && !keys::same_slot(revoked_key, limiter_key) {
             // One script cannot span two slots of a cluster: ask twice,
             // the revocation first (a revoked job spends no budget).
             if self.exists(revoked_key).await? {
@@ -321,7 +318,8 @@ impl ValkeyCache {
 /// Connects to the Valkey of `config`, a cluster or one node.
 async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
     let seeds = connection_infos(config)?;
-    if is_cluster(&seeds).await? {
+    let (answered, cluster) = probe(&seeds).await?;
+    if cluster {
         if config.db.is_some_and(|db| db != 0) {
             tracing::warn!("VALKEY_DB does not apply to a Valkey Cluster (database 0 only)");
         }
@@ -329,14 +327,12 @@ async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
         tracing::info!("cache on a Valkey Cluster");
         return Ok(Connection::Cluster(connection));
     }
-    // The first seed that answered is the node (more than one seed of a
-    // single node is a configuration mistake, and logged).
-    if config.seeds().count() > 1 {
+    if seeds.len() > 1 {
         tracing::warn!(
-            "VALKEY_URL lists several seeds, but they are not a cluster: using the first"
+            node = %answered.addr(),
+            "VALKEY_URL lists several seeds, but they are not a cluster: using the one that answered"
         );
     }
-    let client = redis::Client::open(connection_info(config)?)?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -345,7 +341,8 @@ async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(10))
         .set_max_delay(Duration::from_millis(100));
-    let manager = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+    let manager =
+        ConnectionManager::new_lazy_with_config(redis::Client::open(answered)?, manager_config)?;
     Ok(Connection::Node(manager))
 }
 

@@ -583,7 +583,6 @@ fn computed(config: &Config, setting: &Setting) -> Option<String> {
     }
 }
 
-/// `scheme://user:password@host` with the credentials replaced.
 /// `VALKEY_URL` as one URL per seed, each read as the Go service reads
 /// it (`valkey://` as `redis://`), joined by commas; `None` when any is
 /// not a Valkey URL.
@@ -604,6 +603,7 @@ fn redact_url(value: &str) -> String {
         .join(",")
 }
 
+/// `scheme://user:password@host` with the credentials replaced.
 fn redact_one_url(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
