@@ -55,6 +55,21 @@ use bindings::{
     cors as wit_cors, tool_types as wit_tool, tools as wit_tools, types as wit,
 };
 
+/// The value of a capability's inner `Ok`, else its error (mapped by the
+/// optional second argument) answered to the component from the host
+/// function this is used in: the trap level stays the outer `Result`.
+macro_rules! or_answer {
+    ($result:expr) => {
+        or_answer!($result, ::std::convert::identity)
+    };
+    ($result:expr, $map:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(error) => return Ok(Err($map(error))),
+        }
+    };
+}
+
 /// Every capability, shared by all requests.
 pub struct Capabilities {
     pub auth: Auth,
@@ -134,10 +149,7 @@ impl wit_cache::Host for RequestState {
         scope: wit_cache::Scope,
         key: String,
     ) -> CacheAnswer<Option<String>> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         let result = self.capabilities.cache.get(&key).await;
         let metrics = &self.capabilities.metrics;
         match &result {
@@ -156,10 +168,7 @@ impl wit_cache::Host for RequestState {
         value: String,
         ttl_ms: Option<u64>,
     ) -> CacheAnswer<()> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         let ttl = ttl_ms.map(Duration::from_millis);
         Ok(logged(self.capabilities.cache.set(&key, &value, ttl).await))
     }
@@ -172,10 +181,7 @@ impl wit_cache::Host for RequestState {
         value: String,
         ttl_ms: Option<u64>,
     ) -> CacheAnswer<bool> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         let ttl = ttl_ms.map(Duration::from_millis);
         Ok(logged(self.capabilities.cache.add(&key, &value, ttl).await))
     }
@@ -186,10 +192,7 @@ impl wit_cache::Host for RequestState {
         scope: wit_cache::Scope,
         key: String,
     ) -> CacheAnswer<bool> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         Ok(logged(self.capabilities.cache.delete(&key).await))
     }
 
@@ -201,10 +204,7 @@ impl wit_cache::Host for RequestState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> CacheAnswer<i64> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         let ttl = ttl_ms.map(Duration::from_millis);
         Ok(logged(
             self.capabilities.cache.increment(&key, delta, ttl).await,
@@ -219,10 +219,7 @@ impl wit_cache::Host for RequestState {
         ttl_ms: u64,
         wait_ms: u64,
     ) -> CacheAnswer<Option<Resource<Lease>>> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         let acquired = self
             .capabilities
             .cache
@@ -251,10 +248,7 @@ impl wit_cache::Host for RequestState {
         key: String,
         wait_ms: u64,
     ) -> CacheAnswer<bool> {
-        let key = match self.cache_key(&caller, scope, &key).await? {
-            Ok(key) => key,
-            Err(error) => return Ok(Err(error)),
-        };
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
         let wait = Duration::from_millis(wait_ms);
         Ok(logged(
             self.capabilities.cache.await_release(&key, wait).await,
@@ -271,16 +265,7 @@ impl wit_backend::Host for RequestState {
         caller: Resource<Caller>,
     ) -> BackendAnswer<wit_backend::ExecutionRead> {
         let claims = self.claims(&caller)?;
-        let started = Instant::now();
-        let read = records::execution(&self.capabilities, &claims).await;
-        if !matches!(read, Ok((_, false))) {
-            // Only reads that reached the backend say anything about it.
-            self.observe(started, &read);
-        }
-        let (e, from_backend) = match read {
-            Ok(read) => read,
-            Err(error) => return Ok(Err(backend_error(error))),
-        };
+        let (e, from_backend) = or_answer!(self.record(&claims).await, backend_error);
         self.table.get_mut(&caller)?.know_user(&e.user_id);
         Ok(Ok(wit_backend::ExecutionRead {
             execution: wit::Execution {
@@ -320,10 +305,7 @@ impl wit_backend::Host for RequestState {
         caller: Resource<Caller>,
         key: String,
     ) -> BackendAnswer<Option<wit_backend::Variable>> {
-        let (claims, user) = match self.user(&caller).await? {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(backend_error(error))),
-        };
+        let (claims, user) = or_answer!(self.user(&caller).await?, backend_error);
         let started = Instant::now();
         let result = self.backend().get_variable(&claims, &user, &key).await;
         Ok(self.observed(started, result).map(|variable| {
@@ -341,10 +323,7 @@ impl wit_backend::Host for RequestState {
         key: String,
         value: String,
     ) -> BackendAnswer<()> {
-        let (claims, user) = match self.user(&caller).await? {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(backend_error(error))),
-        };
+        let (claims, user) = or_answer!(self.user(&caller).await?, backend_error);
         let started = Instant::now();
         let result = self
             .backend()
@@ -358,10 +337,7 @@ impl wit_backend::Host for RequestState {
         caller: Resource<Caller>,
         key: String,
     ) -> BackendAnswer<bool> {
-        let (claims, user) = match self.user(&caller).await? {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(backend_error(error))),
-        };
+        let (claims, user) = or_answer!(self.user(&caller).await?, backend_error);
         let started = Instant::now();
         let result = self.backend().delete_variable(&claims, &user, &key).await;
         Ok(self.observed(started, result))
@@ -372,10 +348,7 @@ impl wit_backend::Host for RequestState {
         caller: Resource<Caller>,
         tool: String,
     ) -> BackendAnswer<Option<String>> {
-        let (claims, user) = match self.user(&caller).await? {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(backend_error(error))),
-        };
+        let (claims, user) = or_answer!(self.user(&caller).await?, backend_error);
         let started = Instant::now();
         let result = self
             .backend()
@@ -394,10 +367,7 @@ impl wit_backend::Host for RequestState {
         parameters: String,
         idempotency_key: Option<String>,
     ) -> BackendAnswer<String> {
-        let (claims, user) = match self.user(&caller).await? {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(backend_error(error))),
-        };
+        let (claims, user) = or_answer!(self.user(&caller).await?, backend_error);
         let started = Instant::now();
         let result = self
             .backend()
@@ -440,10 +410,9 @@ impl wit_tools::Host for RequestState {
         call: wit_tools::ToolCall,
     ) -> wasmtime::Result<Result<String, wit_tools::ToolsError>> {
         use wit_tools::ToolsError as W;
-        let (claims, user) = match self.user(&caller).await? {
-            Ok(found) => found,
-            Err(error) => return Ok(Err(W::Unavailable(error.to_string()))),
-        };
+        let (claims, user) = or_answer!(self.user(&caller).await?, |error: BackendError| {
+            W::Unavailable(error.to_string())
+        });
         let request = wit_tool::ToolRequest {
             action: call.action,
             parameters: call.parameters,
@@ -499,17 +468,25 @@ impl RequestState {
         if let Some(user) = caller.user() {
             return Ok(Ok((claims, user)));
         }
-        let started = Instant::now();
-        let read = records::execution(&self.capabilities, &claims).await;
-        if !matches!(read, Ok((_, false))) {
-            self.observe(started, &read);
-        }
-        let (execution, _) = match read {
-            Ok(read) => read,
-            Err(error) => return Ok(Err(error)),
-        };
+        let (execution, _) = or_answer!(self.record(&claims).await);
         let user = self.table.get_mut(handle)?.know_user(&execution.user_id);
         Ok(Ok((claims, user)))
+    }
+
+    /// The execution record of `claims` ([`records::execution`]), the
+    /// latency of a read that reached the backend recorded. (`&mut`: the
+    /// store's state is `Send` but not `Sync`, and this awaits.)
+    async fn record(
+        &mut self,
+        claims: &token::Claims,
+    ) -> Result<(cronium_rules::wire::Execution, bool), BackendError> {
+        let started = Instant::now();
+        let read = records::execution(&self.capabilities, claims).await;
+        if !matches!(read, Ok((_, false))) {
+            // Only reads that reached the backend say anything about it.
+            self.observe(started, &read);
+        }
+        read
     }
 
     /// The real key of the component's `key` in `scope` of its group's
@@ -527,14 +504,14 @@ impl RequestState {
             wit_cache::Scope::Execution => {
                 keys::in_space(group, keys::Scope::Execution(&claims.execution_id), key)
             }
-            wit_cache::Scope::User => match self.user(handle).await? {
-                Ok((_, user)) => keys::in_space(group, keys::Scope::User(&user), key),
-                Err(error) => {
-                    return Ok(Err(wit_cache::CacheError::Unavailable(format!(
+            wit_cache::Scope::User => {
+                let (_, user) = or_answer!(self.user(handle).await?, |error| {
+                    wit_cache::CacheError::Unavailable(format!(
                         "the caller's user is unknown: {error}"
-                    ))));
-                }
-            },
+                    ))
+                });
+                keys::in_space(group, keys::Scope::User(&user), key)
+            }
         }))
     }
 
