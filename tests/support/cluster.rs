@@ -2,7 +2,6 @@
 //! replica, the slots split evenly, formed with the cluster commands
 //! themselves (no `valkey-cli` needed). Everything stops when dropped.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::valkey::Valkey;
@@ -98,8 +97,7 @@ impl ValkeyCluster {
                     .query(&mut replica.connection());
                 match done {
                     Ok(()) => break,
-                    Err(e) if Instant::now() < deadline => {
-                        let _ = e;
+                    Err(_) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     Err(e) => panic!("CLUSTER REPLICATE: {e}"),
@@ -141,44 +139,22 @@ impl ValkeyCluster {
             .unwrap()
     }
 
-    /// Which node serves `key`'s slot now (its index), by asking a node.
+    /// Which node serves `key`'s slot now (its index): the one node that
+    /// answers a read of it, where the others redirect (`MOVED`).
     pub fn primary_of(&self, key: &str) -> usize {
-        let slot: u16 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(key)
-            .query(&mut self.nodes[0].connection())
-            .unwrap();
-        let ports: BTreeMap<u16, usize> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.port(), i))
-            .collect();
-        let shards = nodes_text(&mut self.nodes[0].connection());
-        for line in shards.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if !fields[2].contains("master") || fields[2].contains("fail") {
-                continue;
-            }
-            let port: u16 = fields[1]
-                .split(['@', ','])
-                .next()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            for range in &fields[8..] {
-                let (a, b) = range.split_once('-').unwrap_or((range, range));
-                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
-                    && (a..=b).contains(&slot)
-                {
-                    return ports[&port];
-                }
-            }
-        }
-        panic!("no primary serves slot {slot}");
+        (0..self.nodes.len())
+            .find(|&i| {
+                let Ok(mut node) =
+                    redis::Client::open(self.url(i)).and_then(|c| c.get_connection())
+                else {
+                    return false; // a killed node
+                };
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query::<i64>(&mut node)
+                    .is_ok()
+            })
+            .unwrap_or_else(|| panic!("no node serves {key}"))
     }
 
     /// The index of the replica of node `primary`.
