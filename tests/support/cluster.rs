@@ -14,6 +14,8 @@ pub struct ValkeyCluster {
 
 const PRIMARIES: usize = 3;
 const SLOTS: u16 = 16384;
+/// The node timeout once the cluster is formed.
+const FAILOVER_TIMEOUT_MS: u32 = 1000;
 
 impl ValkeyCluster {
     /// Starts six nodes and forms the cluster; returns once every node
@@ -40,9 +42,11 @@ impl ValkeyCluster {
                         "yes",
                         "--cluster-port",
                         &bus.to_string(),
-                        // Short, so a failed primary is replaced quickly.
+                        // Long while the cluster forms: a handshake not
+                        // finished within the timeout is dropped for good,
+                        // which a loaded machine can make happen.
                         "--cluster-node-timeout",
-                        "1000",
+                        "5000",
                     ]
                     .map(str::to_owned)
                     .to_vec(),
@@ -51,6 +55,15 @@ impl ValkeyCluster {
             .collect();
         let cluster = ValkeyCluster { nodes, _dir: dir };
         cluster.form();
+        // Then short, so a failed primary is replaced quickly.
+        for node in &cluster.nodes {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("cluster-node-timeout")
+                .arg(FAILOVER_TIMEOUT_MS)
+                .query(&mut node.connection())
+                .unwrap();
+        }
         cluster
     }
 

@@ -36,14 +36,26 @@ pub const SECRET: &str = "end-to-end-test-secret-0123456789";
 /// The token the hosts use towards the fake backend.
 pub const BACKEND_TOKEN: &str = "backend-token-for-tests";
 
-/// A free loopback port (bound and released; the OS does not hand it out
-/// again immediately).
+/// A free loopback port, never the same one twice in this process.
+///
+/// The port is bound and released, so another process could still take
+/// it; but the kernel picks `bind(0)` ports at random, so two calls in
+/// one test binary (a cluster takes twelve) can draw the same port, and
+/// two servers of parallel tests would then answer on one port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// Seconds since the Unix epoch.
