@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cronium_host::capabilities::Capabilities;
 use cronium_host::capabilities::backend::{AuditRecord, now_rfc3339};
-use cronium_host::capabilities::records;
+use cronium_host::capabilities::backend::records;
 use cronium_host::config::Config;
 use cronium_rules::token::Claims;
 use cronium_rules::wire::{Execution, Success};

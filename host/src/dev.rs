@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cronium_host::capabilities::embedded::{EmbeddedStore, valid_id};
+use cronium_host::capabilities::backend::embedded::{EmbeddedStore, valid_id};
 use cronium_host::config::Config;
 use cronium_rules::token::{Claims, TokenVerifier};
 use cronium_rules::wire::Execution;

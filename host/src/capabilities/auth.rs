@@ -18,6 +18,10 @@
 //! budget ([`RateShares`]). Whenever the watch cannot vouch for its list,
 //! requests go back to the one-round-trip check above.
 
+pub mod caller;
+pub mod rate_shares;
+pub mod revocations;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +32,9 @@ use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::token::{Claims, TokenError, TokenVerifier};
 use std::net::IpAddr;
 
+use self::rate_shares::RateShares;
+use self::revocations::RevocationWatch;
 use super::cache::{Cache, MemoryCache};
-use super::rate_shares::RateShares;
-use super::revocations::RevocationWatch;
 
 /// Rate-limit counters kept locally at most (when Valkey is down).
 const LOCAL_LIMITERS: usize = 100_000;

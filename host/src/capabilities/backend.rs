@@ -2,6 +2,8 @@
 //! `BACKEND_URL` is set (`http://`, or `https://` verified against the
 //! roots of [`trust`]), the embedded on-disk store otherwise.
 
+pub mod embedded;
+pub mod records;
 pub(crate) mod trust;
 
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use super::embedded::EmbeddedStore;
+use self::embedded::EmbeddedStore;
 use crate::config::BackendConfig;
 
 /// Why a backend call failed (the rules' failure, shared with the Spin

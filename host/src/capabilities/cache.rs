@@ -13,6 +13,8 @@
 //! does not idle until its next poll. Waiters on other hosts learn at their
 //! next poll.
 
+pub mod valkey;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,7 +26,7 @@ use cronium_rules::lease::{self, Line, Turn, Wait};
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::valkey::AcquireAnswer;
 
-use super::valkey::ValkeyCache;
+use self::valkey::ValkeyCache;
 
 /// Why a cache call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,12 +8,6 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod cache;
-pub mod caller;
-pub mod embedded;
-pub mod rate_shares;
-pub mod records;
-pub mod revocations;
-pub mod valkey;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,7 +21,7 @@ use self::audit::AuditSink;
 use self::auth::{Auth, AuthFailure};
 use self::backend::{AuditRecord, Backend, BackendError};
 use self::cache::{Cache, CacheError, Lease};
-use self::caller::Caller;
+use self::auth::caller::Caller;
 use crate::components::RequestState;
 use crate::metrics::Metrics;
 use crate::tools::{ToolCallError, ToolRegistry};
@@ -35,7 +29,7 @@ use crate::tools::{ToolCallError, ToolRegistry};
 /// Generated bindings of the `cronium:runtime/endpoint` world.
 ///
 /// Imports are trappable: a component that lends a caller handle past the
-/// request it was verified for is stopped (see [`caller`]).
+/// request it was verified for is stopped (see [`auth::caller`]).
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -43,7 +37,7 @@ pub mod bindings {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "cronium:runtime/auth.caller": crate::capabilities::caller::Caller,
+            "cronium:runtime/auth.caller": crate::capabilities::auth::caller::Caller,
             "cronium:runtime/cache.lease": crate::capabilities::cache::Lease,
         },
     });
@@ -473,7 +467,7 @@ impl RequestState {
         Ok(Ok((claims, user)))
     }
 
-    /// The execution record of `claims` ([`records::execution`]), the
+    /// The execution record of `claims` ([`backend::records::execution`]), the
     /// latency of a read that reached the backend recorded. (`&mut`: the
     /// store's state is `Send` but not `Sync`, and this awaits.)
     async fn record(
@@ -481,7 +475,7 @@ impl RequestState {
         claims: &token::Claims,
     ) -> Result<(cronium_rules::wire::Execution, bool), BackendError> {
         let started = Instant::now();
-        let read = records::execution(&self.capabilities, claims).await;
+        let read = backend::records::execution(&self.capabilities, claims).await;
         if !matches!(read, Ok((_, false))) {
             // Only reads that reached the backend say anything about it.
             self.observe(started, &read);

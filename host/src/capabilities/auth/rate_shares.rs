@@ -28,7 +28,7 @@ use cronium_rules::rate_limit::{self, Quota};
 
 use tokio::sync::watch;
 
-use super::cache::{Cache, CacheError};
+use crate::capabilities::cache::{Cache, CacheError};
 
 /// How long a share may be spent before what is left goes back.
 pub const SHARE_LIFE: Duration = Duration::from_secs(1);
@@ -197,7 +197,7 @@ impl RateShares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::valkey::ValkeyCache;
+    use crate::capabilities::cache::valkey::ValkeyCache;
     use crate::config::ValkeyConfig;
 
     #[tokio::test]

@@ -16,8 +16,8 @@ use cronium_rules::keys;
 use cronium_rules::token::Claims;
 use cronium_rules::wire::Execution;
 
-use super::Capabilities;
-use super::backend::BackendError;
+use super::BackendError;
+use crate::capabilities::Capabilities;
 
 /// The execution record of `claims`' execution, and whether this read
 /// reached the backend (a kept copy otherwise).

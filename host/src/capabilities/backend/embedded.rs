@@ -18,7 +18,7 @@ use cronium_rules::wire::{self, Execution};
 use serde_json::value::RawValue;
 use tokio::sync::Mutex;
 
-use super::backend::{AuditRecord, BackendError, StoredVariable, now_rfc3339};
+use super::{AuditRecord, BackendError, StoredVariable, now_rfc3339};
 
 /// Why the store cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
