@@ -13,10 +13,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cronium_host::capabilities::Capabilities;
-use cronium_host::capabilities::backend::{AuditRecord, now_rfc3339};
-use cronium_host::capabilities::backend::records;
-use cronium_host::config::Config;
+use cronium_host::native::{self, AuditRecord, Capabilities, Config, now_rfc3339};
 use cronium_rules::token::Claims;
 use cronium_rules::wire::{Execution, Success};
 use cronium_rules::{keys, variables};
@@ -143,7 +140,7 @@ async fn handle(caps: &Capabilities, request: Request<hyper::body::Incoming>) ->
 
 /// The execution record as the `backend` capability keeps it.
 async fn execution(caps: &Capabilities, caller: &Claims) -> Result<Execution, Reply> {
-    records::execution(caps, caller)
+    native::execution(caps, caller)
         .await
         .map(|(execution, _)| execution)
         .map_err(|e| error(502, &e.to_string()))
@@ -267,7 +264,7 @@ async fn put_variable(caps: &Capabilities, caller: &Claims, key: &str, body: &[u
 
 /// A tool action, as the tool-actions component runs it (without idempotency).
 async fn execute_tool(caps: &Capabilities, authorization: Option<&str>, body: &[u8]) -> Reply {
-    use cronium_host::capabilities::bindings::tool_types::{Invocation, ToolRequest};
+    use cronium_host::native::{Invocation, ToolRequest};
     let caller = match caps.auth.verify(authorization, None, &caps.cache).await {
         Ok(claims) => claims,
         Err(e) => return error(401, &e.to_string()),
@@ -282,11 +279,9 @@ async fn execute_tool(caps: &Capabilities, authorization: Option<&str>, body: &[
     let Some(installed) = caps.tools.find(tool) else {
         return error(404, "no such tool");
     };
-    let Some(declared) =
-        cronium_rules::tools::resolve_action(&installed.manifest.actions, action, |a| {
-            (a.name.as_str(), a.aliases.as_slice())
-        })
-    else {
+    let Some(declared) = cronium_rules::tools::resolve_action(&installed.actions, action, |a| {
+        (a.name.as_str(), a.aliases.as_slice())
+    }) else {
         return error(400, "no such action");
     };
     let action = declared.name.as_str();

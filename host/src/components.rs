@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod siblings;
@@ -31,28 +31,25 @@ mod warm;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
-};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capabilities::Capabilities;
-use crate::capabilities::bindings::exports::cronium::runtime::handler;
-use crate::capabilities::bindings::{Endpoint, EndpointPre};
+use crate::bindings::handler;
+use crate::bindings::{Endpoint, EndpointPre};
+use crate::capabilities::{Capabilities, CapabilitiesCtx, CapabilitiesCtxView, CapabilitiesView};
 use crate::compile_cache::CompileCache;
 use crate::config::{ComponentExport, Config};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::sandbox::{self, EPOCH_TICK, MemoryLimit, Sandboxed};
 use siblings::Outgoing;
 use warm::{WarmKey, WarmPool};
 
-/// An endpoint group: a component and the routes it serves
-/// (`cronium_rules::routes`, the one routing rule of both hosts).
-pub use cronium_rules::routes::RouteGroup as Group;
+pub use crate::routing::Group;
 
 /// The component of `group` built into the binary.
 fn embedded(group: Group) -> &'static [u8] {
@@ -85,18 +82,28 @@ pub enum LoadError {
 pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    pub(crate) table: ResourceTable,
+    table: ResourceTable,
     /// Where its outgoing `wasi:http` requests go (nowhere, but for the
     /// batch group's).
     hooks: Outgoing,
     limits: MemoryLimit,
-    pub(crate) capabilities: Arc<Capabilities>,
-    /// The client's address (rate limits of failing tokens).
-    pub(crate) peer: Option<IpAddr>,
-    /// The group it serves: its components' cache space.
-    pub(crate) group: Group,
-    /// Which of its store's requests it serves (callers are valid for one).
-    pub(crate) request: u64,
+    /// What the capabilities know of the request being served.
+    capabilities: CapabilitiesCtx,
+}
+
+impl CapabilitiesView for RequestState {
+    fn capabilities(&mut self) -> CapabilitiesCtxView<'_> {
+        CapabilitiesCtxView {
+            ctx: &mut self.capabilities,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Sandboxed for RequestState {
+    fn memory_limit(&mut self) -> &mut MemoryLimit {
+        &mut self.limits
+    }
 }
 
 impl WasiView for RequestState {
@@ -116,84 +123,6 @@ impl WasiHttpView for RequestState {
             hooks: &mut self.hooks,
         }
     }
-}
-
-/// Caps an instance's memory, and remembers whether the cap was hit so
-/// that the failure is reported as what it is.
-pub(crate) struct MemoryLimit {
-    max: usize,
-    hit: Arc<AtomicBool>,
-    /// The largest memory the instance was allowed to grow to.
-    grown: usize,
-}
-
-impl MemoryLimit {
-    /// The largest linear memory the instance has grown to so far.
-    pub(crate) fn grown(&self) -> usize {
-        self.grown
-    }
-
-    /// A cap of `max` bytes, and the flag that tells whether it was hit.
-    pub(crate) fn new(max: usize) -> (MemoryLimit, Arc<AtomicBool>) {
-        let hit = Arc::new(AtomicBool::new(false));
-        (
-            MemoryLimit {
-                max,
-                hit: hit.clone(),
-                grown: 0,
-            },
-            hit,
-        )
-    }
-}
-
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max {
-            self.hit.store(true, Ordering::Relaxed);
-            return Ok(false);
-        }
-        self.grown = self.grown.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-/// How often the epoch advances; deadlines are counted in these ticks.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// The epoch deadline, in ticks, of a call that may run for `timeout`.
-pub(crate) fn epoch_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-}
-
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as the
-/// engine lives, so that deadlines interrupt guests that never call out.
-pub(crate) fn start_epoch_clock(engine: &Engine) -> std::io::Result<()> {
-    let ticker = engine.weak();
-    std::thread::Builder::new()
-        .name("epoch".into())
-        .spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .map(drop)
 }
 
 /// A group's pre-instantiated component, by the export the host calls.
@@ -250,8 +179,7 @@ impl Components {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(LoadError::Engine)?;
-        Endpoint::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(LoadError::Engine)?;
+        crate::capabilities::add_to_linker(&mut linker).map_err(LoadError::Engine)?;
 
         let cache = CompileCache::new(config.compile_cache.clone());
         let mut groups = HashMap::new();
@@ -281,7 +209,7 @@ impl Components {
             groups.insert(group, entry);
         }
 
-        start_epoch_clock(&engine).map_err(|e| LoadError::Engine(e.into()))?;
+        sandbox::start_epoch_clock(&engine).map_err(|e| LoadError::Engine(e.into()))?;
         if let Some(pool) = &warm {
             WarmPool::start_sweeper(pool).map_err(|e| LoadError::Engine(e.into()))?;
         }
@@ -333,8 +261,7 @@ impl Inner {
         let (mut store, exports) = match warm {
             Some((WarmInstance { mut store, exports }, served)) => {
                 let state = store.data_mut();
-                state.peer = peer;
-                state.request += 1;
+                state.capabilities.next_request(peer);
                 state.limits = limits;
                 state.hooks = hooks;
                 self.capabilities
@@ -352,18 +279,13 @@ impl Inner {
                         table: ResourceTable::new(),
                         hooks,
                         limits,
-                        capabilities: self.capabilities.clone(),
-                        peer,
-                        group,
-                        request: 0,
+                        capabilities: CapabilitiesCtx::new(self.capabilities.clone(), group, peer),
                     },
                 );
                 (store, None)
             }
         };
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(epoch_ticks(timeout));
-        store.epoch_deadline_trap();
+        sandbox::confine(&mut store, timeout);
         (store, exports)
     }
 
@@ -415,7 +337,7 @@ impl Inner {
                     }
                     Ok(response)
                 }
-                Err(CallError::Guest(error)) => Err(failure(error, &memory_hit)),
+                Err(CallError::Guest(error)) => Err(sandbox::component_failure(error, &memory_hit)),
                 Err(CallError::Answer(error)) => Err(error),
             }
         })
@@ -624,20 +546,6 @@ fn entry(
     ProxyPre::new(pre).map(Entry::WasiHttp)
 }
 
-/// Turns a failed guest call into the caller's error.
-fn failure(error: wasmtime::Error, memory_hit: &AtomicBool) -> ApiError {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        tracing::warn!("component interrupted at its deadline");
-        return ApiError::deadline_exceeded();
-    }
-    if memory_hit.load(Ordering::Relaxed) {
-        tracing::warn!(error = %format!("{error:#}"), "component ran out of memory");
-        return ApiError::internal("the component ran out of memory");
-    }
-    tracing::error!(error = %format!("{error:#}"), "component trapped");
-    ApiError::internal("the component failed")
-}
-
 /// Warm instances kept at most: a quarter of the pool's size.
 fn warm_cap(max_instances: u32) -> usize {
     (max_instances / 4) as usize
@@ -664,12 +572,7 @@ fn engine(config: &Config, warm: usize) -> wasmtime::Result<Engine> {
     // a request dirtied instead of memsetting the whole resident prefix.
     pool.pagemap_scan(wasmtime::Enabled::Auto);
 
-    let mut wasm = wasmtime::Config::new();
-    wasm.wasm_component_model(true)
-        // Our components are wasi:http 0.2 (no component-model async):
-        // skipping the concurrency state makes every store cheaper.
-        .concurrency_support(false)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let mut wasm = sandbox::engine_config();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm)
 }

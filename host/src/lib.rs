@@ -2,27 +2,50 @@
 //! endpoint-group components on wasmtime, and gives them their
 //! capabilities natively.
 //!
+//! The modules, from the bottom of the dependency graph up (each uses
+//! only modules listed before it):
+//!
 //! * [`config`]: the environment (the Go service's variables and ours);
-//! * [`server`]: HTTP (HTTPS with `ENABLE_TLS`), native `/health`,
-//!   routing, body caps, request log;
-//! * [`components`]: the engine, one pre-instantiated component per group,
-//!   a fresh bounded store per request;
+//! * [`error`]: the JSON errors the host answers itself;
+//! * [`metrics`]: the Prometheus metrics of `/metrics`;
 //! * [`compile_cache`]: compiled components kept on disk between starts;
+//! * [`routing`]: which group (or the host itself) serves a path;
+//! * [`bindings`]: the generated bindings of both WIT worlds;
 //! * [`capabilities`]: `auth`, `cache` (Valkey or in-process), `backend`
-//!   (the Cronium API or the embedded store) and `audit`;
+//!   (the Cronium API or the embedded store), `audit` and `tools`, one
+//!   module each with its host functions and `add_to_linker`;
+//! * [`sandbox`]: the store every guest runs in (memory cap, epoch
+//!   deadline) and what its failures become;
 //! * [`tools`]: the tool registry (drop-in tool components, hot reload,
 //!   per-call sandbox and egress policy);
-//! * [`error`]: the JSON errors the host answers itself;
-//! * [`metrics`]: the Prometheus metrics of `/metrics`.
+//! * [`components`]: the engine, one pre-instantiated component per group,
+//!   a fresh bounded store per request;
+//! * [`server`]: HTTP (HTTPS with `ENABLE_TLS`), native `/health`, body
+//!   caps, request log;
+//! * [`native`]: what the benchmark's native baseline uses.
 
+pub mod bindings;
 pub mod capabilities;
 pub mod compile_cache;
 pub mod components;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod routing;
+pub mod sandbox;
 pub mod server;
 pub mod tools;
+
+/// The host's capabilities as a plain Rust API, for the benchmark's native
+/// baseline (`bench/native_baseline.rs`): the same work as the components
+/// do, without wasm in between. Everything it needs, and nothing else.
+pub mod native {
+    pub use crate::bindings::tool_types::{Invocation, ToolRequest};
+    pub use crate::capabilities::Capabilities;
+    pub use crate::capabilities::backend::records::execution;
+    pub use crate::capabilities::backend::{AuditRecord, now_rfc3339};
+    pub use crate::config::Config;
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,10 +58,11 @@ use tokio::net::TcpListener;
 use crate::capabilities::Capabilities;
 use crate::capabilities::audit::{AuditSink, AuditWorker};
 use crate::capabilities::auth::Auth;
-use crate::capabilities::backend::{Backend, HttpBackend};
-use crate::capabilities::cache::{Cache, MemoryCache};
 use crate::capabilities::auth::revocations::RevocationWatch;
 use crate::capabilities::backend::embedded::{EmbeddedStore, StoreError};
+use crate::capabilities::backend::{Backend, HttpBackend};
+use crate::capabilities::cache::Cache;
+use crate::capabilities::cache::memory::MemoryCache;
 use crate::capabilities::cache::valkey::ValkeyCache;
 use crate::components::{Components, LoadError};
 use crate::config::Config;
@@ -126,12 +150,7 @@ impl Capabilities {
     }
 }
 
-/// What every request handler shares.
-pub struct App {
-    pub(crate) components: Components,
-    pub capabilities: Arc<Capabilities>,
-    pub(crate) front: server::Front,
-}
+pub use server::App;
 
 /// A started host: components loaded, capabilities up, socket bound.
 pub struct Runtime {
@@ -153,7 +172,7 @@ impl Runtime {
             .map(server::tls::TlsAcceptor::new)
             .transpose()?;
         let (capabilities, audit_worker) = Capabilities::from_config(config).await?;
-        capabilities.tools.watch();
+        capabilities.tools.clone().watch();
         let capabilities = Arc::new(capabilities);
         let components = Components::load(config, capabilities.clone())?;
         let listener =

@@ -134,9 +134,9 @@ impl Metrics {
         *errors.entry(kind).or_default() += 1;
     }
 
-    /// Counts a tool call and how it ended.
-    pub fn tool_call<T>(&self, tool: &str, outcome: &Result<T, crate::tools::ToolCallError>) {
-        let outcome = crate::tools::outcome_name(outcome);
+    /// Counts a tool call and how it ended (`outcome`, a label such as
+    /// `ok` or `timed_out`).
+    pub fn tool_call(&self, tool: &str, outcome: &'static str) {
         let mut calls = self.tool_calls.lock().unwrap_or_else(|p| p.into_inner());
         match calls.get_mut(&(tool.to_owned(), outcome)) {
             Some(n) => *n += 1,

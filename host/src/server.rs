@@ -29,18 +29,27 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::App;
+use crate::capabilities::Capabilities;
 use crate::capabilities::backend::now_rfc3339;
 use crate::capabilities::cache::Cache;
-use crate::components::Group;
+use crate::components::Components;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Gauges;
+use crate::routing::{Group, Native, Target};
 
 /// The most of a refused body read (and discarded) before answering 413.
 const DRAIN_MAX: u64 = 16 * 1024 * 1024;
 /// How long draining a refused body may take.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// What every request handler shares.
+pub struct App {
+    pub(crate) components: Components,
+    /// Every capability.
+    pub capabilities: Arc<Capabilities>,
+    pub(crate) front: Front,
+}
 
 /// The front's limits and policies, from the configuration.
 pub struct Front {
@@ -231,39 +240,6 @@ async fn handle(
     response
 }
 
-/// What a path is served by, resolved once per request.
-#[derive(Clone, Copy)]
-enum Target {
-    Native(Native),
-    Component(Group),
-    Unknown,
-}
-
-impl Target {
-    fn of(path: &str) -> Target {
-        match path {
-            "/health" => Target::Native(Native::Health),
-            "/ready" => Target::Native(Native::Ready),
-            "/metrics" => Target::Native(Native::Metrics),
-            "/openapi.json" => Target::Native(Native::OpenApi),
-            _ => cronium_rules::routes::group_for_path(path)
-                .map_or(Target::Unknown, Target::Component),
-        }
-    }
-
-    /// The metrics label.
-    fn name(self) -> &'static str {
-        match self {
-            Target::Native(Native::Health) => "health",
-            Target::Native(Native::Ready) => "ready",
-            Target::Native(Native::Metrics) => "metrics",
-            Target::Native(Native::OpenApi) => "openapi",
-            Target::Component(group) => group.name(),
-            Target::Unknown => "unknown",
-        }
-    }
-}
-
 async fn route(
     app: &Arc<App>,
     request: Request<Incoming>,
@@ -331,15 +307,6 @@ async fn route(
         tracing::error!(%error, "a component call ended abnormally");
         Err(ApiError::internal("the request could not be completed"))
     })
-}
-
-/// The routes the host answers itself.
-#[derive(Clone, Copy)]
-enum Native {
-    Health,
-    Ready,
-    Metrics,
-    OpenApi,
 }
 
 /// The OpenAPI 3.1 document of the public API (`host/api/openapi.json`),

@@ -18,40 +18,25 @@ pub mod egress;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use cronium_rules::tools::{ActionDecl, HostPattern, check_manifest};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use self::egress::{EgressPolicy, ToolEgress};
+use crate::bindings::ToolActionPre;
+use crate::bindings::tool_types::{Manifest, ToolRequest};
+use crate::capabilities::tools::{ToolCall, ToolRunner, outcome_name};
 use crate::compile_cache::CompileCache;
-use crate::components::{MemoryLimit, epoch_ticks, start_epoch_clock};
 use crate::config::ToolsConfig;
+use crate::sandbox::{self, MemoryLimit, Sandboxed};
 
-/// Generated bindings of the `cronium:runtime/tool-action` world.
-/// The tool-call types are the ones of the endpoint bindings, so a
-/// request passes from an endpoint component to a tool unconverted.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "cronium:runtime/tool-action",
-        exports: { default: async },
-        with: {
-            "cronium:runtime/types": crate::capabilities::bindings::types,
-            "cronium:runtime/tool-types": crate::capabilities::bindings::tool_types,
-        },
-    });
-    pub use crate::capabilities::bindings::tool_types::{
-        Action, Invocation, Manifest, ToolError, ToolRequest,
-    };
-}
-
-use bindings::{Manifest, ToolActionPre, ToolError, ToolRequest};
+pub use crate::capabilities::tools::ToolCallError;
 
 /// The tools built into the binary (`CRONIUM_BUILTIN_TOOLS`).
 const BUILTIN: &[(&str, &[u8])] = &[
@@ -63,21 +48,6 @@ const BUILTIN: &[(&str, &[u8])] = &[
 
 /// How long a tool may take to describe itself.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a tool call did not produce a result.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ToolCallError {
-    #[error("no such tool")]
-    NotInstalled,
-    #[error("the tool reported an error: {0:?}")]
-    Tool(ToolError),
-    #[error("the tool failed: {0}")]
-    Crashed(String),
-    #[error("the tool ran past its deadline")]
-    TimedOut,
-    #[error("the tool ran out of memory")]
-    OutOfMemory,
-}
 
 /// Why a tool could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +83,12 @@ pub struct ToolState {
     table: ResourceTable,
     hooks: ToolEgress,
     limits: MemoryLimit,
+}
+
+impl Sandboxed for ToolState {
+    fn memory_limit(&mut self) -> &mut MemoryLimit {
+        &mut self.limits
+    }
 }
 
 impl WasiView for ToolState {
@@ -167,12 +143,8 @@ impl ToolRegistry {
         config: &ToolsConfig,
         compile_cache: Option<PathBuf>,
     ) -> Result<Arc<Self>, ToolLoadError> {
-        let mut wasm = wasmtime::Config::new();
-        wasm.wasm_component_model(true)
-            .concurrency_support(false)
-            .epoch_interruption(true);
-        let engine = Engine::new(&wasm).map_err(ToolLoadError::Engine)?;
-        start_epoch_clock(&engine).map_err(|e| ToolLoadError::Engine(e.into()))?;
+        let engine = Engine::new(&sandbox::engine_config()).map_err(ToolLoadError::Engine)?;
+        sandbox::start_epoch_clock(&engine).map_err(|e| ToolLoadError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(ToolLoadError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -253,7 +225,7 @@ impl ToolRegistry {
         };
         let outcome = match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(ToolCallError::TimedOut),
-            Ok(Err(error)) => Err(failure(error, &memory_hit, id)),
+            Ok(Err(error)) => Err(sandbox::tool_failure(error, &memory_hit, id)),
             Ok(Ok(answer)) => answer.map_err(ToolCallError::Tool),
         };
         tracing::info!(
@@ -293,9 +265,7 @@ impl ToolRegistry {
                 limits,
             },
         );
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(epoch_ticks(timeout));
-        store.epoch_deadline_trap();
+        sandbox::confine(&mut store, timeout);
         (store, memory_hit)
     }
 
@@ -337,7 +307,7 @@ impl ToolRegistry {
         };
         let manifest = match tokio::time::timeout(DESCRIBE_TIMEOUT, describe).await {
             Err(_) => Err(ToolCallError::TimedOut),
-            Ok(result) => result.map_err(|e| failure(e, &memory_hit, name)),
+            Ok(result) => result.map_err(|e| sandbox::tool_failure(e, &memory_hit, name)),
         }
         .map_err(ToolLoadError::Describe)?;
         check_manifest(
@@ -490,30 +460,23 @@ fn scan(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
     Ok(seen)
 }
 
-/// Turns a failed guest call into what the caller is told.
-fn failure(error: wasmtime::Error, memory_hit: &AtomicBool, tool: &str) -> ToolCallError {
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        ToolCallError::TimedOut
-    } else if memory_hit.load(Ordering::Relaxed) {
-        ToolCallError::OutOfMemory
-    } else {
-        tracing::warn!(tool, error = %format!("{error:#}"), "tool trapped");
-        ToolCallError::Crashed("the tool stopped with an error".into())
+impl ToolRunner for ToolRegistry {
+    fn installed(&self) -> Vec<Manifest> {
+        ToolRegistry::installed(self)
+            .iter()
+            .map(|t| t.manifest.clone())
+            .collect()
     }
-}
 
-/// The metric and log label of a call's outcome.
-pub(crate) fn outcome_name<T>(outcome: &Result<T, ToolCallError>) -> &'static str {
-    match outcome {
-        Ok(_) => "ok",
-        Err(ToolCallError::NotInstalled) => "not_installed",
-        Err(ToolCallError::Tool(ToolError::InvalidParameters(_))) => "invalid_parameters",
-        Err(ToolCallError::Tool(ToolError::UnknownAction(_))) => "unknown_action",
-        Err(ToolCallError::Tool(ToolError::MissingCredentials(_))) => "missing_credentials",
-        Err(ToolCallError::Tool(ToolError::Rejected(_))) => "rejected",
-        Err(ToolCallError::Tool(ToolError::Failed(_))) => "failed",
-        Err(ToolCallError::Crashed(_)) => "crashed",
-        Err(ToolCallError::TimedOut) => "timed_out",
-        Err(ToolCallError::OutOfMemory) => "out_of_memory",
+    fn find(&self, id: &str) -> Option<Manifest> {
+        ToolRegistry::find(self, id).map(|t| t.manifest.clone())
+    }
+
+    fn execute<'a>(&'a self, id: &'a str, request: ToolRequest) -> ToolCall<'a> {
+        Box::pin(ToolRegistry::execute(self, id, request))
+    }
+
+    fn watch(self: Arc<Self>) {
+        ToolRegistry::watch(&self);
     }
 }

@@ -18,6 +18,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backend::{AuditRecord, Backend, BackendError};
+use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
+use crate::bindings::audit as wit_audit;
+use crate::bindings::auth::Caller;
+use wasmtime::component::{Linker, Resource};
 
 /// Events waiting in memory before new ones are refused (and counted).
 const QUEUE: usize = 100_000;
@@ -300,5 +304,35 @@ fn read_lines(path: &Path) -> std::io::Result<VecDeque<String>> {
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VecDeque::new()),
         Err(e) => Err(e),
+    }
+}
+
+/// Adds the WIT `audit` interface to `linker`.
+pub fn add_to_linker<T: CapabilitiesView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    wit_audit::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)
+}
+
+impl wit_audit::Host for CapabilitiesCtxView<'_> {
+    async fn emit(
+        &mut self,
+        caller: Resource<Caller>,
+        event: wit_audit::AuditEvent,
+    ) -> wasmtime::Result<()> {
+        let claims = self.claims(&caller)?;
+        let metadata = cronium_rules::backend::audit_metadata(
+            &event.details,
+            claims.user_id.as_deref(),
+            Some(&claims.job_id),
+            &event.outcome,
+        );
+        self.ctx.capabilities.audit.emit(AuditRecord {
+            execution_id: claims.execution_id.clone(),
+            action: event.action,
+            metadata,
+            timestamp: super::backend::now_rfc3339(),
+        });
+        Ok(())
     }
 }

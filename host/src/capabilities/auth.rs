@@ -31,10 +31,15 @@ use cronium_rules::keys;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::token::{Claims, TokenError, TokenVerifier};
 use std::net::IpAddr;
+use wasmtime::component::Resource;
 
 use self::rate_shares::RateShares;
 use self::revocations::RevocationWatch;
-use super::cache::{Cache, MemoryCache};
+use super::cache::Cache;
+use super::cache::memory::MemoryCache;
+use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
+use crate::bindings::auth as wit_auth;
+use crate::bindings::auth::Caller;
 
 /// Rate-limit counters kept locally at most (when Valkey is down).
 const LOCAL_LIMITERS: usize = 100_000;
@@ -283,6 +288,66 @@ impl Auth {
         let seen = self.seen_revoked.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(job_id)
             .is_some_and(|at| at.elapsed() < self.remember_for)
+    }
+}
+
+/// Adds the WIT `auth` interface (and its `caller` resource) to `linker`.
+pub fn add_to_linker<T: CapabilitiesView + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    wit_auth::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)
+}
+
+impl wit_auth::Host for CapabilitiesCtxView<'_> {
+    async fn verify(
+        &mut self,
+        authorization: Option<String>,
+    ) -> wasmtime::Result<Result<Resource<Caller>, wit_auth::AuthError>> {
+        let caps = &self.ctx.capabilities;
+        let verified = caps
+            .auth
+            .verify(authorization.as_deref(), self.ctx.peer, &caps.cache)
+            .await;
+        if matches!(verified, Err(AuthFailure::RateLimited(_))) {
+            caps.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        match verified {
+            Ok(claims) => {
+                let caller = Caller::new(claims, self.ctx.request);
+                Ok(Ok(self.table.push(caller)?))
+            }
+            Err(failure) => Ok(Err(auth_error(failure))),
+        }
+    }
+}
+
+impl wit_auth::HostCaller for CapabilitiesCtxView<'_> {
+    async fn execution_id(&mut self, caller: Resource<Caller>) -> wasmtime::Result<String> {
+        Ok(self.caller(&caller)?.claims().execution_id.clone())
+    }
+
+    async fn drop(&mut self, caller: Resource<Caller>) -> wasmtime::Result<()> {
+        self.table.delete(caller)?;
+        Ok(())
+    }
+}
+
+/// The component's view of an `auth` failure.
+fn auth_error(failure: AuthFailure) -> wit_auth::AuthError {
+    use TokenError as T;
+    use wit_auth::AuthError as W;
+    match failure {
+        AuthFailure::Token(T::MissingCredentials) => W::MissingCredentials,
+        AuthFailure::Token(T::Malformed(why)) => W::Malformed(why),
+        AuthFailure::Token(T::InvalidSignature) => W::InvalidSignature,
+        AuthFailure::Token(T::UnsupportedAlgorithm(alg)) => W::UnsupportedAlgorithm(alg),
+        AuthFailure::Token(T::Expired) => W::Expired,
+        AuthFailure::Token(T::NotYetValid) => W::NotYetValid,
+        AuthFailure::Token(T::TooOld) => W::TooOld,
+        AuthFailure::Token(T::MissingClaim(claim)) => W::MissingClaim(claim),
+        AuthFailure::Revoked => W::Revoked,
+        AuthFailure::Unavailable(why) => W::Unavailable(why),
+        AuthFailure::RateLimited(seconds) => W::RateLimited(seconds),
     }
 }
 

@@ -12,21 +12,34 @@
 //! ([`LocalReleases`]): the one whose turn it is asks at once, so the lease
 //! does not idle until its next poll. Waiters on other hosts learn at their
 //! next poll.
+//!
+//! * [`memory`]: the in-process cache; [`valkey`]: Valkey (standalone or
+//!   cluster); [`near`]: the in-process parts in front of Valkey;
+//!   [`lease`]: the `lease` resource.
+//! * The WIT `cache` interface's host functions, for every store whose
+//!   state is a [`CapabilitiesView`], and [`add_to_linker`].
 
+pub mod lease;
+pub mod memory;
+pub mod near;
 pub mod valkey;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use tokio::sync::watch;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use cronium_rules::keys;
-use cronium_rules::lease::{self, Line, Turn, Wait};
+use cronium_rules::lease::{self as lease_rules, Wait};
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::valkey::AcquireAnswer;
+use wasmtime::component::{Linker, Resource};
 
+use self::lease::Lease;
+use self::memory::MemoryCache;
+use self::near::{LocalReleases, NEAR_ENTRIES, NEAR_TTL, until_turn_or};
 use self::valkey::ValkeyCache;
+use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
+use crate::bindings::auth::Caller;
+use crate::bindings::cache as wit_cache;
 
 /// Why a cache call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,14 +50,6 @@ pub enum CacheError {
     /// The cache refused the call.
     #[error("cache refused the call: {0}")]
     Invalid(String),
-}
-
-/// A held lease (see [`cronium_rules::lease`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub key: String,
-    pub owner: String,
-    pub fence: u64,
 }
 
 /// What the per-request access check found.
@@ -67,55 +72,6 @@ pub enum Cache {
     },
     Memory(MemoryCache),
 }
-
-/// Counts, per guarded key, the leases this process released, so that its
-/// waiters for the key can tell how many turns passed without asking
-/// Valkey. Only keys with a waiter listening have an entry.
-#[derive(Default)]
-pub struct LocalReleases {
-    keys: Mutex<HashMap<String, watch::Sender<u64>>>,
-}
-
-impl LocalReleases {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
-        // Every update is one insert, send or remove.
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts listening for releases of `key`'s lease: the receiver's
-    /// value counts them.
-    fn listen(&self, key: &str) -> watch::Receiver<u64> {
-        let mut keys = self.lock();
-        if let Some(sender) = keys.get(key) {
-            return sender.subscribe();
-        }
-        // Keys nobody listens to any more go when a new key comes.
-        keys.retain(|_, sender| sender.receiver_count() > 0);
-        let (sender, receiver) = watch::channel(0);
-        keys.insert(key.to_owned(), sender);
-        receiver
-    }
-
-    /// Announces a release of `key`'s lease to this process's waiters.
-    fn announce(&self, key: &str) {
-        let mut keys = self.lock();
-        if let Some(sender) = keys.get(key) {
-            if sender.receiver_count() == 0 {
-                keys.remove(key);
-            } else {
-                sender.send_modify(|released| *released += 1);
-            }
-        }
-    }
-}
-
-/// Entries the near cache keeps at most.
-const NEAR_ENTRIES: usize = 4096;
-/// The largest value the near cache copies: larger ones stay in Valkey
-/// only, which bounds the near cache to `NEAR_ENTRIES` x this.
-const NEAR_VALUE_MAX: usize = 64 * 1024;
-/// How long a near copy is served at most.
-const NEAR_TTL: Duration = Duration::from_secs(60);
 
 impl Cache {
     /// Valkey, with a near cache whose entries live at most `ttl` (and
@@ -281,7 +237,7 @@ impl Cache {
     }
 
     /// Takes the lease on `key` for `ttl`, in turn: waiting in line until
-    /// the line ahead has stood still for `wait` ([`lease::Wait`]); with a
+    /// the line ahead has stood still for `wait` ([`lease_rules::Wait`]); with a
     /// zero `wait`, one attempt that fails while the lease is held or
     /// others wait for it. `None` when the wait ran out.
     pub async fn acquire(
@@ -290,8 +246,8 @@ impl Cache {
         ttl: Duration,
         wait: Duration,
     ) -> Result<Option<Lease>, CacheError> {
-        let (ttl, patience) = lease::clamp_request(ttl, wait);
-        let owner = lease::owner_token(rand::random());
+        let (ttl, patience) = lease_rules::clamp_request(ttl, wait);
+        let owner = lease_rules::owner_token(rand::random());
         let mut wait = Wait::new(patience);
         let joins = wait.joins_line();
         let mut releases = joins.then(|| self.local_releases().listen(key));
@@ -349,7 +305,7 @@ impl Cache {
     /// (false: still held), asking as a waiter next in line would, and at
     /// once when this process releases it.
     pub async fn await_release(&self, key: &str, wait: Duration) -> Result<bool, CacheError> {
-        let (_, patience) = lease::clamp_request(Duration::ZERO, wait);
+        let (_, patience) = lease_rules::clamp_request(Duration::ZERO, wait);
         let mut releases = self.local_releases().listen(key);
         // Nobody ahead but the holder, for as long as it holds.
         let mut pacing = Wait::new(patience);
@@ -384,264 +340,196 @@ impl Cache {
     }
 }
 
-/// Sleeps for `pause`, or less: until `releases` counts `turn` (when, had
-/// every release ahead of the waiter been this process's, its turn came).
-async fn until_turn_or(pause: Duration, releases: &mut watch::Receiver<u64>, turn: u64) {
-    let slept = tokio::time::sleep(pause);
-    tokio::pin!(slept);
-    loop {
-        tokio::select! {
-            () = &mut slept => return,
-            changed = releases.changed() => {
-                if changed.is_err() || *releases.borrow_and_update() >= turn {
-                    return;
-                }
-            }
-        }
+/// Adds the WIT `cache` interface (and its `lease` resource) to `linker`.
+pub fn add_to_linker<T: CapabilitiesView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    wit_cache::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)
+}
+
+impl wit_cache::HostLease for CapabilitiesCtxView<'_> {
+    async fn fence(&mut self, lease: Resource<Lease>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&lease)?.fence)
+    }
+
+    async fn drop(&mut self, lease: Resource<Lease>) -> wasmtime::Result<()> {
+        // Dropping a lease does not release it: its TTL does, as for a
+        // holder that died.
+        self.table.delete(lease)?;
+        Ok(())
     }
 }
 
-/// The in-process cache of the embedded defaults: a bounded map with TTLs.
-pub struct MemoryCache {
-    entries: Mutex<HashMap<String, Entry>>,
-    /// Leases released, for the waiters (all of them in this process).
-    releases: LocalReleases,
-    /// The lines of waiters for leases, by guarded key (only while someone
-    /// waits). Locked before `entries` when both are needed.
-    lines: Mutex<HashMap<String, Line>>,
-    /// The origin of the lines' clock.
-    created: Instant,
-    default_ttl: Duration,
-    max_entries: usize,
-}
+/// A cache answer for the component, or a trap.
+type CacheAnswer<T> = wasmtime::Result<Result<T, wit_cache::CacheError>>;
 
-struct Entry {
-    value: String,
-    expires: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|t| t > now)
-    }
-}
-
-impl MemoryCache {
-    /// A cache of at most `max_entries` entries.
-    pub fn new(default_ttl: Duration, max_entries: usize) -> Self {
-        MemoryCache {
-            entries: Mutex::new(HashMap::new()),
-            releases: LocalReleases::default(),
-            lines: Mutex::new(HashMap::new()),
-            created: Instant::now(),
-            default_ttl,
-            max_entries: max_entries.max(1),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // A panic while holding the lock cannot leave an entry half
-        // written (every update is one insert or remove), so poisoning is
-        // safe to ignore.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        match entries.get(key) {
-            Some(e) if e.live(now) => Some(e.value.clone()),
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) {
-        let mut entries = self.lock();
-        self.insert(&mut entries, key, value, ttl);
-    }
-
-    /// Keeps a near copy of `value` for the default TTL, unless it is large.
-    fn remember(&self, key: &str, value: &str) {
-        if value.len() <= NEAR_VALUE_MAX {
-            self.set(key, value, Some(self.default_ttl));
-        }
-    }
-
-    fn add(&self, key: &str, value: &str, ttl: Option<Duration>) -> bool {
-        let mut entries = self.lock();
-        if entries.get(key).is_some_and(|e| e.live(Instant::now())) {
-            return false;
-        }
-        self.insert(&mut entries, key, value, ttl);
-        true
-    }
-
-    /// Inserts under the caller's lock, evicting when full.
-    fn insert(
-        &self,
-        entries: &mut HashMap<String, Entry>,
-        key: &str,
-        value: &str,
-        ttl: Option<Duration>,
-    ) {
-        let now = Instant::now();
-        if entries.len() >= self.max_entries && !entries.contains_key(key) {
-            entries.retain(|_, e| e.live(now));
-            if entries.len() >= self.max_entries {
-                // Still full of live entries: drop an arbitrary tenth. A
-                // cache may forget; the backend has the truth.
-                let victims: Vec<String> = entries
-                    .keys()
-                    .take(self.max_entries / 10 + 1)
-                    .cloned()
-                    .collect();
-                for victim in victims {
-                    entries.remove(&victim);
-                }
-            }
-        }
-        entries.insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_owned(),
-                expires: ttl.map(|t| now + t),
-            },
-        );
-    }
-
-    fn delete(&self, key: &str) -> bool {
-        let now = Instant::now();
-        self.lock().remove(key).is_some_and(|e| e.live(now))
-    }
-
-    fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, CacheError> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        let (current, expires) = match entries.get(key) {
-            Some(e) if e.live(now) => (
-                e.value
-                    .parse::<i64>()
-                    .map_err(|_| CacheError::Invalid("value is not an integer".into()))?,
-                e.expires,
-            ),
-            _ => (0, ttl.map(|t| now + t)),
+impl wit_cache::Host for CapabilitiesCtxView<'_> {
+    async fn get(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+    ) -> CacheAnswer<Option<String>> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        let result = self.ctx.capabilities.cache.get(&key).await;
+        let metrics = &self.ctx.capabilities.metrics;
+        match &result {
+            Ok(Some(_)) => metrics.cache_hits.fetch_add(1, Ordering::Relaxed),
+            Ok(None) => metrics.cache_misses.fetch_add(1, Ordering::Relaxed),
+            Err(_) => metrics.cache_errors.fetch_add(1, Ordering::Relaxed),
         };
-        let next = current
-            .checked_add(delta)
-            .ok_or_else(|| CacheError::Invalid("increment would overflow".into()))?;
-        entries.insert(
-            key.to_owned(),
-            Entry {
-                value: next.to_string(),
-                expires,
-            },
-        );
-        Ok(next)
+        Ok(logged(result))
     }
 
-    /// GCRA on the in-process map (see [`rate_limit::gcra`]).
-    pub(crate) fn limit(&self, key: &str, quota: Quota) -> u64 {
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros() as u64;
-        let mut entries = self.lock();
-        let stored = entries
-            .get(key)
-            .filter(|e| e.live(Instant::now()))
-            .and_then(|e| e.value.parse().ok());
-        let decision = rate_limit::gcra(stored, now_us, quota);
-        if decision.retry_after_us == 0 {
-            self.insert(
-                &mut entries,
-                key,
-                &decision.tat.to_string(),
-                Some(quota.period),
-            );
+    async fn set(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> CacheAnswer<()> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(logged(
+            self.ctx.capabilities.cache.set(&key, &value, ttl).await,
+        ))
+    }
+
+    async fn add(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    ) -> CacheAnswer<bool> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(logged(
+            self.ctx.capabilities.cache.add(&key, &value, ttl).await,
+        ))
+    }
+
+    async fn delete(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+    ) -> CacheAnswer<bool> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        Ok(logged(self.ctx.capabilities.cache.delete(&key).await))
+    }
+
+    async fn increment(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> CacheAnswer<i64> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(logged(
+            self.ctx
+                .capabilities
+                .cache
+                .increment(&key, delta, ttl)
+                .await,
+        ))
+    }
+
+    async fn acquire(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+        ttl_ms: u64,
+        wait_ms: u64,
+    ) -> CacheAnswer<Option<Resource<Lease>>> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        let acquired = self
+            .ctx
+            .capabilities
+            .cache
+            .acquire(
+                &key,
+                Duration::from_millis(ttl_ms),
+                Duration::from_millis(wait_ms),
+            )
+            .await;
+        match logged(acquired) {
+            Ok(Some(lease)) => Ok(Ok(Some(self.table.push(lease)?))),
+            Ok(None) => Ok(Ok(None)),
+            Err(error) => Ok(Err(error)),
         }
-        decision.retry_after_us
     }
 
-    fn lock_lines(&self) -> std::sync::MutexGuard<'_, HashMap<String, Line>> {
-        // As for `lock`: every update leaves a line whole.
-        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+    async fn release(&mut self, lease: Resource<Lease>) -> CacheAnswer<bool> {
+        let lease = self.table.delete(lease)?;
+        Ok(logged(self.ctx.capabilities.cache.release(&lease).await))
     }
 
-    /// One attempt to take `key`'s lease, in turn (the rules of
-    /// [`lease::ACQUIRE_SCRIPT`], on [`Line`]).
-    fn try_acquire(&self, key: &str, owner: &str, ttl: Duration, joins: bool) -> AcquireAnswer {
-        let now = Instant::now();
-        let lease_key = keys::lease(key);
-        let mut lines = self.lock_lines();
-        let mut entries = self.lock();
-        let lease_free = !entries.get(&lease_key).is_some_and(|e| e.live(now));
-        let line = lines.entry(key.to_owned()).or_default();
-        let clock_ms = now.duration_since(self.created).as_millis() as u64;
-        let turn = line.attempt(owner, joins, lease_free, clock_ms);
-        if line.is_empty() {
-            lines.remove(key);
-        }
-        if let Turn::Later { ahead } = turn {
-            return AcquireAnswer::Later { ahead };
-        }
-        entries.insert(
-            lease_key,
-            Entry {
-                value: owner.to_owned(),
-                expires: Some(now + ttl),
-            },
-        );
-        let fence_key = keys::lease_fence(key);
-        let fence = entries
-            .get(&fence_key)
-            .filter(|e| e.live(now))
-            .and_then(|e| e.value.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        entries.insert(
-            fence_key,
-            Entry {
-                value: fence.to_string(),
-                expires: Some(now + lease::FENCE_TTL),
-            },
-        );
-        AcquireAnswer::Taken(fence)
+    async fn await_release(
+        &mut self,
+        caller: Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: String,
+        wait_ms: u64,
+    ) -> CacheAnswer<bool> {
+        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
+        let wait = Duration::from_millis(wait_ms);
+        Ok(logged(
+            self.ctx.capabilities.cache.await_release(&key, wait).await,
+        ))
     }
+}
 
-    fn lease_held(&self, key: &str) -> bool {
-        self.get(&keys::lease(key)).is_some()
-    }
-
-    fn leave(&self, key: &str, owner: &str) {
-        let mut lines = self.lock_lines();
-        if let Some(line) = lines.get_mut(key) {
-            line.leave(owner);
-            if line.is_empty() {
-                lines.remove(key);
+impl CapabilitiesCtxView<'_> {
+    /// The real key of the component's `key` in `scope` of its group's
+    /// space, resolved from the caller (`cronium_rules::keys::in_space`).
+    async fn cache_key(
+        &mut self,
+        handle: &Resource<Caller>,
+        scope: wit_cache::Scope,
+        key: &str,
+    ) -> wasmtime::Result<Result<String, wit_cache::CacheError>> {
+        let group = self.ctx.group.name();
+        let claims = self.claims(handle)?;
+        Ok(Ok(match scope {
+            wit_cache::Scope::Group => keys::in_space(group, keys::Scope::Group, key),
+            wit_cache::Scope::Execution => {
+                keys::in_space(group, keys::Scope::Execution(&claims.execution_id), key)
             }
-        }
-    }
-
-    fn release(&self, lease: &Lease) -> bool {
-        let now = Instant::now();
-        let lease_key = keys::lease(&lease.key);
-        let mut entries = self.lock();
-        match entries.get(&lease_key) {
-            Some(e) if e.live(now) && e.value == lease.owner => {
-                entries.remove(&lease_key);
-                true
+            wit_cache::Scope::User => {
+                let (_, user) = or_answer!(self.user(handle).await?, |error| {
+                    wit_cache::CacheError::Unavailable(format!(
+                        "the caller's user is unknown: {error}"
+                    ))
+                });
+                keys::in_space(group, keys::Scope::User(&user), key)
             }
-            _ => false,
-        }
+        }))
     }
+}
+
+/// Converts a cache result, logging failures: a component carries on
+/// without the cache, but the operator should know.
+fn logged<T>(result: Result<T, CacheError>) -> Result<T, wit_cache::CacheError> {
+    result.map_err(|error| {
+        tracing::warn!(%error, "cache call failed");
+        match error {
+            CacheError::Unavailable(why) => wit_cache::CacheError::Unavailable(why),
+            CacheError::Invalid(why) => wit_cache::CacheError::Invalid(why),
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
     fn memory() -> Cache {

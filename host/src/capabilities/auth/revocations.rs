@@ -30,7 +30,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc;
 
-use crate::capabilities::cache::valkey::{cluster_client, connection_info, connection_infos, probe};
+use crate::capabilities::cache::valkey::{
+    cluster_client, connection_info, connection_infos, probe,
+};
 use crate::config::ValkeyConfig;
 
 /// How often the watch proves its connection alive; a revocation reaches

@@ -24,7 +24,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
-use super::{Access, CacheError, Lease};
+use super::lease::Lease;
+use super::{Access, CacheError};
 use crate::config::ValkeyConfig;
 
 /// How long one Valkey call may take before it counts as unavailable:
