@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod siblings;
@@ -264,10 +263,7 @@ impl Inner {
                 state.capabilities.next_request(peer);
                 state.limits = limits;
                 state.hooks = hooks;
-                self.capabilities
-                    .metrics
-                    .instances_reused
-                    .fetch_add(1, Ordering::Relaxed);
+                self.capabilities.metrics.instances_reused.inc();
                 (store, Some((exports, served)))
             }
             None => {

@@ -273,10 +273,7 @@ async fn route(
         1
     };
     let Ok(in_flight) = app.front.in_flight.clone().try_acquire_many_owned(places) else {
-        app.capabilities
-            .metrics
-            .rejected_overload
-            .fetch_add(1, Ordering::Relaxed);
+        app.capabilities.metrics.rejected_overload.inc();
         return Err(ApiError::unavailable(
             "the runtime is at capacity; try again",
             1,
@@ -454,7 +451,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     response
 }

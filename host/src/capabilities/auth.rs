@@ -309,7 +309,7 @@ impl wit_auth::Host for CapabilitiesCtxView<'_> {
             .verify(authorization.as_deref(), self.ctx.peer, &caps.cache)
             .await;
         if matches!(verified, Err(AuthFailure::RateLimited(_))) {
-            caps.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            caps.metrics.rate_limited.inc();
         }
         match verified {
             Ok(claims) => {

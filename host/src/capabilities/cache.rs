@@ -24,7 +24,6 @@ pub mod memory;
 pub mod near;
 pub mod valkey;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cronium_rules::keys;
@@ -374,9 +373,9 @@ impl wit_cache::Host for CapabilitiesCtxView<'_> {
         let result = self.ctx.capabilities.cache.get(&key).await;
         let metrics = &self.ctx.capabilities.metrics;
         match &result {
-            Ok(Some(_)) => metrics.cache_hits.fetch_add(1, Ordering::Relaxed),
-            Ok(None) => metrics.cache_misses.fetch_add(1, Ordering::Relaxed),
-            Err(_) => metrics.cache_errors.fetch_add(1, Ordering::Relaxed),
+            Ok(Some(_)) => metrics.cache_hits.inc(),
+            Ok(None) => metrics.cache_misses.inc(),
+            Err(_) => metrics.cache_errors.inc(),
         };
         Ok(logged(result))
     }

@@ -10,8 +10,6 @@
 //! value a component hands over. One copy serves every endpoint group,
 //! where a copy in each group's cache space would be three.
 
-use std::sync::atomic::Ordering;
-
 use cronium_rules::keys;
 use cronium_rules::token::Claims;
 use cronium_rules::wire::Execution;
@@ -32,16 +30,16 @@ pub async fn execution(
             // A kept record that does not parse (another version wrote it)
             // is a miss, and gets overwritten.
             if let Ok(execution) = serde_json::from_str::<Execution>(&text) {
-                metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                metrics.cache_hits.inc();
                 return Ok((execution, false));
             }
-            metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+            metrics.cache_misses.inc();
         }
         Ok(None) => {
-            metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+            metrics.cache_misses.inc();
         }
         Err(_) => {
-            metrics.cache_errors.fetch_add(1, Ordering::Relaxed);
+            metrics.cache_errors.inc();
         }
     }
     let execution = caps.backend.get_execution(claims).await?;
