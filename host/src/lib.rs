@@ -10,7 +10,10 @@
 //! * [`metrics`]: the Prometheus metrics of `/metrics`;
 //! * [`compile_cache`]: compiled components kept on disk between starts;
 //! * [`routing`]: which group (or the host itself) serves a path;
-//! * [`bindings`]: the generated bindings of both WIT worlds;
+//! * [`bindings`]: the generated bindings of both WIT worlds (the one
+//!   exception to the order: it names the two resource types it maps,
+//!   `capabilities::auth::caller` and `capabilities::cache::lease`, both
+//!   leaves that import nothing of the host);
 //! * [`capabilities`]: `auth`, `cache` (Valkey or in-process), `backend`
 //!   (the Cronium API or the embedded store), `audit` and `tools`, one
 //!   module each with its host functions and `add_to_linker`;
