@@ -747,6 +747,9 @@ async fn a_revoked_jobs_token_is_403_on_every_route() {
         .arg("1")
         .query(&mut w.valkey.connection())
         .unwrap();
+    // Pushed to the host (CLIENT TRACKING) within about a second, not at
+    // once: wait for it, then every route must refuse.
+    support::api::until_refused(&w.host, "exec-1", Duration::from_millis(1500)).await;
     let auth = format!("Bearer {}", token("exec-1"));
     let body = br#"{"data":1,"condition":true,"value":1}"#;
     for (method, path) in [
