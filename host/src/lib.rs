@@ -32,6 +32,7 @@ pub mod capabilities;
 pub mod compile_cache;
 pub mod components;
 pub mod config;
+pub mod drive;
 pub mod error;
 pub mod metrics;
 pub mod routing;

@@ -4,6 +4,8 @@
 //! host's HTTP client and the Spin backend adapter both follow these
 //! rules; only the transport differs.
 
+pub mod protocol;
+
 use std::time::Duration;
 
 use serde_json::Value;

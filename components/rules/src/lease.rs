@@ -23,6 +23,8 @@
 //! host's in-process cache. [`Wait`] paces a waiter's attempts and decides
 //! when it gives up.
 
+pub mod protocol;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 

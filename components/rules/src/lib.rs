@@ -2,6 +2,9 @@
 //! capabilities: the custom host compiles this crate natively, the Spin
 //! adapters compile it to wasm. Each rule lives here once:
 //!
+//! * [`protocol`]: the machines' shared shapes (steps, requests, replies);
+//! * [`access`]: the access decision for a verified token, as a machine;
+//! * [`settings`]: the defaults, and the one Valkey connection resolution;
 //! * [`token`]: what makes an execution token valid;
 //! * [`audit_spool`]: the audit spool in Valkey of hosts without a disk;
 //! * [`batch`]: the batch route's shape, limits and answer;
@@ -20,8 +23,11 @@
 //! * [`variables`]: variable keys, values and ETags;
 //! * [`wire`]: the JSON shapes of the Cronium backend's internal API.
 //!
-//! Nothing here does I/O or reads a clock: callers pass the time in.
+//! Nothing here does I/O or reads a clock: callers pass the time in. The
+//! protocols (backend calls, lease waits, the access check) are state
+//! machines ([`protocol::Machine`]) their drivers step.
 
+pub mod access;
 pub mod audit_spool;
 pub mod backend;
 pub mod batch;
@@ -31,12 +37,18 @@ pub mod idempotency;
 pub mod keys;
 pub mod lease;
 pub mod limits;
+pub mod protocol;
 pub mod rate_limit;
 pub mod routes;
 pub mod schema;
+pub mod settings;
 #[cfg(feature = "token")]
 pub mod token;
 pub mod tools;
 pub mod valkey;
 pub mod variables;
 pub mod wire;
+
+/// The protocol machines' conformance suite, run through every driver.
+#[cfg(feature = "conformance")]
+pub mod conformance;

@@ -18,11 +18,11 @@
 use cronium_rules::audit_spool::{self as spool, Admission, Delivery};
 use cronium_rules::backend as rules;
 use cronium_rules::backend::Failure;
+use cronium_rules::backend::protocol::record_audit;
 use cronium_rules::token::Claims;
 use cronium_rules::wire;
 use cronium_spin_support::valkey;
-use cronium_spin_support::{http, now_rfc3339, random_u64, settings};
-use spin_sdk::http::Method;
+use cronium_spin_support::{drive, now_rfc3339, random_u64};
 use spin_sdk::redis::RedisResult;
 
 use crate::auth::VerifiedCaller;
@@ -125,28 +125,14 @@ fn body(event: &Event<'_>) -> Result<String, String> {
     .map_err(|e| e.to_string())
 }
 
-/// One attempt to hand `body` to the backend, within `backend_timeout`.
+/// One attempt to hand `body` to the backend, within `backend_timeout`
+/// (the rules' audit call, driven as every backend call is).
 fn deliver(body: &str) -> Delivery {
-    let Some(base) = settings::get("backend_url") else {
+    let Ok((base, client)) = crate::backend::client() else {
         return Delivery::Failed;
     };
-    let mut headers = Vec::new();
-    if let Some(auth) = rules::authorization(&settings::get("backend_token").unwrap_or_default()) {
-        headers.push(("authorization", auth));
-    }
-    let url = format!("{}{}", base.trim_end_matches('/'), rules::AUDIT_PATH);
-    let deadline = http::Deadline::after(crate::backend::timeout());
-    let Ok(answer) = http::send(
-        Method::Post,
-        &url,
-        &headers,
-        Some(body.as_bytes().to_vec()),
-        64 * 1024,
-        deadline,
-    ) else {
-        return Delivery::Failed;
-    };
-    match rules::check_answer(answer.status, &answer.body) {
+    let call = record_audit(&client, body.as_bytes().to_vec());
+    match drive::backend(&base, call) {
         Ok(()) => Delivery::Taken,
         Err(Failure::Rejected { .. }) => Delivery::Refused,
         Err(_) => Delivery::Failed,

@@ -26,15 +26,14 @@
 //! `revocation_fail_closed` is set), and failing tokens are not limited
 //! per client address.
 
+use cronium_rules::access::{self, Check, CheckAccess, Unchecked, Verdict};
 use cronium_rules::keys;
-use cronium_rules::rate_limit::{self, Quota};
+use cronium_rules::rate_limit::Quota;
 use cronium_rules::token::{
     Algorithm, Claims as TokenClaims, TokenError, TokenPolicy, TokenVerifier,
 };
-use cronium_rules::valkey::{self as commands, AccessAnswer};
-use cronium_spin_support::valkey::{self, ValkeyError};
-use cronium_spin_support::{now_secs, settings};
-use spin_sdk::redis::RedisResult;
+use cronium_spin_support::valkey;
+use cronium_spin_support::{drive, now_secs, settings};
 
 use std::cell::RefCell;
 
@@ -94,58 +93,49 @@ impl Settings {
         };
         let verifier =
             TokenVerifier::new(secret.as_bytes(), algorithm, policy).map_err(|e| e.to_string())?;
-        let per_minute: u32 = settings::number("rate_limit_per_min", 1000)?;
+        let per_minute = settings::rate_limit_per_min(settings::get("rate_limit_per_min"))?;
         Ok(Settings {
             verifier,
-            quota: (per_minute > 0).then(|| Quota::per_minute(per_minute)),
+            quota: cronium_rules::settings::quota(per_minute),
             fail_closed: settings::boolean("revocation_fail_closed", false)?,
         })
     }
 }
 
-/// Revocation and the rate limit, in one script call (the host's).
+/// Revocation and the rate limit, in one script call: the rules' access
+/// check (the custom host's), driven on this instance's Valkey. Spin keeps
+/// nothing between requests, so an unchecked request has no grace window
+/// and no memory of revocations seen.
 fn check_access(claims: &TokenClaims, settings: &Settings) -> Result<(), AuthError> {
-    let revoked_key = keys::revoked_job(&claims.job_id);
-    let outcome = match settings.quota {
-        Some(quota) => {
-            let limiter_key = keys::rate_limit_execution(&claims.job_id, &claims.execution_id);
-            // The execution record (immutable while it runs) comes along:
-            // the endpoint reads it next, and this saves that round trip.
-            let record_key = keys::execution(&claims.execution_id);
-            let call =
-                commands::check_access_and_peek(&revoked_key, &limiter_key, quota, &record_key);
-            valkey::run_script(&call).and_then(|reply| match reply.as_slice() {
-                [RedisResult::Int64(access), rest @ ..] => {
-                    if let [RedisResult::Binary(record)] = rest {
-                        valkey::prefetched(record_key, record.clone());
-                    }
-                    Ok(AccessAnswer::from_reply(*access))
-                }
-                other => Err(ValkeyError::Invalid(format!(
-                    "the access script answered {other:?}"
-                ))),
-            })
+    let check = CheckAccess::new(Check {
+        job_id: claims.job_id.clone(),
+        execution_id: claims.execution_id.clone(),
+        quota: settings.quota,
+        // The execution record (immutable while it runs) comes along:
+        // the endpoint reads it next, and this saves that round trip.
+        peek_record: true,
+        split: false,
+    });
+    match drive::valkey(check) {
+        Verdict::Pass { record } => {
+            if let Some(record) = record {
+                valkey::prefetched(keys::execution(&claims.execution_id), record);
+            }
+            Ok(())
         }
-        None => valkey::command(&["EXISTS".to_owned(), revoked_key]).map(|reply| AccessAnswer {
-            revoked: matches!(reply.as_slice(), [RedisResult::Int64(n)] if *n > 0),
-            retry_after_us: 0,
-        }),
-    };
-    match outcome {
-        Ok(access) if access.revoked => Err(AuthError::Revoked),
-        Ok(access) if access.retry_after_us > 0 => Err(AuthError::RateLimited(
-            rate_limit::retry_after_secs(access.retry_after_us),
-        )),
-        Ok(_) => Ok(()),
-        Err(ValkeyError::Unavailable(why) | ValkeyError::Invalid(why)) => {
-            if settings.fail_closed {
-                eprintln!("revocation unchecked ({why}); refusing (revocation_fail_closed)");
-                Err(AuthError::Unavailable(why))
-            } else {
+        Verdict::Revoked => Err(AuthError::Revoked),
+        Verdict::RateLimited { retry_after_secs } => Err(AuthError::RateLimited(retry_after_secs)),
+        Verdict::Unchecked { why } => match access::unchecked(settings.fail_closed, false, false) {
+            Unchecked::LetThrough => {
                 eprintln!("revocation unchecked ({why}); letting through");
                 Ok(())
             }
-        }
+            Unchecked::Revoked => Err(AuthError::Revoked),
+            Unchecked::Refuse => {
+                eprintln!("revocation unchecked ({why}); refusing (revocation_fail_closed)");
+                Err(AuthError::Unavailable(why))
+            }
+        },
     }
 }
 

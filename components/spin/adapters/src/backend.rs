@@ -1,9 +1,9 @@
 //! `cronium:runtime/backend` on outbound HTTP to the Cronium
-//! backend's internal API. Paths, headers (`Authorization`,
-//! `X-Execution-ID`, `X-Job-Capability`, a relayed tool call's
-//! `Idempotency-Key`), retries of idempotent calls, the
-//! reading of answers (a `{"success":false}` body is a refusal) and every
-//! wire shape come from `cronium-rules`, as for the custom host.
+//! backend's internal API. Every call is a machine of
+//! `cronium_rules::backend::protocol` (paths, headers, retries of
+//! idempotent calls, the reading of answers, the `DELETE`→405→`PUT null`
+//! fallback), the custom host's too, driven by the support crate's
+//! blocking driver (`cronium_spin_support::drive`).
 //!
 //! Every call is made for the verified caller behind the `caller` handle
 //! (`auth`). Its user, whose variables and tool credentials these are, is
@@ -15,14 +15,13 @@
 //! (required; `http://` or `https://`), `backend_token`, `backend_timeout`
 //! (`30s`: one call, retries included, answers `timeout` after it).
 
-use cronium_rules::backend::{self as rules, Failure};
-use cronium_rules::wire::{self, BackendContext};
+use cronium_rules::backend::Failure;
+use cronium_rules::backend::protocol::{self as calls, Caller, Client, DeleteVariable};
 use std::time::Duration;
 
-use cronium_spin_support::http::{self, Answer, Deadline, TransportError};
+use cronium_spin_support::drive;
 use cronium_spin_support::{now_rfc3339, settings};
 use serde_json::value::RawValue;
-use spin_sdk::http::Method;
 
 use cronium_rules::keys;
 use cronium_rules::token::Claims;
@@ -59,24 +58,16 @@ impl Guest for crate::Adapters {
     fn set_output(caller: CallerBorrow<'_>, output: String) -> Result<(), BackendError> {
         let claims = &caller.get::<VerifiedCaller>().claims;
         let output = raw_json(output)?;
-        let body = serde_json::to_vec(&wire::OutputRequest {
-            output: &output,
-            timestamp: &now_rfc3339(),
-        })
-        .expect("output requests serialize");
-        let path = rules::execution_path(&claims.execution_id, "output");
-        checked(call(Method::Post, &path, Some(claims), Some(body))?).map(drop)
+        let (base, client) = client()?;
+        let call = calls::set_output(&client, &as_caller(claims), &output, &now_rfc3339());
+        drive::backend(&base, call).map_err(error)
     }
 
     fn set_condition(caller: CallerBorrow<'_>, condition: bool) -> Result<(), BackendError> {
         let claims = &caller.get::<VerifiedCaller>().claims;
-        let body = serde_json::to_vec(&wire::ConditionRequest {
-            condition,
-            timestamp: &now_rfc3339(),
-        })
-        .expect("condition requests serialize");
-        let path = rules::execution_path(&claims.execution_id, "condition");
-        checked(call(Method::Post, &path, Some(claims), Some(body))?).map(drop)
+        let (base, client) = client()?;
+        let call = calls::set_condition(&client, &as_caller(claims), condition, &now_rfc3339());
+        drive::backend(&base, call).map_err(error)
     }
 
     fn get_variable(
@@ -84,22 +75,18 @@ impl Guest for crate::Adapters {
         key: String,
     ) -> Result<Option<Variable>, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
-        let path = rules::variable_path(&user_of(caller)?, &key);
-        let answer = call(Method::Get, &path, Some(&caller.claims), None)?;
-        if answer.status == 404 {
-            return Ok(None);
-        }
-        let answer = checked(answer)?;
-        let variable = wire::BackendVariable::parse(&answer.body)
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
-        if variable.value.is_null() {
-            return Ok(None);
-        }
-        Ok(Some(Variable {
-            updated_at: variable.updated_at_text(),
-            value: variable.value.to_string(),
-            key: variable.key.unwrap_or(key),
-        }))
+        let user_id = user_of(caller)?;
+        let (base, client) = client()?;
+        let call = calls::get_variable(&client, &as_caller(&caller.claims), &user_id, &key);
+        drive::backend(&base, call)
+            .map(|variable| {
+                variable.map(|v| Variable {
+                    key: v.key,
+                    value: v.value,
+                    updated_at: v.updated_at,
+                })
+            })
+            .map_err(error)
     }
 
     fn set_variable(
@@ -108,24 +95,19 @@ impl Guest for crate::Adapters {
         value: String,
     ) -> Result<(), BackendError> {
         let caller = caller.get::<VerifiedCaller>();
-        put_variable(&caller.claims, &user_of(caller)?, &key, &raw_json(value)?)
+        let user_id = user_of(caller)?;
+        let value = raw_json(value)?;
+        let (base, client) = client()?;
+        let call = calls::set_variable(&client, &as_caller(&caller.claims), &user_id, &key, &value);
+        drive::backend(&base, call).map_err(error)
     }
 
     fn delete_variable(caller: CallerBorrow<'_>, key: String) -> Result<bool, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
         let user_id = user_of(caller)?;
-        let claims = &caller.claims;
-        let path = rules::variable_path(&user_id, &key);
-        let answer = call(Method::Delete, &path, Some(claims), None)?;
-        match answer.status {
-            404 => Ok(false),
-            // A backend without DELETE: a null value is how helpers delete.
-            405 => {
-                let null = raw_json("null".into())?;
-                put_variable(claims, &user_id, &key, &null).map(|()| true)
-            }
-            _ => checked(answer).map(|_| true),
-        }
+        let (base, client) = client()?;
+        let call = DeleteVariable::new(&client, &as_caller(&caller.claims), &user_id, &key);
+        drive::backend(&base, call).map_err(error)
     }
 
     fn get_tool_credentials(
@@ -133,15 +115,13 @@ impl Guest for crate::Adapters {
         tool: String,
     ) -> Result<Option<String>, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
-        let path = rules::tool_credentials_path(&user_of(caller)?, &tool);
-        let answer = call(Method::Get, &path, Some(&caller.claims), None)?;
-        if answer.status == 404 {
-            return Ok(None);
-        }
-        let answer = checked(answer)?;
-        wire::ToolCredentials::parse(&answer.body)
+        let user_id = user_of(caller)?;
+        let (base, client) = client()?;
+        let call =
+            calls::get_tool_credentials(&client, &as_caller(&caller.claims), &user_id, &tool);
+        drive::backend(&base, call)
             .map(|credentials| credentials.map(|c| c.to_string()))
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+            .map_err(error)
     }
 
     fn execute_tool(
@@ -153,30 +133,20 @@ impl Guest for crate::Adapters {
     ) -> Result<String, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
         let user_id = user_of(caller)?;
-        let claims = &caller.claims;
         let params = raw_json(parameters)?;
-        let body = serde_json::to_vec(&wire::ToolExecuteRequest {
-            execution_id: &claims.execution_id,
-            user_id: &user_id,
-            tool: &tool,
-            action: &action,
-            params: &params,
-        })
-        .expect("tool requests serialize");
-        let extra: Vec<(&'static str, String)> = idempotency_key
-            .map(|key| (rules::IDEMPOTENCY_KEY_HEADER, key))
-            .into_iter()
-            .collect();
-        let answer = checked(call_with(
-            Method::Post,
-            rules::TOOLS_EXECUTE_PATH,
-            Some(claims),
-            Some(body),
-            &extra,
-        )?)?;
-        serde_json::from_slice::<wire::ToolExecuteAnswer>(&answer.body)
-            .map(|a| a.data.to_string())
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+        let (base, client) = client()?;
+        let call = calls::execute_tool(
+            &client,
+            &as_caller(&caller.claims),
+            &user_id,
+            &tool,
+            &action,
+            &params,
+            idempotency_key.as_deref(),
+        );
+        drive::backend(&base, call)
+            .map(|data| data.to_string())
+            .map_err(error)
     }
 }
 
@@ -194,11 +164,9 @@ fn record(claims: &Claims) -> Result<(Record, bool), BackendError> {
     {
         return Ok((execution, false));
     }
-    let path = rules::execution_path(&claims.execution_id, "context");
-    let answer = checked(call(Method::Get, &path, Some(claims), None)?)?;
-    let execution = BackendContext::parse(&answer.body)
-        .and_then(|c| c.into_execution(&claims.execution_id, claims.user_id.as_deref()))
-        .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
+    let (base, client) = client()?;
+    let call = calls::get_execution(&client, &as_caller(claims), claims.user_id.clone());
+    let execution = drive::backend(&base, call).map_err(error)?;
     if let (Ok(text), Ok(ttl)) = (serde_json::to_string(&execution), crate::cache::ttl(None)) {
         // Not kept is not an error: the next read asks the backend again.
         let _ = valkey::command(&cronium_rules::valkey::set(&key, &text, ttl));
@@ -217,103 +185,34 @@ pub(crate) fn user_of(caller: &VerifiedCaller) -> Result<String, BackendError> {
     Ok(execution.user_id)
 }
 
-fn put_variable(
-    caller: &Claims,
-    user_id: &str,
-    key: &str,
-    value: &RawValue,
-) -> Result<(), BackendError> {
-    let body = serde_json::to_vec(&wire::VariablePut { value }).expect("variable writes serialize");
-    let path = rules::variable_path(user_id, key);
-    checked(call(Method::Put, &path, Some(caller), Some(body))?).map(drop)
-}
-
-/// One call, retried (with the rules' pauses) when it is a `GET` that met
-/// a gateway error or no answer at all.
-fn call(
-    method: Method,
-    path: &str,
-    caller: Option<&Claims>,
-    body: Option<Vec<u8>>,
-) -> Result<Answer, BackendError> {
-    call_with(method, path, caller, body, &[])
-}
-
-/// [`call`], with `extra` headers.
-fn call_with(
-    method: Method,
-    path: &str,
-    caller: Option<&Claims>,
-    body: Option<Vec<u8>>,
-    extra: &[(&'static str, String)],
-) -> Result<Answer, BackendError> {
+/// The backend's base URL (`backend_url`), and how it is called: its
+/// token (`backend_token`) and the budget of one call (`backend_timeout`).
+pub(crate) fn client() -> Result<(String, Client), BackendError> {
     let base = settings::get("backend_url")
         .ok_or_else(|| BackendError::Unavailable("no backend_url is configured".into()))?;
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut headers = Vec::new();
-    if let Some(auth) = rules::authorization(&settings::get("backend_token").unwrap_or_default()) {
-        headers.push(("authorization", auth));
-    }
-    if let Some(caller) = caller {
-        headers.extend(rules::caller_headers(
-            &caller.execution_id,
-            caller.capability_token.as_deref(),
-        ));
-    }
-    headers.extend(extra.iter().cloned());
-    let attempts = if method == Method::Get {
-        rules::IDEMPOTENT_ATTEMPTS
-    } else {
-        1
+    let client = Client {
+        token: settings::get("backend_token").unwrap_or_default(),
+        timeout: timeout(),
     };
-    // Every attempt and pause within one `backend_timeout`, as the custom
-    // host does.
-    let deadline = Deadline::after(timeout());
-    let mut last = BackendError::Timeout;
-    for attempt in 0..attempts {
-        if attempt > 0 {
-            let pause = rules::retry_pause(attempt);
-            if pause >= deadline.remaining() {
-                break;
-            }
-            std::thread::sleep(pause);
-        }
-        match http::send(
-            method.clone(),
-            &url,
-            &headers,
-            body.clone(),
-            rules::MAX_RESPONSE,
-            deadline,
-        ) {
-            Ok(answer) if rules::retryable(answer.status) && attempt + 1 < attempts => {
-                last = error(rules::status_failure(answer.status, &answer.body));
-            }
-            Ok(answer) => return Ok(answer),
-            Err(TransportError::TimedOut) => return Err(BackendError::Timeout),
-            Err(TransportError::Failed(why)) => last = BackendError::Unavailable(why),
-        }
+    Ok((base, client))
+}
+
+/// Who the backend is called for.
+fn as_caller(claims: &Claims) -> Caller {
+    Caller {
+        execution_id: claims.execution_id.clone(),
+        capability: claims.capability_token.clone(),
     }
-    Err(last)
 }
 
 /// The deadline of one backend call with its retries, `backend_timeout`
 /// (`BACKEND_TIMEOUT` for the custom host), 30 s by default. An unreadable
 /// value falls back to the default and says so in the app's log.
 pub(crate) fn timeout() -> Duration {
-    settings::duration("backend_timeout", DEFAULT_TIMEOUT).unwrap_or_else(|why| {
+    settings::backend_timeout(settings::get("backend_timeout")).unwrap_or_else(|why| {
         eprintln!("{why}; using 30s");
-        DEFAULT_TIMEOUT
+        cronium_rules::settings::BACKEND_TIMEOUT
     })
-}
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Passes a successful answer; anything else becomes the rules' error.
-fn checked(answer: Answer) -> Result<Answer, BackendError> {
-    rules::check_answer(answer.status, &answer.body)
-        .map(|()| answer)
-        .map_err(error)
 }
 
 fn error(failure: Failure) -> BackendError {
@@ -330,10 +229,5 @@ fn error(failure: Failure) -> BackendError {
 
 /// Checks that a component's value is JSON before it is relayed.
 fn raw_json(text: String) -> Result<Box<RawValue>, BackendError> {
-    RawValue::from_string(text).map_err(|_| {
-        BackendError::Rejected(Rejection {
-            status: 400,
-            message: "the value is not valid JSON".into(),
-        })
-    })
+    calls::raw_json(text).map_err(error)
 }

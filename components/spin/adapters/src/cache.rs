@@ -13,13 +13,14 @@
 //! `valkey_url` (empty: no cache, every call answers `unavailable` and
 //! components go to the backend), `cache_ttl` (Go duration, default `5m`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cronium_rules::keys;
-use cronium_rules::lease::{self, Wait};
-use cronium_rules::valkey::{self as commands, AcquireAnswer};
+use cronium_rules::lease::{self, protocol::Acquire, protocol::AwaitRelease};
+use cronium_rules::protocol::ValkeyFailure;
+use cronium_rules::valkey as commands;
 use cronium_spin_support::valkey::{self, ValkeyError};
-use cronium_spin_support::{random_u64, random_unit, settings};
+use cronium_spin_support::{drive, random_u64, settings};
 use spin_sdk::redis::RedisResult;
 
 use crate::auth::VerifiedCaller;
@@ -30,9 +31,14 @@ use crate::exports::cronium::runtime::cache::{CacheError, Guest, GuestLease, Lea
 pub(crate) fn ttl(requested: Option<u64>) -> Result<Duration, CacheError> {
     match requested {
         Some(ms) => Ok(Duration::from_millis(ms)),
-        None => {
-            settings::duration("cache_ttl", Duration::from_secs(300)).map_err(CacheError::Invalid)
-        }
+        None => settings::cache_ttl(settings::get("cache_ttl")).map_err(CacheError::Invalid),
+    }
+}
+
+fn failure(e: ValkeyFailure) -> CacheError {
+    match e {
+        ValkeyFailure::Unavailable(why) => CacheError::Unavailable(why),
+        ValkeyFailure::Invalid(why) => CacheError::Invalid(why),
     }
 }
 
@@ -146,43 +152,16 @@ impl Guest for crate::Adapters {
         wait_ms: u64,
     ) -> Result<Option<Lease>, CacheError> {
         let key = real_key(caller, scope, &key)?;
-        let (ttl, patience) = lease::clamp_request(
+        let owner = lease::owner_token((u128::from(random_u64()) << 64) | u128::from(random_u64()));
+        let acquire = Acquire::new(
+            &key,
+            &owner,
             Duration::from_millis(ttl_ms),
             Duration::from_millis(wait_ms),
         );
-        let owner = lease::owner_token((u128::from(random_u64()) << 64) | u128::from(random_u64()));
-        let mut wait = Wait::new(patience);
-        let joins = wait.joins_line();
-        // A waiter that gives up leaves the line, else it would hold the
-        // line up until its place expires.
-        let leave = |owner: &str| {
-            if joins {
-                let _ = valkey::eval(&commands::leave(&key, owner));
-            }
-        };
-        let started = Instant::now();
-        loop {
-            let reply = match valkey::eval(&commands::acquire(&key, &owner, ttl, joins)) {
-                Ok(reply) => reply,
-                Err(e) => {
-                    leave(&owner);
-                    return Err(error(e));
-                }
-            };
-            let ahead = match AcquireAnswer::from_reply(reply) {
-                AcquireAnswer::Taken(fence) => {
-                    return Ok(Some(Lease::new(HeldLease { key, owner, fence })));
-                }
-                AcquireAnswer::Later { ahead } => ahead,
-            };
-            match wait.next_pause(ahead, started.elapsed(), random_unit()) {
-                Some(pause) => std::thread::sleep(pause),
-                None => {
-                    leave(&owner);
-                    return Ok(None);
-                }
-            }
-        }
+        Ok(drive::valkey(acquire)
+            .map_err(failure)?
+            .map(|fence| Lease::new(HeldLease { key, owner, fence })))
     }
 
     fn await_release(
@@ -192,31 +171,7 @@ impl Guest for crate::Adapters {
         wait_ms: u64,
     ) -> Result<bool, CacheError> {
         let key = real_key(caller, scope, &key)?;
-        let (_, patience) = lease::clamp_request(Duration::ZERO, Duration::from_millis(wait_ms));
-        let lease_key = keys::lease(&key);
-        // Nobody ahead but the holder, for as long as it holds.
-        let mut pacing = Wait::new(patience);
-        let started = Instant::now();
-        loop {
-            let held = match valkey::command(&["EXISTS".to_owned(), lease_key.clone()])
-                .map_err(error)?
-                .as_slice()
-            {
-                [RedisResult::Int64(n)] => *n > 0,
-                other => {
-                    return Err(CacheError::Invalid(format!(
-                        "EXISTS answered {other:?}, not an integer"
-                    )));
-                }
-            };
-            if !held {
-                return Ok(true);
-            }
-            match pacing.next_pause(1, started.elapsed(), random_unit()) {
-                Some(pause) => std::thread::sleep(pause),
-                None => return Ok(false),
-            }
-        }
+        drive::valkey(AwaitRelease::new(&key, Duration::from_millis(wait_ms))).map_err(failure)
     }
 
     fn release(lease: Lease) -> Result<bool, CacheError> {

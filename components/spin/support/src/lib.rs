@@ -6,12 +6,15 @@
 //! * [`valkey`]: Valkey through Spin's Redis interface, one connection per
 //!   component instance (Spin makes an instance per request);
 //! * [`http`]: outbound HTTP on Spin's `wasi:http` client;
+//! * [`drive`]: the blocking driver of the `cronium-rules` protocol
+//!   machines, on the two above;
 //! * [`now_rfc3339`], [`random_u64`]: the clock and randomness.
 //!
 //! An adapter reaches only what its component in `spin.toml` grants it
 //! through `inherit_configuration`: variables, and the outbound hosts
 //! (`redis://` and `http://`) of the endpoint component it is composed into.
 
+pub mod drive;
 pub mod http;
 pub mod settings;
 pub mod valkey;

@@ -19,7 +19,41 @@ pub fn get(name: &str) -> Option<String> {
 
 /// A Go-style duration (`30s`, `5m`); `default` when unset.
 pub fn duration(name: &str, default: Duration) -> Result<Duration, String> {
-    match get(name) {
+    duration_from(name, get(name), default)
+}
+
+/// `rate_limit_per_min` from its text (unset: the rules' default, as for
+/// the custom host's `RATE_LIMIT_PER_MIN`).
+pub fn rate_limit_per_min(text: Option<String>) -> Result<u32, String> {
+    number_from(
+        "rate_limit_per_min",
+        text,
+        cronium_rules::settings::RATE_LIMIT_PER_MIN,
+    )
+}
+
+/// `cache_ttl` from its text (unset: the rules' default, as for the
+/// custom host's `CACHE_TTL`).
+pub fn cache_ttl(text: Option<String>) -> Result<Duration, String> {
+    duration_from("cache_ttl", text, cronium_rules::settings::CACHE_TTL)
+}
+
+/// `backend_timeout` from its text (unset: the rules' default).
+pub fn backend_timeout(text: Option<String>) -> Result<Duration, String> {
+    duration_from(
+        "backend_timeout",
+        text,
+        cronium_rules::settings::BACKEND_TIMEOUT,
+    )
+}
+
+/// [`duration`] of a value already read.
+pub fn duration_from(
+    name: &str,
+    text: Option<String>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match text {
         None => Ok(default),
         Some(text) => duration::parse(&text)
             .ok_or_else(|| format!("variable {name}: {text:?} is not a duration (e.g. 30s, 5m)")),
@@ -28,7 +62,16 @@ pub fn duration(name: &str, default: Duration) -> Result<Duration, String> {
 
 /// A whole number; `default` when unset.
 pub fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match get(name) {
+    number_from(name, get(name), default)
+}
+
+/// [`number`] of a value already read.
+pub fn number_from<T: std::str::FromStr>(
+    name: &str,
+    text: Option<String>,
+    default: T,
+) -> Result<T, String> {
+    match text {
         None => Ok(default),
         Some(text) => text
             .parse()

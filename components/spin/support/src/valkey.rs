@@ -65,11 +65,12 @@ fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result
                     "valkey_url is not a redis://, rediss://, valkey:// or valkeys:// URL".into(),
                 ));
             }
-            let url = with_credentials(
+            let url = connection_url(
                 &url,
                 settings::get("valkey_password").as_deref(),
                 settings::get("valkey_db").as_deref(),
-            );
+            )
+            .map_err(ValkeyError::Unavailable)?;
             *slot = Some(Connection::open(&url).map_err(|e| {
                 ValkeyError::Unavailable(format!("cannot connect: {}", describe(&e)))
             })?);
@@ -86,37 +87,24 @@ fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result
     })
 }
 
-/// `url` with `valkey_password` and `valkey_db` applied over it, as the
-/// custom host applies `VALKEY_PASSWORD` and `VALKEY_DB`: a setting wins
-/// over what the URL says (`redis://:password@host:port/db`).
-fn with_credentials(url: &str, password: Option<&str>, db: Option<&str>) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, Some(path).filter(|p| !p.is_empty())),
-        None => (rest, None),
-    };
-    let (userinfo, host) = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => (Some(userinfo), host),
-        None => (None, authority),
-    };
-    let userinfo = match (password, userinfo) {
-        (Some(password), Some(userinfo)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            Some(format!("{user}:{password}"))
-        }
-        (Some(password), None) => Some(format!(":{password}")),
-        (None, userinfo) => userinfo.map(str::to_owned),
-    };
-    let authority = match userinfo {
-        Some(userinfo) => format!("{userinfo}@{host}"),
-        None => host.to_owned(),
-    };
-    match db.or(path) {
-        Some(db) => format!("{scheme}://{authority}/{db}"),
-        None => format!("{scheme}://{authority}"),
-    }
+/// The URL the connection is opened with: `valkey_url` resolved with
+/// `valkey_password` and `valkey_db` by the rules' one resolution
+/// ([`cronium_rules::settings::valkey_endpoints`], the custom host's too):
+/// an explicit setting overrides what the URL carries. Spin's Redis
+/// client takes one address: the first seed.
+pub fn connection_url(
+    url: &str,
+    password: Option<&str>,
+    db: Option<&str>,
+) -> Result<String, String> {
+    let db = db
+        .map(|db| {
+            db.parse::<i64>()
+                .map_err(|_| format!("variable valkey_db: {db:?} is not a number"))
+        })
+        .transpose()?;
+    let mut endpoints = cronium_rules::settings::valkey_endpoints(url, password, db)?;
+    Ok(endpoints.remove(0).url)
 }
 
 /// `GET key` (or the value fetched ahead for it).
@@ -229,24 +217,6 @@ fn describe(error: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn password_and_database_apply_over_the_url_as_for_the_custom_host() {
-        assert_eq!(
-            with_credentials("redis://h:6379", Some("pw"), Some("2")),
-            "redis://:pw@h:6379/2"
-        );
-        assert_eq!(
-            with_credentials("valkey://u:x@h:6379/1", Some("pw"), Some("2")),
-            "valkey://u:pw@h:6379/2",
-            "the settings win over the URL"
-        );
-        assert_eq!(
-            with_credentials("redis://u:x@h:6379/1", None, None),
-            "redis://u:x@h:6379/1"
-        );
-        assert_eq!(with_credentials("redis://h", None, None), "redis://h");
-    }
 
     #[test]
     fn server_replies_are_refusals_and_the_rest_is_unavailability() {
