@@ -133,7 +133,7 @@ mod tests {
     /// Redis client reads it), and the defaults.
     #[test]
     fn the_host_and_spin_resolve_every_setting_identically() {
-        use crate::capabilities::valkey::connection_infos;
+        use crate::capabilities::cache::valkey::connection_infos;
         use crate::config::Config;
         use cronium_rules::settings;
 
