@@ -133,6 +133,38 @@ async fn a_host_given_one_node_finds_the_cluster_and_every_host_reads_a_write_at
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_variable_only_the_backend_has_is_read_through_every_host_then_from_the_cache() {
+    let (_cluster, backend, hosts) = hosts_on_a_cluster(1, 2, &[]).await;
+    backend.state().variables.insert(
+        ("user-1".to_owned(), "seeded".to_owned()),
+        json!({"threshold": 0.75}),
+    );
+    // Its first reads come all at once, from both hosts: one fills the
+    // cache, the others wait for it or read the backend themselves.
+    let burst: Vec<_> = (0..32)
+        .map(|i| {
+            let hosts = hosts.clone();
+            tokio::spawn(async move { get(&hosts[i % 2], "exec-0", "seeded").await })
+        })
+        .collect();
+    for read in burst {
+        let read = read.await.unwrap();
+        assert_eq!(read.status, 200, "{read:?}");
+    }
+    for _ in 0..3 {
+        for host in hosts.iter() {
+            let read = get(host, "exec-0", "seeded").await;
+            assert_eq!(read.status, 200, "{read:?}\n{}", host.log());
+            assert_eq!(read.json["data"]["value"], json!({"threshold": 0.75}));
+        }
+    }
+    assert!(
+        backend.count("GET", "/api/internal/variables/user-1/seeded") <= 32,
+        "read from the cache once filled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revocation_written_to_the_cluster_reaches_every_host_and_the_rate_limit_is_shared() {
     let (cluster, _backend, hosts) =
         hosts_on_a_cluster(2, 2, &[("RATE_LIMIT_PER_MIN", "60")]).await;
