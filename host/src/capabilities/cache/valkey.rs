@@ -17,6 +17,7 @@ use std::time::Duration;
 use cronium_rules::keys;
 use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
+use cronium_rules::settings;
 use cronium_rules::valkey::{self as commands, AccessAnswer, AcquireAnswer, ScriptCall};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -347,27 +348,45 @@ async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
     Ok(Connection::Node(manager))
 }
 
-/// Where and how to connect to each seed of `config`.
+/// Where and how to connect to each seed of `config`, as
+/// [`settings::valkey_endpoints`] resolves them (the one resolution the
+/// host and the Spin adapters share).
 pub(crate) fn connection_infos(
     config: &ValkeyConfig,
 ) -> Result<Vec<redis::ConnectionInfo>, RedisError> {
-    config.seeds().map(|seed| seed_info(config, seed)).collect()
+    settings::valkey_endpoints(&config.url, config.password.as_deref(), config.db)
+        .map_err(|why| {
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "VALKEY_URL", why))
+        })?
+        .iter()
+        .map(endpoint_info)
+        .collect()
 }
 
 /// Where and how to connect to the first seed of `config`.
 pub(crate) fn connection_info(config: &ValkeyConfig) -> Result<redis::ConnectionInfo, RedisError> {
-    let first = config.seeds().next().unwrap_or_default();
-    seed_info(config, first)
+    Ok(connection_infos(config)?.remove(0))
 }
 
-/// One seed's URL, with `VALKEY_PASSWORD` and `VALKEY_DB` applied over it.
-fn seed_info(config: &ValkeyConfig, seed: &str) -> Result<redis::ConnectionInfo, RedisError> {
-    let info: redis::ConnectionInfo = seed.parse()?;
+/// One resolved endpoint as the `redis` crate opens it (`valkey://` read
+/// as `redis://`; a socket's credentials and database are set on it).
+fn endpoint_info(endpoint: &settings::ValkeyEndpoint) -> Result<redis::ConnectionInfo, RedisError> {
+    let url = commands::normalize_url(&endpoint.url).ok_or_else(|| {
+        RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "VALKEY_URL",
+            endpoint.url.clone(),
+        ))
+    })?;
+    let info: redis::ConnectionInfo = url.parse()?;
     let mut redis_settings = info.redis_settings().clone();
-    if let Some(password) = &config.password {
+    if let Some(username) = &endpoint.username {
+        redis_settings = redis_settings.set_username(username.clone());
+    }
+    if let Some(password) = &endpoint.password {
         redis_settings = redis_settings.set_password(password.clone());
     }
-    if let Some(db) = config.db {
+    if let Some(db) = endpoint.db {
         redis_settings = redis_settings.set_db(db);
     }
     Ok(info.set_redis_settings(redis_settings))
