@@ -18,7 +18,7 @@ use cronium_rules::keys;
 use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::settings;
-use cronium_rules::valkey::{self as commands, AccessAnswer, AcquireAnswer, ScriptCall};
+use cronium_rules::valkey::{self as commands, AccessAnswer, ScriptCall};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -235,28 +235,20 @@ impl ValkeyCache {
         self.run(&self.increment, call).await
     }
 
-    /// One attempt to take `key`'s lease, in turn ([`lease::ACQUIRE_SCRIPT`]).
-    pub(crate) async fn try_acquire(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        joins_line: bool,
-    ) -> Result<AcquireAnswer, CacheError> {
-        let reply = self
-            .run(
-                &self.acquire,
-                commands::acquire(key, owner, ttl, joins_line),
-            )
-            .await?;
-        Ok(AcquireAnswer::from_reply(reply))
-    }
-
-    /// Takes `owner` out of the line for `key`'s lease.
-    pub(crate) async fn leave(&self, key: &str, owner: &str) -> Result<(), CacheError> {
-        self.run(&self.leave, commands::leave(key, owner))
-            .await
-            .map(drop)
+    /// Runs one of the lease scripts (the lease machines' requests) with
+    /// its cached copy.
+    pub(crate) async fn script(&self, call: ScriptCall) -> Result<i64, CacheError> {
+        let script = [&self.acquire, &self.leave, &self.release]
+            .into_iter()
+            .zip([
+                lease::ACQUIRE_SCRIPT,
+                lease::LEAVE_SCRIPT,
+                lease::RELEASE_SCRIPT,
+            ])
+            .find(|(_, text)| *text == call.script)
+            .map(|(script, _)| script)
+            .ok_or_else(|| CacheError::Invalid("not a lease script".into()))?;
+        self.run(script, call).await
     }
 
     pub(crate) async fn check_access(
