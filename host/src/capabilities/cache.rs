@@ -26,6 +26,7 @@ pub mod valkey;
 
 use std::time::Duration;
 
+use cronium_rules::access::{Check, CheckAccess, Verdict};
 use cronium_rules::keys;
 use cronium_rules::lease::protocol::{Acquire, AwaitRelease};
 use cronium_rules::lease::{self as lease_rules, Wait};
@@ -52,15 +53,6 @@ pub enum CacheError {
     /// The cache refused the call.
     #[error("cache refused the call: {0}")]
     Invalid(String),
-}
-
-/// What the per-request access check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Access {
-    /// The job's tokens are revoked.
-    pub revoked: bool,
-    /// Microseconds until the execution may send again (0: it may now).
-    pub retry_after_us: u64,
 }
 
 /// The configured cache.
@@ -119,27 +111,40 @@ impl Cache {
         }
     }
 
-    /// Whether `revoked_key` is set and, when a `quota` applies, whether
-    /// one more request may pass `limiter_key`: one round trip to Valkey.
+    /// The access check of one verified request (the job's revocation
+    /// and, when a `quota` applies, the execution's rate limit): the
+    /// rules' [`CheckAccess`] machine, driven by [`crate::drive`], one
+    /// round trip to Valkey (two on a cluster whose slots split the keys).
     pub async fn check_access(
         &self,
-        revoked_key: &str,
-        limiter_key: &str,
+        job_id: &str,
+        execution_id: &str,
         quota: Option<Quota>,
-    ) -> Result<Access, CacheError> {
-        match (self, quota) {
-            (Cache::Valkey { remote: c, .. }, Some(quota)) => {
-                c.check_access(revoked_key, limiter_key, quota).await
-            }
-            (Cache::Memory(c), Some(quota)) => Ok(Access {
-                revoked: c.get(revoked_key).is_some(),
-                retry_after_us: c.limit(limiter_key, quota),
-            }),
-            (_, None) => Ok(Access {
-                revoked: self.exists(revoked_key).await?,
-                retry_after_us: 0,
-            }),
-        }
+    ) -> Verdict {
+        let split = match self {
+            Cache::Valkey { remote, .. } if quota.is_some() => match remote.clustered().await {
+                Ok(clustered) => clustered && Check::needs_split_on_cluster(job_id, execution_id),
+                Err(error) => {
+                    return Verdict::Unchecked {
+                        why: error.to_string(),
+                    };
+                }
+            },
+            _ => false,
+        };
+        let machine = CheckAccess::new(Check {
+            job_id: job_id.to_owned(),
+            execution_id: execution_id.to_owned(),
+            quota,
+            peek_record: false,
+            split,
+        });
+        let mut io = AccessIo {
+            cache: self,
+            quota,
+            clock: Clock::start(),
+        };
+        drive(machine, &mut io).await
     }
 
     /// One request against `limiter_key`'s `quota`: microseconds to wait
@@ -405,6 +410,70 @@ impl Io<ValkeyRequest, ValkeyReply> for LeaseIo<'_> {
             }
             _ => tokio::time::sleep(pause).await,
         }
+    }
+
+    fn now(&mut self) -> Now {
+        self.clock.now()
+    }
+}
+
+/// The access machine's transport: Valkey, or the in-process cache
+/// answering the same requests.
+struct AccessIo<'a> {
+    cache: &'a Cache,
+    quota: Option<Quota>,
+    clock: Clock,
+}
+
+impl AccessIo<'_> {
+    async fn answer(&self, request: ValkeyRequest) -> Result<i64, CacheError> {
+        match (self.cache, request) {
+            (_, ValkeyRequest::Command(words)) => {
+                Ok(i64::from(self.cache.exists(exists_key(&words)?).await?))
+            }
+            (Cache::Valkey { remote, .. }, ValkeyRequest::Script(call)) => {
+                remote.script(call).await
+            }
+            (Cache::Memory(c), ValkeyRequest::Script(call))
+                if call.script == rate_limit::LIMIT_SCRIPT =>
+            {
+                let quota = self
+                    .quota
+                    .ok_or_else(|| CacheError::Invalid("a limit without a quota".into()))?;
+                match call.keys.as_slice() {
+                    // The access script's reply: negative when revoked,
+                    // else the wait (the budget is spent either way).
+                    [revoked, limiter] => {
+                        let wait = c.limit(limiter, quota);
+                        Ok(if c.get(revoked).is_some() {
+                            -1
+                        } else {
+                            wait as i64
+                        })
+                    }
+                    [limiter] => Ok(c.limit(limiter, quota) as i64),
+                    _ => Err(CacheError::Invalid("a limit of no known shape".into())),
+                }
+            }
+            (Cache::Memory(_), ValkeyRequest::Script(call)) => Err(CacheError::Invalid(format!(
+                "the in-process cache runs no script like {:.40}",
+                call.script
+            ))),
+        }
+    }
+}
+
+impl Io<ValkeyRequest, ValkeyReply> for AccessIo<'_> {
+    async fn send(&mut self, request: ValkeyRequest) -> ValkeyReply {
+        // The whole error, as the decision logs it.
+        self.answer(request)
+            .await
+            .map(ValkeyValue::Int)
+            .map_err(|error| ValkeyFailure::Unavailable(error.to_string()))
+    }
+
+    async fn sleep(&mut self, pause: Duration) {
+        tokio::time::sleep(pause).await;
     }
 
     fn now(&mut self) -> Now {

@@ -14,19 +14,18 @@
 
 use std::time::Duration;
 
-use cronium_rules::keys;
 use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::settings;
-use cronium_rules::valkey::{self as commands, AccessAnswer, ScriptCall};
+use cronium_rules::valkey::{self as commands, ScriptCall};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
+use super::CacheError;
 use super::lease::Lease;
-use super::{Access, CacheError};
 use crate::config::ValkeyConfig;
 
 /// How long one Valkey call may take before it counts as unavailable:
@@ -247,38 +246,13 @@ impl ValkeyCache {
             ])
             .find(|(_, text)| *text == call.script)
             .map(|(script, _)| script)
-            .ok_or_else(|| CacheError::Invalid("not a lease script".into()))?;
+            .ok_or_else(|| CacheError::Invalid("not a script of the machines".into()))?;
         self.run(script, call).await
     }
 
-    pub(crate) async fn check_access(
-        &self,
-        revoked_key: &str,
-        limiter_key: &str,
-        quota: Quota,
-    ) -> Result<Access, CacheError> {
-        let clustered = matches!(self.conn().await?, Connection::Cluster(_));
-        if clustered && !keys::same_slot(revoked_key, limiter_key) {
-            // One script cannot span two slots of a cluster: ask twice,
-            // the revocation first (a revoked job spends no budget).
-            if self.exists(revoked_key).await? {
-                return Ok(Access {
-                    revoked: true,
-                    retry_after_us: 0,
-                });
-            }
-            let retry_after_us = self.limit(limiter_key, quota).await?;
-            return Ok(Access {
-                revoked: false,
-                retry_after_us,
-            });
-        }
-        let call = commands::check_access(revoked_key, limiter_key, quota);
-        let answer = AccessAnswer::from_reply(self.run(&self.limit, call).await?);
-        Ok(Access {
-            revoked: answer.revoked,
-            retry_after_us: answer.retry_after_us,
-        })
+    /// Whether the connection is to a Valkey Cluster (connecting first).
+    pub(crate) async fn clustered(&self) -> Result<bool, CacheError> {
+        Ok(matches!(self.conn().await?, Connection::Cluster(_)))
     }
 
     pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
