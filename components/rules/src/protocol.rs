@@ -126,6 +126,10 @@ pub enum TransportFailure {
     TimedOut,
     /// No answer, and why (without the peer's address).
     Failed(String),
+    /// The request could not be made, or its answer not read (too large,
+    /// cut off): [`Failure::InvalidResponse`](crate::backend::Failure::InvalidResponse)
+    /// if no later attempt does better.
+    Unreadable(String),
 }
 
 /// What the transport made of one [`HttpRequest`].

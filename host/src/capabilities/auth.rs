@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cronium_rules::access::{self, Unchecked, Verdict};
 use cronium_rules::keys;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::token::{Claims, TokenError, TokenVerifier};
@@ -165,25 +166,24 @@ impl Auth {
         {
             return self.pushed(claims, revoked, &limiter_key, cache).await;
         }
-        let revoked_key = keys::revoked_job(&claims.job_id);
         match cache
-            .check_access(&revoked_key, &limiter_key, self.quota)
+            .check_access(&claims.job_id, &claims.execution_id, self.quota)
             .await
         {
-            Ok(access) => {
+            Verdict::Pass { .. } => {
                 self.checked_now();
-                if access.revoked {
-                    self.remember_revoked(&claims.job_id);
-                    return Err(AuthFailure::Revoked);
-                }
-                if access.retry_after_us > 0 {
-                    return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(
-                        access.retry_after_us,
-                    )));
-                }
                 Ok(claims)
             }
-            Err(error) => {
+            Verdict::Revoked => {
+                self.checked_now();
+                self.remember_revoked(&claims.job_id);
+                Err(AuthFailure::Revoked)
+            }
+            Verdict::RateLimited { retry_after_secs } => {
+                self.checked_now();
+                Err(AuthFailure::RateLimited(retry_after_secs))
+            }
+            Verdict::Unchecked { why } => {
                 // The region's count is out of reach: this host counts alone.
                 if let Some(quota) = self.quota {
                     let wait = self.local.limit(&limiter_key, quota);
@@ -191,7 +191,7 @@ impl Auth {
                         return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
                     }
                 }
-                self.without_cache(claims, &error.to_string())
+                self.without_cache(claims, &why)
             }
         }
     }
@@ -257,10 +257,9 @@ impl Auth {
         );
     }
 
+    /// The rules' decision ([`access::unchecked`]) on a request whose
+    /// revocation could not be checked.
     fn without_cache(&self, claims: Claims, error: &str) -> Result<Claims, AuthFailure> {
-        if self.was_seen_revoked(&claims.job_id) {
-            return Err(AuthFailure::Revoked);
-        }
         let last_ok = self.last_check_ok.load(Ordering::Relaxed);
         let within_grace = last_ok > 0
             && self
@@ -268,13 +267,19 @@ impl Auth {
                 .elapsed()
                 .saturating_sub(Duration::from_millis(last_ok))
                 <= REVOCATION_GRACE;
-        if !within_grace && self.fail_closed {
-            tracing::warn!(job_id = %claims.job_id, %error, "revocation unchecked; refusing (fail-closed)");
-            return Err(AuthFailure::Unavailable(error.to_owned()));
+        let seen_revoked = self.was_seen_revoked(&claims.job_id);
+        match access::unchecked(self.fail_closed, within_grace, seen_revoked) {
+            Unchecked::Revoked => Err(AuthFailure::Revoked),
+            Unchecked::Refuse => {
+                tracing::warn!(job_id = %claims.job_id, %error, "revocation unchecked; refusing (fail-closed)");
+                Err(AuthFailure::Unavailable(error.to_owned()))
+            }
+            Unchecked::LetThrough => {
+                self.unchecked.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job_id = %claims.job_id, %error, within_grace, "revocation unchecked; letting through");
+                Ok(claims)
+            }
         }
-        self.unchecked.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(job_id = %claims.job_id, %error, within_grace, "revocation unchecked; letting through");
-        Ok(claims)
     }
 
     fn remember_revoked(&self, job_id: &str) {

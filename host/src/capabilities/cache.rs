@@ -26,8 +26,11 @@ pub mod valkey;
 
 use std::time::Duration;
 
+use cronium_rules::access::{Check, CheckAccess, Verdict};
 use cronium_rules::keys;
+use cronium_rules::lease::protocol::{Acquire, AwaitRelease};
 use cronium_rules::lease::{self as lease_rules, Wait};
+use cronium_rules::protocol::{Now, ValkeyFailure, ValkeyReply, ValkeyRequest, ValkeyValue};
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::valkey::AcquireAnswer;
 use wasmtime::component::{Linker, Resource};
@@ -39,6 +42,7 @@ use self::valkey::ValkeyCache;
 use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
 use crate::bindings::auth::Caller;
 use crate::bindings::cache as wit_cache;
+use crate::drive::{Clock, Io, drive};
 
 /// Why a cache call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,15 +53,6 @@ pub enum CacheError {
     /// The cache refused the call.
     #[error("cache refused the call: {0}")]
     Invalid(String),
-}
-
-/// What the per-request access check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Access {
-    /// The job's tokens are revoked.
-    pub revoked: bool,
-    /// Microseconds until the execution may send again (0: it may now).
-    pub retry_after_us: u64,
 }
 
 /// The configured cache.
@@ -116,27 +111,40 @@ impl Cache {
         }
     }
 
-    /// Whether `revoked_key` is set and, when a `quota` applies, whether
-    /// one more request may pass `limiter_key`: one round trip to Valkey.
+    /// The access check of one verified request (the job's revocation
+    /// and, when a `quota` applies, the execution's rate limit): the
+    /// rules' [`CheckAccess`] machine, driven by [`crate::drive`], one
+    /// round trip to Valkey (two on a cluster whose slots split the keys).
     pub async fn check_access(
         &self,
-        revoked_key: &str,
-        limiter_key: &str,
+        job_id: &str,
+        execution_id: &str,
         quota: Option<Quota>,
-    ) -> Result<Access, CacheError> {
-        match (self, quota) {
-            (Cache::Valkey { remote: c, .. }, Some(quota)) => {
-                c.check_access(revoked_key, limiter_key, quota).await
-            }
-            (Cache::Memory(c), Some(quota)) => Ok(Access {
-                revoked: c.get(revoked_key).is_some(),
-                retry_after_us: c.limit(limiter_key, quota),
-            }),
-            (_, None) => Ok(Access {
-                revoked: self.exists(revoked_key).await?,
-                retry_after_us: 0,
-            }),
-        }
+    ) -> Verdict {
+        let split = match self {
+            Cache::Valkey { remote, .. } if quota.is_some() => match remote.clustered().await {
+                Ok(clustered) => clustered && Check::needs_split_on_cluster(job_id, execution_id),
+                Err(error) => {
+                    return Verdict::Unchecked {
+                        why: error.to_string(),
+                    };
+                }
+            },
+            _ => false,
+        };
+        let machine = CheckAccess::new(Check {
+            job_id: job_id.to_owned(),
+            execution_id: execution_id.to_owned(),
+            quota,
+            peek_record: false,
+            split,
+        });
+        let mut io = AccessIo {
+            cache: self,
+            quota,
+            clock: Clock::start(),
+        };
+        drive(machine, &mut io).await
     }
 
     /// One request against `limiter_key`'s `quota`: microseconds to wait
@@ -238,91 +246,56 @@ impl Cache {
     /// Takes the lease on `key` for `ttl`, in turn: waiting in line until
     /// the line ahead has stood still for `wait` ([`lease_rules::Wait`]); with a
     /// zero `wait`, one attempt that fails while the lease is held or
-    /// others wait for it. `None` when the wait ran out.
+    /// others wait for it. `None` when the wait ran out. The rules'
+    /// [`Acquire`] machine, driven by [`crate::drive`].
     pub async fn acquire(
         &self,
         key: &str,
         ttl: Duration,
         wait: Duration,
     ) -> Result<Option<Lease>, CacheError> {
-        let (ttl, patience) = lease_rules::clamp_request(ttl, wait);
         let owner = lease_rules::owner_token(rand::random());
-        let mut wait = Wait::new(patience);
-        let joins = wait.joins_line();
-        let mut releases = joins.then(|| self.local_releases().listen(key));
-        // Tokio's clock, which tests may pause.
-        let started = tokio::time::Instant::now();
-        loop {
-            // Releases heard from here on count towards this waiter's turn.
-            let heard_before = releases.as_mut().map(|r| *r.borrow_and_update());
-            let attempt = match self {
-                Cache::Valkey { remote: c, .. } => c.try_acquire(key, &owner, ttl, joins).await,
-                Cache::Memory(c) => Ok(c.try_acquire(key, &owner, ttl, joins)),
-            };
-            let ahead = match attempt {
-                Ok(AcquireAnswer::Taken(fence)) => {
-                    return Ok(Some(Lease {
-                        key: key.to_owned(),
-                        owner,
-                        fence,
-                    }));
-                }
-                Ok(AcquireAnswer::Later { ahead }) => ahead,
-                Err(error) => {
-                    self.leave_line(key, &owner, joins).await;
-                    return Err(error);
-                }
-            };
-            let Some(pause) = wait.next_pause(ahead, started.elapsed(), rand::random()) else {
-                self.leave_line(key, &owner, joins).await;
-                return Ok(None);
-            };
-            match (releases.as_mut(), heard_before) {
-                (Some(releases), Some(before)) => {
-                    until_turn_or(pause, releases, before + ahead).await;
-                }
-                _ => tokio::time::sleep(pause).await,
-            }
-        }
-    }
-
-    /// Takes a waiter that gives up out of the line (else it would hold
-    /// the line up until its place expires).
-    async fn leave_line(&self, key: &str, owner: &str, joined: bool) {
-        if !joined {
-            return;
-        }
-        match self {
-            Cache::Valkey { remote: c, .. } => {
-                let _ = c.leave(key, owner).await;
-            }
-            Cache::Memory(c) => c.leave(key, owner),
-        }
+        let machine = Acquire::new(key, &owner, ttl, wait);
+        let (ttl, patience) = lease_rules::clamp_request(ttl, wait);
+        let joins = Wait::new(patience).joins_line();
+        let mut io = LeaseIo {
+            cache: self,
+            key,
+            owner: &owner,
+            ttl,
+            joins,
+            releases: joins.then(|| self.local_releases().listen(key)),
+            heard_before: None,
+            ahead: 1,
+            clock: Clock::start(),
+        };
+        let fence = drive(machine, &mut io).await.map_err(cache_error)?;
+        Ok(fence.map(|fence| Lease {
+            key: key.to_owned(),
+            owner,
+            fence,
+        }))
     }
 
     /// Waits until nobody holds `key`'s lease (true), for at most `wait`
     /// (false: still held), asking as a waiter next in line would, and at
-    /// once when this process releases it.
+    /// once when this process releases it. The rules' [`AwaitRelease`]
+    /// machine, driven by [`crate::drive`].
     pub async fn await_release(&self, key: &str, wait: Duration) -> Result<bool, CacheError> {
-        let (_, patience) = lease_rules::clamp_request(Duration::ZERO, wait);
-        let mut releases = self.local_releases().listen(key);
-        // Nobody ahead but the holder, for as long as it holds.
-        let mut pacing = Wait::new(patience);
-        let started = tokio::time::Instant::now();
-        loop {
-            let heard_before = *releases.borrow_and_update();
-            let held = match self {
-                Cache::Valkey { remote: c, .. } => c.exists(&keys::lease(key)).await?,
-                Cache::Memory(c) => c.lease_held(key),
-            };
-            if !held {
-                return Ok(true);
-            }
-            let Some(pause) = pacing.next_pause(1, started.elapsed(), rand::random()) else {
-                return Ok(false);
-            };
-            until_turn_or(pause, &mut releases, heard_before + 1).await;
-        }
+        let mut io = LeaseIo {
+            cache: self,
+            key,
+            owner: "",
+            ttl: Duration::ZERO,
+            joins: false,
+            releases: Some(self.local_releases().listen(key)),
+            heard_before: None,
+            ahead: 1,
+            clock: Clock::start(),
+        };
+        drive(AwaitRelease::new(key, wait), &mut io)
+            .await
+            .map_err(cache_error)
     }
 
     /// Releases `lease` if its owner still holds it, and tells this
@@ -336,6 +309,182 @@ impl Cache {
             self.local_releases().announce(&lease.key);
         }
         released
+    }
+}
+
+/// The lease machines' transport: Valkey, or the in-process cache
+/// answering the same requests. Its pauses end early when this process
+/// releases the lease often enough for the waiter's turn to have come
+/// ([`until_turn_or`]).
+struct LeaseIo<'a> {
+    cache: &'a Cache,
+    key: &'a str,
+    owner: &'a str,
+    ttl: Duration,
+    joins: bool,
+    /// This process's releases of the lease, when listened to.
+    releases: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The releases heard before the last attempt.
+    heard_before: Option<u64>,
+    /// Holders ahead of the waiter at the last attempt.
+    ahead: u64,
+    clock: Clock,
+}
+
+impl LeaseIo<'_> {
+    async fn answer(&mut self, request: ValkeyRequest) -> Result<i64, CacheError> {
+        let acquire = matches!(&request, ValkeyRequest::Script(call) if call.script == lease_rules::ACQUIRE_SCRIPT);
+        if !matches!(&request, ValkeyRequest::Script(call) if call.script == lease_rules::LEAVE_SCRIPT)
+        {
+            // Releases heard from here on count towards this waiter's turn.
+            self.heard_before = self.releases.as_mut().map(|r| *r.borrow_and_update());
+        }
+        let reply = match (self.cache, request) {
+            (Cache::Valkey { remote, .. }, ValkeyRequest::Script(call)) => {
+                remote.script(call).await?
+            }
+            (Cache::Valkey { remote, .. }, ValkeyRequest::Command(words)) => {
+                i64::from(remote.exists(exists_key(&words)?).await?)
+            }
+            (Cache::Memory(c), ValkeyRequest::Script(_)) if acquire => {
+                match c.try_acquire(self.key, self.owner, self.ttl, self.joins) {
+                    AcquireAnswer::Taken(fence) => fence as i64,
+                    AcquireAnswer::Later { ahead } => -(ahead as i64),
+                }
+            }
+            (Cache::Memory(c), ValkeyRequest::Script(call))
+                if call.script == lease_rules::LEAVE_SCRIPT =>
+            {
+                c.leave(self.key, self.owner);
+                0
+            }
+            (Cache::Memory(_), ValkeyRequest::Script(call)) => {
+                return Err(CacheError::Invalid(format!(
+                    "the in-process cache runs no script like {:.40}",
+                    call.script
+                )));
+            }
+            (Cache::Memory(c), ValkeyRequest::Command(words)) => {
+                i64::from(c.get(exists_key(&words)?).is_some())
+            }
+        };
+        self.ahead = if acquire {
+            match AcquireAnswer::from_reply(reply) {
+                AcquireAnswer::Later { ahead } => ahead,
+                AcquireAnswer::Taken(_) => 1,
+            }
+        } else {
+            1
+        };
+        Ok(reply)
+    }
+}
+
+/// The key of an `EXISTS key` command (the only command the lease
+/// machines send).
+fn exists_key(words: &[String]) -> Result<&str, CacheError> {
+    match words {
+        [command, key] if command.eq_ignore_ascii_case("EXISTS") => Ok(key),
+        _ => Err(CacheError::Invalid(format!(
+            "the lease transport sends no {:?}",
+            words.first()
+        ))),
+    }
+}
+
+impl Io<ValkeyRequest, ValkeyReply> for LeaseIo<'_> {
+    async fn send(&mut self, request: ValkeyRequest) -> ValkeyReply {
+        self.answer(request)
+            .await
+            .map(ValkeyValue::Int)
+            .map_err(|error| match error {
+                CacheError::Unavailable(why) => ValkeyFailure::Unavailable(why),
+                CacheError::Invalid(why) => ValkeyFailure::Invalid(why),
+            })
+    }
+
+    async fn sleep(&mut self, pause: Duration) {
+        match (self.releases.as_mut(), self.heard_before) {
+            (Some(releases), Some(before)) => {
+                until_turn_or(pause, releases, before + self.ahead).await;
+            }
+            _ => tokio::time::sleep(pause).await,
+        }
+    }
+
+    fn now(&mut self) -> Now {
+        self.clock.now()
+    }
+}
+
+/// The access machine's transport: Valkey, or the in-process cache
+/// answering the same requests.
+struct AccessIo<'a> {
+    cache: &'a Cache,
+    quota: Option<Quota>,
+    clock: Clock,
+}
+
+impl AccessIo<'_> {
+    async fn answer(&self, request: ValkeyRequest) -> Result<i64, CacheError> {
+        match (self.cache, request) {
+            (_, ValkeyRequest::Command(words)) => {
+                Ok(i64::from(self.cache.exists(exists_key(&words)?).await?))
+            }
+            (Cache::Valkey { remote, .. }, ValkeyRequest::Script(call)) => {
+                remote.script(call).await
+            }
+            (Cache::Memory(c), ValkeyRequest::Script(call))
+                if call.script == rate_limit::LIMIT_SCRIPT =>
+            {
+                let quota = self
+                    .quota
+                    .ok_or_else(|| CacheError::Invalid("a limit without a quota".into()))?;
+                match call.keys.as_slice() {
+                    // The access script's reply: negative when revoked,
+                    // else the wait (the budget is spent either way).
+                    [revoked, limiter] => {
+                        let wait = c.limit(limiter, quota);
+                        Ok(if c.get(revoked).is_some() {
+                            -1
+                        } else {
+                            wait as i64
+                        })
+                    }
+                    [limiter] => Ok(c.limit(limiter, quota) as i64),
+                    _ => Err(CacheError::Invalid("a limit of no known shape".into())),
+                }
+            }
+            (Cache::Memory(_), ValkeyRequest::Script(call)) => Err(CacheError::Invalid(format!(
+                "the in-process cache runs no script like {:.40}",
+                call.script
+            ))),
+        }
+    }
+}
+
+impl Io<ValkeyRequest, ValkeyReply> for AccessIo<'_> {
+    async fn send(&mut self, request: ValkeyRequest) -> ValkeyReply {
+        // The whole error, as the decision logs it.
+        self.answer(request)
+            .await
+            .map(ValkeyValue::Int)
+            .map_err(|error| ValkeyFailure::Unavailable(error.to_string()))
+    }
+
+    async fn sleep(&mut self, pause: Duration) {
+        tokio::time::sleep(pause).await;
+    }
+
+    fn now(&mut self) -> Now {
+        self.clock.now()
+    }
+}
+
+fn cache_error(failure: ValkeyFailure) -> CacheError {
+    match failure {
+        ValkeyFailure::Unavailable(why) => CacheError::Unavailable(why),
+        ValkeyFailure::Invalid(why) => CacheError::Invalid(why),
     }
 }
 

@@ -136,6 +136,9 @@ impl Exchange {
                     Ok(answer) => return self.done(Ok(answer)),
                     Err(TransportFailure::TimedOut) => return self.done(Err(Failure::Timeout)),
                     Err(TransportFailure::Failed(why)) => self.last = Failure::Unavailable(why),
+                    Err(TransportFailure::Unreadable(why)) => {
+                        self.last = Failure::InvalidResponse(why)
+                    }
                 }
                 self.attempt += 1;
                 if self.attempt >= self.attempts {

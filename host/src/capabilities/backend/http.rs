@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cronium_rules::backend as rules;
+use cronium_rules::backend::protocol as machines;
+use cronium_rules::protocol::{
+    self, HttpReply, HttpRequest, HttpResponse, Machine, Now, TransportFailure,
+};
 use cronium_rules::token::Claims;
-use cronium_rules::wire::{self, BackendContext, Execution};
+use cronium_rules::wire::Execution;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,6 +24,7 @@ use serde_json::Value;
 
 use super::{AuditRecord, BackendError, StoredVariable, now_rfc3339, trust};
 use crate::config::BackendConfig;
+use crate::drive::{self, Clock, Io};
 
 /// Why the backend client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -30,20 +35,17 @@ pub enum BackendSetupError {
 }
 
 /// A client of the Cronium backend's internal API: pooled keep-alive
-/// connections, a deadline per call, retries only for idempotent calls.
+/// connections, each call a machine of `cronium_rules::backend::protocol`
+/// (its requests, retries of idempotent calls, the reading of answers)
+/// driven by [`crate::drive`].
 /// Every call (audit delivery and `/ready`'s ping too) goes through its one
 /// client, which speaks `http://` and verified `https://`.
 pub struct HttpBackend {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
-    authorization: Option<HeaderValue>,
-    timeout: Duration,
-}
-
-/// An answer from the backend.
-struct Answer {
-    status: StatusCode,
-    body: Bytes,
+    /// The bearer token and the budget of one call, as the machines of
+    /// [`machines`] read them.
+    rules: machines::Client,
 }
 
 impl HttpBackend {
@@ -74,38 +76,52 @@ impl HttpBackend {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        let authorization = (!config.token.is_empty())
-            .then(|| HeaderValue::try_from(format!("Bearer {}", config.token)).ok())
-            .flatten()
-            .map(|mut v| {
-                v.set_sensitive(true);
-                v
-            });
         Ok(HttpBackend {
             client,
             base: config.url.clone(),
-            authorization,
-            timeout: config.timeout,
+            rules: machines::Client {
+                token: config.token.clone(),
+                timeout: config.timeout,
+            },
         })
     }
 
     pub(super) async fn ping(&self) -> bool {
-        let Ok(request) = self.request(&Method::GET, "/", None, None) else {
-            return false;
+        let request = HttpRequest {
+            method: protocol::Method::Get,
+            path: "/".into(),
+            headers: rules::authorization(&self.rules.token)
+                .map(|bearer| ("authorization".to_owned(), bearer))
+                .into_iter()
+                .collect(),
+            body: None,
+            timeout: Duration::from_secs(2),
         };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.send(request)).await,
-            Ok(Ok(answer)) if !answer.status.is_server_error()
+        matches!(self.send(request).await, Ok(answer) if answer.status < 500)
+    }
+
+    /// Drives `machine` (one of [`machines`]) on this client.
+    async fn drive<M: Machine<Request = HttpRequest, Reply = HttpReply>>(
+        &self,
+        machine: M,
+    ) -> M::Output {
+        drive::drive(
+            machine,
+            &mut Transport {
+                backend: self,
+                clock: Clock::start(),
+            },
         )
+        .await
     }
 
     pub(super) async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
-        let path = execution_path(caller, "context");
-        let answer = self.call(Method::GET, &path, Some(caller), None).await?;
-        let answer = expect_success(answer)?;
-        BackendContext::parse(&answer.body)
-            .and_then(|c| c.into_execution(&caller.execution_id, caller.user_id.as_deref()))
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+        self.drive(machines::get_execution(
+            &self.rules,
+            &machine_caller(caller),
+            caller.user_id.clone(),
+        ))
+        .await
     }
 
     pub(super) async fn set_output(
@@ -113,18 +129,13 @@ impl HttpBackend {
         caller: &Claims,
         output: &serde_json::value::RawValue,
     ) -> Result<(), BackendError> {
-        let timestamp = now_rfc3339();
-        let body = serde_json::to_vec(&wire::OutputRequest {
+        self.drive(machines::set_output(
+            &self.rules,
+            &machine_caller(caller),
             output,
-            timestamp: &timestamp,
-        })
-        .expect("output requests serialize");
-        let path = execution_path(caller, "output");
-        expect_success(
-            self.call(Method::POST, &path, Some(caller), Some(body))
-                .await?,
-        )
-        .map(drop)
+            &now_rfc3339(),
+        ))
+        .await
     }
 
     pub(super) async fn set_condition(
@@ -132,18 +143,13 @@ impl HttpBackend {
         caller: &Claims,
         condition: bool,
     ) -> Result<(), BackendError> {
-        let timestamp = now_rfc3339();
-        let body = serde_json::to_vec(&wire::ConditionRequest {
+        self.drive(machines::set_condition(
+            &self.rules,
+            &machine_caller(caller),
             condition,
-            timestamp: &timestamp,
-        })
-        .expect("condition requests serialize");
-        let path = execution_path(caller, "condition");
-        expect_success(
-            self.call(Method::POST, &path, Some(caller), Some(body))
-                .await?,
-        )
-        .map(drop)
+            &now_rfc3339(),
+        ))
+        .await
     }
 
     pub(super) async fn get_variable(
@@ -152,27 +158,18 @@ impl HttpBackend {
         user_id: &str,
         key: &str,
     ) -> Result<Option<StoredVariable>, BackendError> {
-        let answer = match self
-            .call(
-                Method::GET,
-                &variable_path(user_id, key),
-                Some(caller),
-                None,
-            )
-            .await
-        {
-            Ok(answer) if answer.status == StatusCode::NOT_FOUND => return Ok(None),
-            other => expect_success(other?)?,
-        };
-        let variable = wire::BackendVariable::parse(&answer.body)
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))?;
-        if variable.value.is_null() {
-            return Ok(None);
-        }
-        Ok(Some(StoredVariable {
-            key: variable.key.clone().unwrap_or_else(|| key.to_owned()),
-            value: variable.value.to_string(),
-            updated_at: variable.updated_at_text(),
+        let variable = self
+            .drive(machines::get_variable(
+                &self.rules,
+                &machine_caller(caller),
+                user_id,
+                key,
+            ))
+            .await?;
+        Ok(variable.map(|v| StoredVariable {
+            key: v.key,
+            value: v.value,
+            updated_at: v.updated_at,
         }))
     }
 
@@ -183,14 +180,14 @@ impl HttpBackend {
         key: &str,
         value: &serde_json::value::RawValue,
     ) -> Result<(), BackendError> {
-        let body =
-            serde_json::to_vec(&wire::VariablePut { value }).expect("variable writes serialize");
-        let path = variable_path(user_id, key);
-        expect_success(
-            self.call(Method::PUT, &path, Some(caller), Some(body))
-                .await?,
-        )
-        .map(drop)
+        self.drive(machines::set_variable(
+            &self.rules,
+            &machine_caller(caller),
+            user_id,
+            key,
+            value,
+        ))
+        .await
     }
 
     pub(super) async fn delete_variable(
@@ -199,20 +196,13 @@ impl HttpBackend {
         user_id: &str,
         key: &str,
     ) -> Result<bool, BackendError> {
-        let path = variable_path(user_id, key);
-        let answer = self.call(Method::DELETE, &path, Some(caller), None).await?;
-        match answer.status {
-            StatusCode::NOT_FOUND => Ok(false),
-            // A backend without DELETE: a null value is how helpers delete.
-            StatusCode::METHOD_NOT_ALLOWED => {
-                let null =
-                    serde_json::value::RawValue::from_string("null".into()).expect("null is JSON");
-                self.set_variable(caller, user_id, key, &null)
-                    .await
-                    .map(|()| true)
-            }
-            _ => expect_success(answer).map(|_| true),
-        }
+        self.drive(machines::DeleteVariable::new(
+            &self.rules,
+            &machine_caller(caller),
+            user_id,
+            key,
+        ))
+        .await
     }
 
     pub(super) async fn get_tool_credentials(
@@ -221,13 +211,13 @@ impl HttpBackend {
         user_id: &str,
         tool: &str,
     ) -> Result<Option<Value>, BackendError> {
-        let path = rules::tool_credentials_path(user_id, tool);
-        let answer = match self.call(Method::GET, &path, Some(caller), None).await {
-            Ok(answer) if answer.status == StatusCode::NOT_FOUND => return Ok(None),
-            other => expect_success(other?)?,
-        };
-        wire::ToolCredentials::parse(&answer.body)
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+        self.drive(machines::get_tool_credentials(
+            &self.rules,
+            &machine_caller(caller),
+            user_id,
+            tool,
+        ))
+        .await
     }
 
     pub(super) async fn execute_tool(
@@ -239,147 +229,115 @@ impl HttpBackend {
         params: &serde_json::value::RawValue,
         idempotency_key: Option<&str>,
     ) -> Result<Value, BackendError> {
-        let body = serde_json::to_vec(&wire::ToolExecuteRequest {
-            execution_id: &caller.execution_id,
+        self.drive(machines::execute_tool(
+            &self.rules,
+            &machine_caller(caller),
             user_id,
             tool,
             action,
             params,
-        })
-        .expect("tool requests serialize");
-        let mut request = self.request(
-            &Method::POST,
-            rules::TOOLS_EXECUTE_PATH,
-            Some(caller),
-            Some(Bytes::from(body)),
-        )?;
-        if let Some(key) = idempotency_key {
-            let value = HeaderValue::from_str(key).map_err(|_| BackendError::Rejected {
-                status: 400,
-                message: "the Idempotency-Key is not a valid header value".into(),
-            })?;
-            request
-                .headers_mut()
-                .insert(rules::IDEMPOTENCY_KEY_HEADER, value);
-        }
-        // One attempt, as `call` makes of every POST.
-        let answer = tokio::time::timeout(self.timeout, self.send(request))
-            .await
-            .map_err(|_| BackendError::Timeout)??;
-        let answer = expect_success(answer)?;
-        serde_json::from_slice::<wire::ToolExecuteAnswer>(&answer.body)
-            .map(|a| a.data)
-            .map_err(|e| BackendError::InvalidResponse(e.to_string()))
+            idempotency_key,
+        ))
+        .await
     }
 
     pub(super) async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
-        let body = event.to_json().into_bytes();
-        expect_success(
-            self.call(Method::POST, rules::AUDIT_PATH, None, Some(body))
-                .await?,
-        )
-        .map(drop)
+        self.drive(machines::record_audit(
+            &self.rules,
+            event.to_json().into_bytes(),
+        ))
+        .await
     }
 
-    /// One call, with retries when it is idempotent (`GET`, `PUT`,
-    /// `DELETE`), all within
-    /// the configured timeout.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        caller: Option<&Claims>,
-        body: Option<Vec<u8>>,
-    ) -> Result<Answer, BackendError> {
-        let attempts = if method == Method::GET {
-            rules::IDEMPOTENT_ATTEMPTS
-        } else {
-            1
+    /// One attempt of `request` on the pooled client, within its timeout.
+    async fn send(&self, request: HttpRequest) -> HttpReply {
+        let timeout = request.timeout;
+        let request = self.request(request)?;
+        tokio::time::timeout(timeout, self.exchange(request))
+            .await
+            .map_err(|_| TransportFailure::TimedOut)?
+    }
+
+    /// `request` as hyper sends it: the backend's base URL before its
+    /// path, JSON `accept` (and `content-type` with a body), the bearer
+    /// token marked sensitive.
+    fn request(&self, request: HttpRequest) -> Result<Request<Full<Bytes>>, TransportFailure> {
+        let unbuildable =
+            || TransportFailure::Unreadable("could not build the backend request".into());
+        let method = match request.method {
+            protocol::Method::Get => Method::GET,
+            protocol::Method::Post => Method::POST,
+            protocol::Method::Put => Method::PUT,
+            protocol::Method::Delete => Method::DELETE,
         };
-        let body = body.map(Bytes::from);
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut last = BackendError::Timeout;
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                let pause = rules::retry_pause(attempt);
-                if tokio::time::Instant::now() + pause >= deadline {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
-            }
-            let request = self.request(&method, path, caller, body.clone())?;
-            let outcome = tokio::time::timeout_at(deadline, self.send(request)).await;
-            match outcome {
-                Err(_) => return Err(BackendError::Timeout),
-                Ok(Ok(answer))
-                    if rules::retryable(answer.status.as_u16()) && attempt + 1 < attempts =>
-                {
-                    last = status_error(&answer);
-                }
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(error)) => last = error,
-            }
-        }
-        Err(last)
-    }
-
-    fn request(
-        &self,
-        method: &Method,
-        path: &str,
-        caller: Option<&Claims>,
-        body: Option<Bytes>,
-    ) -> Result<Request<Full<Bytes>>, BackendError> {
         let mut builder = Request::builder()
-            .method(method.clone())
-            .uri(format!("{}{}", self.base, path))
+            .method(method)
+            .uri(format!("{}{}", self.base, request.path))
             .header("accept", "application/json");
-        if let Some(auth) = &self.authorization {
-            builder = builder.header(AUTHORIZATION, auth.clone());
-        }
-        if body.is_some() {
+        if request.body.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/json");
         }
-        if let Some(caller) = caller {
-            let headers =
-                rules::caller_headers(&caller.execution_id, caller.capability_token.as_deref());
-            for (name, value) in headers {
-                builder = builder.header(name, value);
+        for (name, value) in &request.headers {
+            let mut value = HeaderValue::from_str(value).map_err(|_| unbuildable())?;
+            if name.eq_ignore_ascii_case(AUTHORIZATION.as_str()) {
+                value.set_sensitive(true);
             }
+            builder = builder.header(name.as_str(), value);
         }
         builder
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|_| {
-                BackendError::InvalidResponse("could not build the backend request".into())
-            })
+            .body(Full::new(request.body.map(Bytes::from).unwrap_or_default()))
+            .map_err(|_| unbuildable())
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, BackendError> {
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> HttpReply {
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|e| BackendError::Unavailable(connect_error(&e)))?;
-        let status = response.status();
+            .map_err(|e| TransportFailure::Failed(connect_error(&e)))?;
+        let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), rules::MAX_RESPONSE)
             .collect()
             .await
             .map_err(|_| {
-                BackendError::InvalidResponse("could not read the backend's answer".into())
+                TransportFailure::Unreadable("could not read the backend's answer".into())
             })?
             .to_bytes();
-        Ok(Answer { status, body })
+        Ok(HttpResponse {
+            status,
+            body: body.to_vec(),
+        })
     }
 }
 
-/// Passes a 2xx answer; anything else (a `{"success":false}` body too)
-/// becomes the rules' error.
-fn expect_success(answer: Answer) -> Result<Answer, BackendError> {
-    rules::check_answer(answer.status.as_u16(), &answer.body).map(|()| answer)
+/// The pooled client as the transport of the backend machines, on
+/// tokio's clock.
+struct Transport<'a> {
+    backend: &'a HttpBackend,
+    clock: Clock,
 }
 
-fn status_error(answer: &Answer) -> BackendError {
-    rules::status_failure(answer.status.as_u16(), &answer.body)
+impl Io<HttpRequest, HttpReply> for Transport<'_> {
+    fn send(&mut self, request: HttpRequest) -> impl Future<Output = HttpReply> + Send {
+        self.backend.send(request)
+    }
+
+    fn sleep(&mut self, pause: Duration) -> impl Future<Output = ()> + Send {
+        let clock = self.clock;
+        async move { clock.sleep(pause).await }
+    }
+
+    fn now(&mut self) -> Now {
+        self.clock.now()
+    }
+}
+
+/// The verified caller as the machines name it.
+fn machine_caller(caller: &Claims) -> machines::Caller {
+    machines::Caller {
+        execution_id: caller.execution_id.clone(),
+        capability: caller.capability_token.clone(),
+    }
 }
 
 /// A connection failure, described without the backend's address. A TLS
@@ -416,15 +374,6 @@ fn tls_cause<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rus
     None
 }
 
-/// `/api/internal/executions/{id}/{operation}` for the caller's execution.
-fn execution_path(caller: &Claims, operation: &str) -> String {
-    rules::execution_path(&caller.execution_id, operation)
-}
-
-fn variable_path(user_id: &str, key: &str) -> String {
-    rules::variable_path(user_id, key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,12 +395,8 @@ mod tests {
 
     #[test]
     fn a_success_false_body_is_a_refusal_with_the_backends_error() {
-        let answer = Answer {
-            status: StatusCode::OK,
-            body: Bytes::from_static(br#"{"success":false,"error":"slack said no"}"#),
-        };
         assert_eq!(
-            expect_success(answer).err(),
+            rules::check_answer(200, br#"{"success":false,"error":"slack said no"}"#).err(),
             Some(BackendError::Rejected {
                 status: 502,
                 message: "slack said no".into()
@@ -461,17 +406,13 @@ mod tests {
 
     #[test]
     fn statuses_map_to_errors() {
-        let answer = |status: u16| Answer {
-            status: StatusCode::from_u16(status).unwrap(),
-            body: Bytes::new(),
-        };
-        assert_eq!(status_error(&answer(404)), BackendError::NotFound);
+        assert_eq!(rules::status_failure(404, b""), BackendError::NotFound);
         assert!(matches!(
-            status_error(&answer(503)),
+            rules::status_failure(503, b""),
             BackendError::Unavailable(_)
         ));
         assert!(matches!(
-            status_error(&answer(403)),
+            rules::status_failure(403, b""),
             BackendError::Rejected { status: 403, .. }
         ));
     }

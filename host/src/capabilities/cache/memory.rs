@@ -237,10 +237,6 @@ impl MemoryCache {
         AcquireAnswer::Taken(fence)
     }
 
-    pub(super) fn lease_held(&self, key: &str) -> bool {
-        self.get(&keys::lease(key)).is_some()
-    }
-
     pub(super) fn leave(&self, key: &str, owner: &str) {
         let mut lines = self.lock_lines();
         if let Some(line) = lines.get_mut(key) {

@@ -14,18 +14,18 @@
 
 use std::time::Duration;
 
-use cronium_rules::keys;
 use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
-use cronium_rules::valkey::{self as commands, AccessAnswer, AcquireAnswer, ScriptCall};
+use cronium_rules::settings;
+use cronium_rules::valkey::{self as commands, ScriptCall};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
+use super::CacheError;
 use super::lease::Lease;
-use super::{Access, CacheError};
 use crate::config::ValkeyConfig;
 
 /// How long one Valkey call may take before it counts as unavailable:
@@ -234,58 +234,25 @@ impl ValkeyCache {
         self.run(&self.increment, call).await
     }
 
-    /// One attempt to take `key`'s lease, in turn ([`lease::ACQUIRE_SCRIPT`]).
-    pub(crate) async fn try_acquire(
-        &self,
-        key: &str,
-        owner: &str,
-        ttl: Duration,
-        joins_line: bool,
-    ) -> Result<AcquireAnswer, CacheError> {
-        let reply = self
-            .run(
-                &self.acquire,
-                commands::acquire(key, owner, ttl, joins_line),
-            )
-            .await?;
-        Ok(AcquireAnswer::from_reply(reply))
+    /// Runs one of the lease scripts (the lease machines' requests) with
+    /// its cached copy.
+    pub(crate) async fn script(&self, call: ScriptCall) -> Result<i64, CacheError> {
+        let script = [&self.acquire, &self.leave, &self.release]
+            .into_iter()
+            .zip([
+                lease::ACQUIRE_SCRIPT,
+                lease::LEAVE_SCRIPT,
+                lease::RELEASE_SCRIPT,
+            ])
+            .find(|(_, text)| *text == call.script)
+            .map(|(script, _)| script)
+            .ok_or_else(|| CacheError::Invalid("not a script of the machines".into()))?;
+        self.run(script, call).await
     }
 
-    /// Takes `owner` out of the line for `key`'s lease.
-    pub(crate) async fn leave(&self, key: &str, owner: &str) -> Result<(), CacheError> {
-        self.run(&self.leave, commands::leave(key, owner))
-            .await
-            .map(drop)
-    }
-
-    pub(crate) async fn check_access(
-        &self,
-        revoked_key: &str,
-        limiter_key: &str,
-        quota: Quota,
-    ) -> Result<Access, CacheError> {
-        let clustered = matches!(self.conn().await?, Connection::Cluster(_));
-        if clustered && !keys::same_slot(revoked_key, limiter_key) {
-            // One script cannot span two slots of a cluster: ask twice,
-            // the revocation first (a revoked job spends no budget).
-            if self.exists(revoked_key).await? {
-                return Ok(Access {
-                    revoked: true,
-                    retry_after_us: 0,
-                });
-            }
-            let retry_after_us = self.limit(limiter_key, quota).await?;
-            return Ok(Access {
-                revoked: false,
-                retry_after_us,
-            });
-        }
-        let call = commands::check_access(revoked_key, limiter_key, quota);
-        let answer = AccessAnswer::from_reply(self.run(&self.limit, call).await?);
-        Ok(Access {
-            revoked: answer.revoked,
-            retry_after_us: answer.retry_after_us,
-        })
+    /// Whether the connection is to a Valkey Cluster (connecting first).
+    pub(crate) async fn clustered(&self) -> Result<bool, CacheError> {
+        Ok(matches!(self.conn().await?, Connection::Cluster(_)))
     }
 
     pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
@@ -347,27 +314,45 @@ async fn connect(config: &ValkeyConfig) -> Result<Connection, RedisError> {
     Ok(Connection::Node(manager))
 }
 
-/// Where and how to connect to each seed of `config`.
+/// Where and how to connect to each seed of `config`, as
+/// [`settings::valkey_endpoints`] resolves them (the one resolution the
+/// host and the Spin adapters share).
 pub(crate) fn connection_infos(
     config: &ValkeyConfig,
 ) -> Result<Vec<redis::ConnectionInfo>, RedisError> {
-    config.seeds().map(|seed| seed_info(config, seed)).collect()
+    settings::valkey_endpoints(&config.url, config.password.as_deref(), config.db)
+        .map_err(|why| {
+            RedisError::from((redis::ErrorKind::InvalidClientConfig, "VALKEY_URL", why))
+        })?
+        .iter()
+        .map(endpoint_info)
+        .collect()
 }
 
 /// Where and how to connect to the first seed of `config`.
 pub(crate) fn connection_info(config: &ValkeyConfig) -> Result<redis::ConnectionInfo, RedisError> {
-    let first = config.seeds().next().unwrap_or_default();
-    seed_info(config, first)
+    Ok(connection_infos(config)?.remove(0))
 }
 
-/// One seed's URL, with `VALKEY_PASSWORD` and `VALKEY_DB` applied over it.
-fn seed_info(config: &ValkeyConfig, seed: &str) -> Result<redis::ConnectionInfo, RedisError> {
-    let info: redis::ConnectionInfo = seed.parse()?;
+/// One resolved endpoint as the `redis` crate opens it (`valkey://` read
+/// as `redis://`; a socket's credentials and database are set on it).
+fn endpoint_info(endpoint: &settings::ValkeyEndpoint) -> Result<redis::ConnectionInfo, RedisError> {
+    let url = commands::normalize_url(&endpoint.url).ok_or_else(|| {
+        RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "VALKEY_URL",
+            endpoint.url.clone(),
+        ))
+    })?;
+    let info: redis::ConnectionInfo = url.parse()?;
     let mut redis_settings = info.redis_settings().clone();
-    if let Some(password) = &config.password {
+    if let Some(username) = &endpoint.username {
+        redis_settings = redis_settings.set_username(username.clone());
+    }
+    if let Some(password) = &endpoint.password {
         redis_settings = redis_settings.set_password(password.clone());
     }
-    if let Some(db) = config.db {
+    if let Some(db) = endpoint.db {
         redis_settings = redis_settings.set_db(db);
     }
     Ok(info.set_redis_settings(redis_settings))
