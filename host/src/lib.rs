@@ -10,6 +10,8 @@
 //! * [`metrics`]: the Prometheus metrics of `/metrics`;
 //! * [`compile_cache`]: compiled components kept on disk between starts;
 //! * [`routing`]: which group (or the host itself) serves a path;
+//! * [`drive`]: steps the protocol machines of `cronium-rules` (backend
+//!   calls, lease waits, the access check) over the host's async I/O;
 //! * [`bindings`]: the generated bindings of both WIT worlds (the one
 //!   exception to the order: it names the two resource types it maps,
 //!   `capabilities::auth::caller` and `capabilities::cache::lease`, both
