@@ -631,8 +631,10 @@ fn script(dir: &Path, scenario: &Scenario, token: &str, hook: &str, run: &str) -
          e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))\n\
          end\n",
     );
+    // One file per run: the cluster scenario starts two wrk at once, and a
+    // shared file rewritten under the other's feet loses its headers.
     let path = dir.join(format!(
-        "{}.lua",
+        "{}-{run}.lua",
         scenario.name.replace([' ', ',', '(', ')'], "_")
     ));
     std::fs::write(&path, lua).unwrap();
