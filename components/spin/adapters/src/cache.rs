@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use cronium_rules::keys;
 use cronium_rules::lease::{self, protocol::Acquire, protocol::AwaitRelease};
-use cronium_rules::protocol::ValkeyFailure;
 use cronium_rules::valkey as commands;
 use cronium_spin_support::valkey::{self, ValkeyError};
 use cronium_spin_support::{drive, random_u64, settings};
@@ -32,13 +31,6 @@ pub(crate) fn ttl(requested: Option<u64>) -> Result<Duration, CacheError> {
     match requested {
         Some(ms) => Ok(Duration::from_millis(ms)),
         None => settings::cache_ttl(settings::get("cache_ttl")).map_err(CacheError::Invalid),
-    }
-}
-
-fn failure(e: ValkeyFailure) -> CacheError {
-    match e {
-        ValkeyFailure::Unavailable(why) => CacheError::Unavailable(why),
-        ValkeyFailure::Invalid(why) => CacheError::Invalid(why),
     }
 }
 
@@ -160,7 +152,7 @@ impl Guest for crate::Adapters {
             Duration::from_millis(wait_ms),
         );
         Ok(drive::valkey(acquire)
-            .map_err(failure)?
+            .map_err(error)?
             .map(|fence| Lease::new(HeldLease { key, owner, fence })))
     }
 
@@ -171,7 +163,7 @@ impl Guest for crate::Adapters {
         wait_ms: u64,
     ) -> Result<bool, CacheError> {
         let key = real_key(caller, scope, &key)?;
-        drive::valkey(AwaitRelease::new(&key, Duration::from_millis(wait_ms))).map_err(failure)
+        drive::valkey(AwaitRelease::new(&key, Duration::from_millis(wait_ms))).map_err(error)
     }
 
     fn release(lease: Lease) -> Result<bool, CacheError> {

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use cronium_rules::protocol::{
     HttpReply, HttpRequest, HttpResponse, Machine, Method, Now, Step, TransportFailure,
-    ValkeyFailure, ValkeyReply, ValkeyRequest, ValkeyValue,
+    ValkeyReply, ValkeyRequest, ValkeyValue,
 };
 use spin_sdk::redis::RedisResult;
 
 use crate::http::{self, Deadline, TransportError};
-use crate::valkey::{self as store, ValkeyError};
+use crate::valkey as store;
 
 /// What a driver needs from the world: a transport, a clock to sleep on,
 /// and randomness.
@@ -124,7 +124,7 @@ impl Io<ValkeyRequest, ValkeyReply> for Valkey {
             ValkeyRequest::Command(words) => store::command(words),
             ValkeyRequest::Script(call) => store::run_script(call),
         };
-        reply.map(value).map_err(failure)
+        reply.map(value)
     }
 
     fn sleep(&mut self, pause: Duration) {
@@ -161,14 +161,6 @@ fn one(result: RedisResult) -> ValkeyValue {
         RedisResult::Int64(n) => ValkeyValue::Int(n),
         RedisResult::Binary(bytes) => ValkeyValue::Bytes(bytes),
         RedisResult::Status(text) => ValkeyValue::Bytes(text.into_bytes()),
-    }
-}
-
-/// A support-crate Valkey error as the rules' failure.
-pub fn failure(error: ValkeyError) -> ValkeyFailure {
-    match error {
-        ValkeyError::Unavailable(why) => ValkeyFailure::Unavailable(why),
-        ValkeyError::Invalid(why) => ValkeyFailure::Invalid(why),
     }
 }
 

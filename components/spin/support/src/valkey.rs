@@ -17,24 +17,10 @@ use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
 
 use crate::settings;
 
-/// Why a Valkey call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValkeyError {
-    /// Valkey cannot be reached (or none is configured): callers carry on
-    /// without the cache, as with the custom host.
-    Unavailable(String),
-    /// Valkey refused the command, e.g. `INCRBY` on a non-integer.
-    Invalid(String),
-}
-
-impl std::fmt::Display for ValkeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ValkeyError::Unavailable(why) => write!(f, "cache unavailable: {why}"),
-            ValkeyError::Invalid(why) => write!(f, "cache refused the call: {why}"),
-        }
-    }
-}
+/// Why a Valkey call failed: the rules' own failure, so the drivers pass it
+/// on as it is. `Unavailable`: callers carry on without the cache, as with
+/// the custom host.
+pub use cronium_rules::protocol::ValkeyFailure as ValkeyError;
 
 thread_local! {
     static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
