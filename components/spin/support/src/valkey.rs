@@ -8,19 +8,16 @@
 //! the endpoint component's `allowed_outbound_hosts` names the address.
 //!
 //! The connection is opened on first use and kept for the rest of the
-//! component instance, which under Spin is one request.
+//! component instance, which under Spin is one request. A call fails
+//! with the rules' own [`ValkeyFailure`], which the driver passes on as it is.
 
 use std::cell::RefCell;
 
+use cronium_rules::protocol::ValkeyFailure;
 use cronium_rules::valkey::{self as commands, ScriptCall};
 use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
 
 use crate::settings;
-
-/// Why a Valkey call failed: the rules' own failure, so the drivers pass it
-/// on as it is. `Unavailable`: callers carry on without the cache, as with
-/// the custom host.
-pub use cronium_rules::protocol::ValkeyFailure as ValkeyError;
 
 thread_local! {
     static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
@@ -37,17 +34,17 @@ pub fn prefetched(key: String, value: Vec<u8>) {
 }
 
 /// Runs `f` on this instance's connection, opening it first if needed.
-fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, ValkeyError> {
+fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, ValkeyFailure> {
     CONNECTION.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             let url = settings::get("valkey_url")
-                .ok_or_else(|| ValkeyError::Unavailable("no valkey_url is configured".into()))?;
+                .ok_or_else(|| ValkeyFailure::Unavailable("no valkey_url is configured".into()))?;
             // Checked, but passed on as written: Spin matches the scheme
             // against `allowed_outbound_hosts` (`{{ valkey_url }}`), and its
             // Redis client speaks `valkey://` itself.
             if commands::normalize_url(&url).is_none() {
-                return Err(ValkeyError::Unavailable(
+                return Err(ValkeyFailure::Unavailable(
                     "valkey_url is not a redis://, rediss://, valkey:// or valkeys:// URL".into(),
                 ));
             }
@@ -56,15 +53,15 @@ fn with_connection<T>(f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result
                 settings::get("valkey_password").as_deref(),
                 settings::get("valkey_db").as_deref(),
             )
-            .map_err(ValkeyError::Unavailable)?;
+            .map_err(ValkeyFailure::Unavailable)?;
             *slot = Some(Connection::open(&url).map_err(|e| {
-                ValkeyError::Unavailable(format!("cannot connect: {}", describe(&e)))
+                ValkeyFailure::Unavailable(format!("cannot connect: {}", describe(&e)))
             })?);
         }
         let connection = slot.as_ref().expect("opened above");
         f(connection).map_err(|e| {
             let error = classify(&e);
-            if matches!(error, ValkeyError::Unavailable(_)) {
+            if matches!(error, ValkeyFailure::Unavailable(_)) {
                 // The connection may be broken: the next call reconnects.
                 *slot = None;
             }
@@ -94,7 +91,7 @@ pub fn connection_url(
 }
 
 /// `GET key` (or the value fetched ahead for it).
-pub fn get(key: &str) -> Result<Option<Vec<u8>>, ValkeyError> {
+pub fn get(key: &str) -> Result<Option<Vec<u8>>, ValkeyFailure> {
     let ahead = PREFETCHED.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_ref() {
@@ -109,15 +106,15 @@ pub fn get(key: &str) -> Result<Option<Vec<u8>>, ValkeyError> {
 }
 
 /// `DEL key`; whether it existed.
-pub fn delete(key: &str) -> Result<bool, ValkeyError> {
+pub fn delete(key: &str) -> Result<bool, ValkeyFailure> {
     with_connection(|c| c.del(&[key.to_owned()])).map(|n| n > 0)
 }
 
 /// Runs a command given as its words (`["SET", key, ...]`).
-pub fn command(words: &[String]) -> Result<Vec<RedisResult>, ValkeyError> {
+pub fn command(words: &[String]) -> Result<Vec<RedisResult>, ValkeyFailure> {
     let (name, args) = words
         .split_first()
-        .ok_or_else(|| ValkeyError::Invalid("empty command".into()))?;
+        .ok_or_else(|| ValkeyFailure::Invalid("empty command".into()))?;
     let args: Vec<RedisParameter> = args
         .iter()
         .map(|a| RedisParameter::Binary(a.as_bytes().to_vec()))
@@ -128,7 +125,7 @@ pub fn command(words: &[String]) -> Result<Vec<RedisResult>, ValkeyError> {
 /// Runs a script and returns its reply: `EVALSHA` with the script's digest,
 /// and `EVAL` with its text only when Valkey does not have it yet, so the
 /// text is sent (and compiled) once per Valkey, not once per request.
-pub fn run_script(call: &ScriptCall) -> Result<Vec<RedisResult>, ValkeyError> {
+pub fn run_script(call: &ScriptCall) -> Result<Vec<RedisResult>, ValkeyFailure> {
     let mut args = call.eval_args();
     let script = std::mem::replace(
         &mut args[0],
@@ -137,7 +134,7 @@ pub fn run_script(call: &ScriptCall) -> Result<Vec<RedisResult>, ValkeyError> {
     let mut words = vec!["EVALSHA".to_owned()];
     words.extend(args.iter().cloned());
     match command(&words) {
-        Err(ValkeyError::Invalid(why)) if is_missing_script(&why) => {
+        Err(ValkeyFailure::Invalid(why)) if is_missing_script(&why) => {
             args[0] = script;
             let mut words = vec!["EVAL".to_owned()];
             words.extend(args);
@@ -148,10 +145,10 @@ pub fn run_script(call: &ScriptCall) -> Result<Vec<RedisResult>, ValkeyError> {
 }
 
 /// Runs a script whose reply is an integer.
-pub fn eval(call: &ScriptCall) -> Result<i64, ValkeyError> {
+pub fn eval(call: &ScriptCall) -> Result<i64, ValkeyFailure> {
     match run_script(call)?.as_slice() {
         [RedisResult::Int64(n)] => Ok(*n),
-        other => Err(ValkeyError::Invalid(format!(
+        other => Err(ValkeyFailure::Invalid(format!(
             "the script answered {other:?}, not an integer"
         ))),
     }
@@ -161,11 +158,11 @@ pub fn eval(call: &ScriptCall) -> Result<i64, ValkeyError> {
 /// with the Redis client's text: replies Valkey sent on purpose (errors
 /// such as `WRONGTYPE` or `ERR value is not an integer`) are refusals,
 /// anything else a lost connection.
-fn classify(error: &Error) -> ValkeyError {
+fn classify(error: &Error) -> ValkeyFailure {
     match error {
-        Error::TypeError => ValkeyError::Invalid("a value is not of the expected type".into()),
-        Error::Other(text) if is_server_reply(text) => ValkeyError::Invalid(text.clone()),
-        other => ValkeyError::Unavailable(describe(other)),
+        Error::TypeError => ValkeyFailure::Invalid("a value is not of the expected type".into()),
+        Error::Other(text) if is_server_reply(text) => ValkeyFailure::Invalid(text.clone()),
+        other => ValkeyFailure::Unavailable(describe(other)),
     }
 }
 
@@ -210,20 +207,20 @@ mod tests {
             classify(&Error::Other(
                 "ResponseError: value is not an integer or out of range".into()
             )),
-            ValkeyError::Invalid(_)
+            ValkeyFailure::Invalid(_)
         ));
         assert!(matches!(
             classify(&Error::Other("Connection refused (os error 111)".into())),
-            ValkeyError::Unavailable(_)
+            ValkeyFailure::Unavailable(_)
         ));
         assert!(matches!(
             classify(&Error::TooManyConnections),
-            ValkeyError::Unavailable(_)
+            ValkeyFailure::Unavailable(_)
         ));
         // What Spin 4 reports for EVALSHA of a script Valkey does not have.
         let no_script = classify(&Error::Other(
             "An error was signalled by the server - NoScriptError: No matching script.".into(),
         ));
-        assert!(matches!(&no_script, ValkeyError::Invalid(why) if is_missing_script(why)));
+        assert!(matches!(&no_script, ValkeyFailure::Invalid(why) if is_missing_script(why)));
     }
 }
