@@ -65,8 +65,9 @@ use crate::capabilities::Capabilities;
 use crate::capabilities::audit::{AuditSink, AuditWorker};
 use crate::capabilities::auth::Auth;
 use crate::capabilities::auth::revocations::RevocationWatch;
+use crate::capabilities::backend::credentials::CredentialFiles;
 use crate::capabilities::backend::embedded::{EmbeddedStore, StoreError};
-use crate::capabilities::backend::{Backend, HttpBackend};
+use crate::capabilities::backend::{Backend, HttpBackend, Store};
 use crate::capabilities::cache::Cache;
 use crate::capabilities::cache::memory::MemoryCache;
 use crate::capabilities::cache::valkey::ValkeyCache;
@@ -137,10 +138,23 @@ impl Capabilities {
             ),
             None => Cache::Memory(MemoryCache::new(config.cache_ttl, MEMORY_CACHE_ENTRIES)),
         };
-        let backend = Arc::new(match &config.backend {
-            Some(backend) => Backend::Http(HttpBackend::new(backend)?),
-            None => Backend::Embedded(EmbeddedStore::open(&config.data_dir)?),
-        });
+        let store = match &config.backend {
+            Some(backend) => {
+                if backend.token.is_empty() {
+                    tracing::warn!(
+                        "BACKEND_URL is set without BACKEND_TOKEN: the Cronium app refuses \
+                         every call without it (set BACKEND_TOKEN to the app's INTERNAL_API_KEY)"
+                    );
+                }
+                Store::Http(HttpBackend::new(backend)?)
+            }
+            None => Store::Embedded(EmbeddedStore::open(&config.data_dir)?),
+        };
+        let backend = Arc::new(Backend::new(
+            store,
+            CredentialFiles::new(&config.tool_credentials_dir),
+            config.variable_key_max,
+        ));
         let (audit, audit_worker) =
             AuditSink::start(backend.clone(), config.data_dir.join("audit-spool"));
         let tools = ToolRegistry::load(&config.tools, config.compile_cache.clone()).await?;

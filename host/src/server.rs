@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::capabilities::Capabilities;
-use crate::capabilities::backend::now_rfc3339;
+use crate::capabilities::backend::{BackendHealth, now_rfc3339};
 use crate::capabilities::cache::Cache;
 use crate::components::Components;
 use crate::config::Config;
@@ -406,7 +406,7 @@ fn check_headers(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
 /// degrades (requests still succeed through the backend).
 async fn ready(app: &App) -> Response<Full<Bytes>> {
     let caps = &app.capabilities;
-    let (backend_ok, cache) = tokio::join!(caps.backend.ping(), async {
+    let (backend, cache) = tokio::join!(caps.backend.health(), async {
         match &caps.cache {
             Cache::Valkey { remote: valkey, .. } => match valkey.ping().await {
                 Ok(()) => "ok",
@@ -415,9 +415,17 @@ async fn ready(app: &App) -> Response<Full<Bytes>> {
             Cache::Memory(_) => "in-process",
         }
     });
+    let backend_ok = backend == BackendHealth::Ok;
     let body = serde_json::json!({
         "status": if backend_ok { "ready" } else { "not ready" },
-        "checks": { "backend": if backend_ok { "ok" } else { "unreachable" }, "cache": cache },
+        "checks": {
+            "backend": match backend {
+                BackendHealth::Ok => "ok",
+                BackendHealth::Unreachable => "unreachable",
+                BackendHealth::CredentialsRefused => "credentials refused (check BACKEND_TOKEN)",
+            },
+            "cache": cache,
+        },
     });
     let mut response = json_response(
         if backend_ok {

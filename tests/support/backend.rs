@@ -1,6 +1,9 @@
-//! A fake of the Cronium backend's internal API (`CONTRACT.md`, "The
-//! backend"), on a loopback port, recording every request it gets so that
-//! tests can assert what the host sent.
+//! A fake of the Cronium backend's internal API, on a loopback port,
+//! recording every request it gets so that tests can assert what the host
+//! sent. Two profiles ([`Profile`]): the contract's backend (`CONTRACT.md`,
+//! "The backend"), and the Cronium app as it is (`CONTRACT.md`, "The real
+//! Cronium app, as it is"): a `text` column for values with node-postgres'
+//! conversions, no `DELETE`, no tools routes, `details` in audit events.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,9 +26,21 @@ pub struct Recorded {
     pub body: Value,
 }
 
+/// Which backend the fake behaves as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// The contract's backend: JSON values, every route of its table.
+    #[default]
+    Contract,
+    /// The Cronium app at the commit `CONTRACT.md` names.
+    CroniumApp,
+}
+
 /// What the fake knows and how it behaves.
 #[derive(Debug, Default)]
 pub struct BackendState {
+    /// Which backend it behaves as.
+    pub profile: Profile,
     /// Execution id -> the context object the backend answers with.
     pub executions: HashMap<String, Value>,
     /// (execution id, body) of every output and condition written.
@@ -72,9 +87,17 @@ pub struct FakeBackend {
 }
 
 impl FakeBackend {
-    /// Starts the fake on a free loopback port.
+    /// Starts the fake of the contract's backend on a free loopback port.
     pub async fn start() -> FakeBackend {
-        let state = Arc::new(Mutex::new(BackendState::default()));
+        Self::start_as(Profile::Contract).await
+    }
+
+    /// Starts the fake behaving as `profile`.
+    pub async fn start_as(profile: Profile) -> FakeBackend {
+        let state = Arc::new(Mutex::new(BackendState {
+            profile,
+            ..BackendState::default()
+        }));
         let shared = state.clone();
         let (addr, task) = super::serve_loopback(move |req| {
             let state = shared.clone();
@@ -101,9 +124,9 @@ impl FakeBackend {
         if let Some(input) = input {
             metadata["input"] = input;
         }
-        self.state().executions.insert(
-            id.to_owned(),
-            json!({
+        let mut state = self.state();
+        let context = match state.profile {
+            Profile::Contract => json!({
                 "executionId": id,
                 "jobId": format!("job-{id}"),
                 "eventId": "event-1",
@@ -112,7 +135,21 @@ impl FakeBackend {
                 "event": {"id": "event-1", "name": "Nightly report", "type": "PYTHON"},
                 "user": {"id": user_id, "email": "someone@example.com", "name": "Someone"},
             }),
-        );
+            // No startTime; the event as the app's drizzle query selects it.
+            Profile::CroniumApp => json!({
+                "executionId": id,
+                "jobId": format!("job-{id}"),
+                "eventId": "event-1",
+                "userId": user_id,
+                "metadata": metadata,
+                "event": {
+                    "id": "event-1", "name": "Nightly report", "type": "PYTHON",
+                    "content": "print('hi')", "runLocation": "REMOTE", "serverId": 3
+                },
+                "user": {"id": user_id, "email": "someone@example.com", "name": "Someone"},
+            }),
+        };
+        state.executions.insert(id.to_owned(), context);
     }
 
     /// How many requests reached `path` with `method`.
@@ -124,8 +161,16 @@ impl FakeBackend {
             .count()
     }
 
-    /// The value of `user`'s variable `key`, as the backend holds it.
+    /// The value of `user`'s variable `key`: what the backend holds, read
+    /// back as the API reads it (the text a backend keeps decoded).
     pub fn variable(&self, user: &str, key: &str) -> Option<Value> {
+        self.stored(user, key)
+            .map(cronium_rules::variables::text::from_backend)
+    }
+
+    /// What the backend holds for `user`'s variable `key`, as it holds it
+    /// (for the Cronium app, always a string: its `text` column).
+    pub fn stored(&self, user: &str, key: &str) -> Option<Value> {
         self.state()
             .variables
             .get(&(user.to_owned(), key.to_owned()))
@@ -163,7 +208,9 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         })
         .collect::<HashMap<_, _>>();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let parsed = serde_json::from_slice::<Value>(&bytes);
+    let body_is_json = parsed.is_ok() || bytes.is_empty();
+    let body = parsed.unwrap_or(Value::Null);
     if path == "/api/internal/tools/execute" {
         let delay = {
             let mut state = state.lock().unwrap();
@@ -196,14 +243,22 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
     if state.down || (state.audit_down && path == "/api/internal/audit") {
         return reply(503, json!({"error": "Service Unavailable"}));
     }
-    if headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {BACKEND_TOKEN}"))
-    {
-        return reply(
-            401,
-            json!({"error": "Unauthorized", "message": "bad backend token"}),
-        );
+    let profile = state.profile;
+    let authorized = headers.get("authorization").map(String::as_str)
+        == Some(&format!("Bearer {BACKEND_TOKEN}"));
+    if !authorized {
+        return match profile {
+            Profile::Contract => reply(
+                401,
+                json!({"error": "Unauthorized", "message": "bad backend token"}),
+            ),
+            Profile::CroniumApp => reply(401, json!({"error": "Unauthorized"})),
+        };
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if profile == Profile::CroniumApp {
+        return app_answer(&mut state, &method, &path, &segments, body_is_json, body);
+    }
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["api", "internal", "executions", id, "context"]) => {
             match state.executions.get(*id) {
@@ -291,6 +346,127 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
         }
         _ => reply(404, json!({"error": "Not Found"})),
     }
+}
+
+/// The Cronium app's answer (its `apps/cronium-app/src/app/api/internal/`
+/// routes, behind its catch-all).
+fn app_answer(
+    state: &mut BackendState,
+    method: &str,
+    path: &str,
+    segments: &[&str],
+    body_is_json: bool,
+    body: Value,
+) -> Response<Full<Bytes>> {
+    // `await request.json()` throws on a body that is not JSON: the
+    // handler's catch answers 500.
+    let internal_error = || reply(500, json!({"error": "Internal server error"}));
+    match (method, segments) {
+        ("GET", ["api", "internal", "executions", id, "context"]) => {
+            match state.executions.get(*id) {
+                Some(context) => reply(200, context.clone()),
+                None => reply(404, json!({"error": "Execution not found"})),
+            }
+        }
+        (
+            "POST",
+            [
+                "api",
+                "internal",
+                "executions",
+                id,
+                op @ ("output" | "condition"),
+            ],
+        ) => {
+            if !body_is_json {
+                return internal_error();
+            }
+            if !state.executions.contains_key(*id) {
+                return reply(404, json!({"error": "Execution not found"}));
+            }
+            let written = (id.to_string(), body);
+            if *op == "output" {
+                state.outputs.push(written);
+            } else {
+                state.conditions.push(written);
+            }
+            reply(200, json!({"success": true}))
+        }
+        ("GET", ["api", "internal", "variables", user, key]) => {
+            let id = (decode(user), decode(key));
+            match state.variables.get(&id) {
+                Some(value) => reply(
+                    200,
+                    json!({"key": id.1, "value": value, "updatedAt": "2026-11-27T00:00:00.000Z"}),
+                ),
+                None => reply(404, json!({"error": "Variable not found"})),
+            }
+        }
+        ("PUT", ["api", "internal", "variables", user, key]) => {
+            if !body_is_json {
+                return internal_error();
+            }
+            let key = decode(key);
+            // varchar(255), counted in characters; NOT NULL.
+            let Some(text) = body.get("value").and_then(node_postgres_text) else {
+                return internal_error();
+            };
+            if key.chars().count() > 255 {
+                return internal_error();
+            }
+            state
+                .variables
+                .insert((decode(user), key), Value::String(text));
+            reply(200, json!({"success": true}))
+        }
+        ("POST", ["api", "internal", "audit"]) => {
+            if !body_is_json {
+                return internal_error();
+            }
+            state.audit.push(body);
+            reply(200, json!({"success": true}))
+        }
+        // Only GET and PUT are exported by the variables route file.
+        (_, ["api", "internal", "variables", _, _]) => reply(405, json!({})),
+        _ => reply(
+            404,
+            json!({
+                "error": "Not Found",
+                "message": format!("API endpoint '{path}' does not exist"),
+                "statusCode": 404,
+                "timestamp": "2026-12-07T00:00:00.000Z",
+            }),
+        ),
+    }
+}
+
+/// What node-postgres sends for a parameter, as the text column keeps it;
+/// `None` for `null`, which violates `NOT NULL`.
+fn node_postgres_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(_) => Some(value.to_string()),
+        Value::Array(items) => Some(postgres_array(items)),
+    }
+}
+
+/// node-postgres' `arrayString`: `[1,"x",null]` is `{"1","x",NULL}`.
+fn postgres_array(items: &[Value]) -> String {
+    let elements: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            Value::Null => "NULL".to_owned(),
+            Value::Array(inner) => postgres_array(inner),
+            other => {
+                let text = node_postgres_text(other).unwrap_or_default();
+                format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
 }
 
 /// Percent-decodes a path segment.

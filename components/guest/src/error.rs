@@ -92,6 +92,7 @@ impl ApiError {
             412 => "precondition_failed",
             413 => "payload_too_large",
             422 => "unprocessable",
+            501 => "not_implemented",
             429 => "rate_limited",
             502 => "bad_gateway",
             503 => "unavailable",
@@ -136,12 +137,17 @@ impl From<BackendError> for ApiError {
         match error {
             BackendError::NotFound => Self::not_found("execution not found"),
             BackendError::Rejected(r) => match r.status {
-                // The caller's own problem, passed on as such.
-                403 | 404 | 409 | 412 | 413 => Self::new(r.status, r.message),
-                // 401 means the runtime's backend token is wrong; the rest are
-                // answers the backend should not give to a well-formed call.
+                // The caller's own problem, passed on as such (400: a key
+                // longer than the backend keeps, refused before any call).
+                400 | 404 | 409 | 412 | 413 => Self::new(r.status, r.message),
+                // Answers the backend should not give to a well-formed call.
                 _ => Self::bad_gateway(format!("backend refused the call: {}", r.message)),
             },
+            // Never the script's own 401: its token was fine.
+            BackendError::CredentialsRefused => Self::bad_gateway(
+                "the Cronium backend refused the runtime's credentials; \
+                 the operator must check the runtime's BACKEND_TOKEN",
+            ),
             BackendError::Unavailable(_) => Self::unavailable("the Cronium backend is unavailable"),
             BackendError::Timeout => {
                 Self::gateway_timeout("the Cronium backend did not answer in time")
@@ -170,6 +176,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",

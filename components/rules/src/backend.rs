@@ -50,6 +50,14 @@ pub enum Failure {
     Timeout,
     #[error("backend answered something unreadable: {0}")]
     InvalidResponse(String),
+    /// The backend refused the runtime's own credentials (401 or 403 to
+    /// every call): `BACKEND_TOKEN` is not the app's `INTERNAL_API_KEY`.
+    /// Never the script's fault, so never shown to it as its own 401.
+    #[error(
+        "the Cronium backend refused the runtime's credentials ({0}): check BACKEND_TOKEN \
+         (the Cronium app's INTERNAL_API_KEY)"
+    )]
+    CredentialsRefused(u16),
 }
 
 /// Passes a 2xx answer; maps everything else to a [`Failure`]. A 2xx body
@@ -71,12 +79,14 @@ pub fn check_answer(status: u16, body: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The failure a non-2xx answer means: 404 is `NotFound`, 5xx the
-/// backend being unavailable, any other status a refusal whose message is
-/// the backend's (never its raw body, which may hold internal details).
+/// The failure a non-2xx answer means: 404 is `NotFound`, 401 and 403 the
+/// backend refusing the runtime's credentials, 5xx the backend being
+/// unavailable, any other status a refusal whose message is the backend's
+/// (never its raw body, which may hold internal details).
 pub fn status_failure(status: u16, body: &[u8]) -> Failure {
     match status {
         404 => Failure::NotFound,
+        401 | 403 => Failure::CredentialsRefused(status),
         500..=599 => Failure::Unavailable(format!("backend answered {status}")),
         _ => Failure::Rejected {
             status,
@@ -226,11 +236,13 @@ mod tests {
     fn statuses_map_to_failures() {
         assert_eq!(status_failure(404, b""), Failure::NotFound);
         assert!(matches!(status_failure(503, b""), Failure::Unavailable(_)));
+        assert_eq!(status_failure(401, b""), Failure::CredentialsRefused(401));
+        assert_eq!(status_failure(403, b""), Failure::CredentialsRefused(403));
         assert_eq!(
-            status_failure(403, b""),
+            status_failure(409, b""),
             Failure::Rejected {
-                status: 403,
-                message: "Forbidden".into()
+                status: 409,
+                message: "Conflict".into()
             }
         );
         assert_eq!(

@@ -294,6 +294,13 @@ fn down() -> Reply {
     Reply::Valkey(Err(ValkeyFailure::Unavailable("connection refused".into())))
 }
 
+fn token_user_9() -> crate::wire::TokenFacts {
+    crate::wire::TokenFacts {
+        user_id: Some("user-9".into()),
+        issued_at: 1_796_601_600,
+    }
+}
+
 fn null() -> Box<RawValue> {
     RawValue::from_string("null".into()).unwrap()
 }
@@ -333,6 +340,90 @@ fn backend_cases() -> Vec<Case> {
                 answer(200, r#"{"key":"k","value":null}"#),
             )],
             Ok::<Option<Variable>, Failure>(None),
+        ),
+        case(
+            "get-variable: the text a backend keeps is decoded",
+            get_var(),
+            vec![send(
+                get_var_request(TIMEOUT),
+                answer(200, r#"{"key":"k","value":"42","updatedAt":"t"}"#),
+            )],
+            Ok::<_, Failure>(Some(Variable {
+                key: "k".into(),
+                value: "42".into(),
+                updated_at: Some("t".into()),
+            })),
+        ),
+        case(
+            "get-variable: text that is no JSON is a string",
+            get_var(),
+            vec![send(
+                get_var_request(TIMEOUT),
+                answer(200, r#"{"key":"k","value":"a,b"}"#),
+            )],
+            Ok::<_, Failure>(Some(Variable {
+                key: "k".into(),
+                value: r#""a,b""#.into(),
+                updated_at: None,
+            })),
+        ),
+        case(
+            "get-variable: the text null is none",
+            get_var(),
+            vec![send(
+                get_var_request(TIMEOUT),
+                answer(200, r#"{"key":"k","value":"null"}"#),
+            )],
+            Ok::<Option<Variable>, Failure>(None),
+        ),
+        case(
+            "get-variable: 401 is the backend refusing the runtime's credentials",
+            get_var(),
+            vec![send(
+                get_var_request(TIMEOUT),
+                answer(401, r#"{"error":"Unauthorized"}"#),
+            )],
+            Err::<Option<Variable>, _>(Failure::CredentialsRefused(401)),
+        ),
+        case(
+            "set-variable: a string that reads as a number is sent quoted",
+            erase(calls::set_variable(
+                &client(),
+                &caller(),
+                "user-1",
+                "k",
+                &json(r#""42""#),
+            )),
+            vec![send(
+                http(
+                    Method::Put,
+                    VAR_PATH,
+                    Some(r#"{"value":"\"42\""}"#),
+                    TIMEOUT,
+                ),
+                answer(200, r#"{"success":true}"#),
+            )],
+            Ok::<(), Failure>(()),
+        ),
+        case(
+            "set-variable: a plain string is sent as written",
+            erase(calls::set_variable(
+                &client(),
+                &caller(),
+                "user-1",
+                "k",
+                &json(r#""hello world""#),
+            )),
+            vec![send(
+                http(
+                    Method::Put,
+                    VAR_PATH,
+                    Some(r#"{"value":"hello world"}"#),
+                    TIMEOUT,
+                ),
+                answer(200, r#"{"success":true}"#),
+            )],
+            Ok::<(), Failure>(()),
         ),
         case(
             "get-variable: gateway errors are retried after 50 ms then 200 ms",
@@ -406,10 +497,10 @@ fn backend_cases() -> Vec<Case> {
             get_var(),
             vec![send(
                 get_var_request(TIMEOUT),
-                answer(403, r#"{"message":"not yours"}"#),
+                answer(409, r#"{"message":"not yours"}"#),
             )],
             Err::<Option<Variable>, _>(Failure::Rejected {
-                status: 403,
+                status: 409,
                 message: "not yours".into(),
             }),
         ),
@@ -423,7 +514,7 @@ fn backend_cases() -> Vec<Case> {
                 &json("[1]"),
             )),
             vec![send(
-                http(Method::Put, VAR_PATH, Some(r#"{"value":[1]}"#), TIMEOUT),
+                http(Method::Put, VAR_PATH, Some(r#"{"value":"[1]"}"#), TIMEOUT),
                 answer(502, ""),
             )],
             Err::<(), _>(Failure::Unavailable("backend answered 502".into())),
@@ -456,7 +547,7 @@ fn backend_cases() -> Vec<Case> {
                     takes: ms(10),
                 },
                 send(
-                    http(Method::Put, VAR_PATH, Some(r#"{"value":null}"#), TIMEOUT),
+                    http(Method::Put, VAR_PATH, Some(r#"{"value":"null"}"#), TIMEOUT),
                     answer(200, "{}"),
                 ),
             ],
@@ -471,7 +562,7 @@ fn backend_cases() -> Vec<Case> {
                     answer(405, ""),
                 ),
                 send(
-                    http(Method::Put, VAR_PATH, Some(r#"{"value":null}"#), TIMEOUT),
+                    http(Method::Put, VAR_PATH, Some(r#"{"value":"null"}"#), TIMEOUT),
                     answer(500, ""),
                 ),
             ],
@@ -624,11 +715,7 @@ fn backend_cases() -> Vec<Case> {
         ),
         case(
             "get-execution: the record, the token's user as fallback",
-            erase(calls::get_execution(
-                &client(),
-                &caller(),
-                Some("user-9".into()),
-            )),
+            erase(calls::get_execution(&client(), &caller(), token_user_9())),
             vec![send(
                 http(
                     Method::Get,
@@ -641,7 +728,7 @@ fn backend_cases() -> Vec<Case> {
             Ok::<_, Failure>(
                 crate::wire::BackendContext::parse(br#"{"executionId":"exec-1","jobId":"job-1"}"#)
                     .unwrap()
-                    .into_execution("exec-1", Some("user-9"))
+                    .into_execution("exec-1", &token_user_9())
                     .unwrap(),
             ),
         ),
@@ -676,7 +763,7 @@ fn backend_cases() -> Vec<Case> {
             }),
         ),
         case(
-            "delete-variable: the null written is JSON null",
+            "delete-variable: the null written is the text null",
             erase(calls::set_variable(
                 &client(),
                 &caller(),
@@ -685,7 +772,7 @@ fn backend_cases() -> Vec<Case> {
                 &null(),
             )),
             vec![send(
-                http(Method::Put, VAR_PATH, Some(r#"{"value":null}"#), TIMEOUT),
+                http(Method::Put, VAR_PATH, Some(r#"{"value":"null"}"#), TIMEOUT),
                 answer(200, ""),
             )],
             Ok::<(), Failure>(()),

@@ -12,11 +12,23 @@
 //!   helpers delete by writing `null`.
 //! * The ETag of a value is a strong tag over its canonical JSON text, so
 //!   `If-Match` succeeds exactly when the value is unchanged.
+//! * The backend keeps keys of at most [`BACKEND_KEY_MAX_CHARS`] characters
+//!   (the Cronium app's `varchar(255)`; an operator setting), checked by
+//!   [`check_backend_key`] before the backend is asked, and each value as
+//!   text ([`text`]).
+
+pub mod text;
 
 use sha2::{Digest, Sha256};
 
 /// The longest key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 512;
+
+/// The longest key the Cronium app stores, in characters (its key column
+/// is `varchar(255)`, and a longer one is a 500 there): the default of the
+/// operator's setting (`CRONIUM_VARIABLE_KEY_MAX`, Spin's
+/// `variable_key_max`).
+pub const BACKEND_KEY_MAX_CHARS: u32 = 255;
 
 /// How long a write may hold a variable's lease. A holder that dies
 /// blocks the variable for at most this long.
@@ -55,6 +67,8 @@ pub enum KeyError {
     ControlCharacter,
     #[error("variable key may not be `.` or `..`")]
     DotSegment,
+    #[error("variable key is longer than the {0} characters the Cronium backend stores")]
+    TooLongForBackend(u32),
 }
 
 /// Checks a decoded key.
@@ -70,6 +84,16 @@ pub fn validate_key(key: &str) -> Result<(), KeyError> {
     }
     if key == "." || key == ".." {
         return Err(KeyError::DotSegment);
+    }
+    Ok(())
+}
+
+/// Checks a decoded key against the backend's limit of `max_chars`
+/// characters (Unicode scalar values, as Postgres counts a `varchar`).
+pub fn check_backend_key(key: &str, max_chars: u32) -> Result<(), KeyError> {
+    // Bytes bound characters from above: most keys need no count.
+    if key.len() > max_chars as usize && key.chars().count() > max_chars as usize {
+        return Err(KeyError::TooLongForBackend(max_chars));
     }
     Ok(())
 }
@@ -185,6 +209,21 @@ mod tests {
         for key in ["...", ".a", "a..b", "./x", "../x"] {
             assert_eq!(validate_key(key), Ok(()), "{key}");
         }
+    }
+
+    #[test]
+    fn the_backend_limit_counts_characters_not_bytes() {
+        let max = BACKEND_KEY_MAX_CHARS;
+        assert_eq!(check_backend_key(&"k".repeat(255), max), Ok(()));
+        assert_eq!(check_backend_key(&"é".repeat(255), max), Ok(()));
+        assert_eq!(
+            check_backend_key(&"k".repeat(256), max),
+            Err(KeyError::TooLongForBackend(255))
+        );
+        assert_eq!(
+            check_backend_key("abc", 2),
+            Err(KeyError::TooLongForBackend(2))
+        );
     }
 
     #[test]

@@ -125,16 +125,17 @@ impl BackendContext {
     }
 
     /// The runtime's execution record. The execution id falls back to the
-    /// one asked for, the user to `user.id` and then to the token's user.
+    /// one asked for, the user to `user.id` and then to the token's user,
+    /// the start time (the Cronium app sends none) to the token's `iat`.
     pub fn into_execution(
         self,
         requested_id: &str,
-        token_user: Option<&str>,
+        token: &TokenFacts,
     ) -> Result<Execution, InvalidContext> {
         let user_id = self
             .user_id
             .or(self.user.and_then(|u| u.id))
-            .or(token_user.map(str::to_owned))
+            .or(token.user_id.clone())
             .ok_or_else(|| InvalidContext("no userId".into()))?;
         let job_id = self
             .job_id
@@ -154,7 +155,8 @@ impl BackendContext {
             _ => metadata
                 .get("startTime")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .map(str::to_owned)
+                .or_else(|| token.start_time()),
         };
         let metadata = serde_json::value::to_raw_value(&metadata)
             .map_err(|e| InvalidContext(e.to_string()))?;
@@ -169,6 +171,51 @@ impl BackendContext {
             metadata,
         })
     }
+}
+
+/// What the caller's token says of its execution, for what the backend's
+/// record leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenFacts {
+    /// `userId`, when the token has one.
+    pub user_id: Option<String>,
+    /// `iat`, seconds since the Unix epoch (0: none).
+    pub issued_at: u64,
+}
+
+impl TokenFacts {
+    /// The start time of an execution whose backend gives none: when its
+    /// token was issued (never the zero time: none without an `iat`).
+    pub fn start_time(&self) -> Option<String> {
+        (self.issued_at > 0).then(|| rfc3339_utc(self.issued_at))
+    }
+}
+
+/// `secs` since the Unix epoch as RFC 3339 in UTC (`2026-12-07T13:20:00Z`).
+pub fn rfc3339_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    // Days to a civil date (proleptic Gregorian), eras of 400 years.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 /// The backend's answer to `GET /api/internal/variables/{userId}/{key}`.
@@ -200,10 +247,11 @@ impl BackendVariable {
     }
 }
 
-/// Body of `PUT /api/internal/variables/{userId}/{key}`.
+/// Body of `PUT /api/internal/variables/{userId}/{key}`: the value as the
+/// text the backend keeps ([`crate::variables::text`]).
 #[derive(Debug, Serialize)]
 pub struct VariablePut<'a> {
-    pub value: &'a serde_json::value::RawValue,
+    pub value: &'a str,
 }
 
 /// Body of `POST /api/internal/executions/{id}/output`.
@@ -220,13 +268,15 @@ pub struct ConditionRequest<'a> {
     pub timestamp: &'a str,
 }
 
-/// Body of `POST /api/internal/audit`.
+/// Body of `POST /api/internal/audit`. The Cronium app reads `details`,
+/// the contract names it `metadata`: both carry the same object.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRequest<'a> {
     pub execution_id: &'a str,
     pub action: &'a str,
     pub metadata: &'a Value,
+    pub details: &'a Value,
     pub timestamp: &'a str,
 }
 
@@ -315,7 +365,7 @@ mod tests {
         });
         let exec = BackendContext::parse(body.to_string().as_bytes())
             .unwrap()
-            .into_execution("e1", None)
+            .into_execution("e1", &TokenFacts::default())
             .unwrap();
         assert_eq!(exec.job_id, "42");
         assert_eq!(exec.event_name.as_deref(), Some("Nightly"));
@@ -330,7 +380,7 @@ mod tests {
         }});
         let exec = BackendContext::parse(body.to_string().as_bytes())
             .unwrap()
-            .into_execution("e1", None)
+            .into_execution("e1", &TokenFacts::default())
             .unwrap();
         assert_eq!(exec.event_name, None);
         assert_eq!(exec.metadata.get(), "{}");
@@ -374,14 +424,54 @@ mod tests {
         assert!(
             BackendContext::parse(body)
                 .unwrap()
-                .into_execution("e1", None)
+                .into_execution("e1", &TokenFacts::default())
                 .is_err()
         );
         let exec = BackendContext::parse(body)
             .unwrap()
-            .into_execution("e1", Some("u9"))
+            .into_execution(
+                "e1",
+                &TokenFacts {
+                    user_id: Some("u9".into()),
+                    issued_at: 0,
+                },
+            )
             .unwrap();
         assert_eq!(exec.user_id, "u9");
+    }
+
+    #[test]
+    fn context_without_a_start_time_starts_at_the_tokens_iat_never_at_zero() {
+        // The Cronium app's context has no startTime.
+        let body = br#"{"executionId":"e1","jobId":"j","userId":"u","metadata":{}}"#;
+        let token = TokenFacts {
+            user_id: None,
+            issued_at: 1_796_601_600,
+        };
+        let exec = BackendContext::parse(body)
+            .unwrap()
+            .into_execution("e1", &token)
+            .unwrap();
+        assert_eq!(exec.start_time.as_deref(), Some("2026-12-07T00:00:00Z"));
+        let none = BackendContext::parse(body)
+            .unwrap()
+            .into_execution("e1", &TokenFacts::default())
+            .unwrap();
+        assert_eq!(none.start_time, None);
+        let given = br#"{"jobId":"j","userId":"u","startTime":"2026-01-01T00:00:00Z"}"#;
+        let exec = BackendContext::parse(given)
+            .unwrap()
+            .into_execution("e1", &token)
+            .unwrap();
+        assert_eq!(exec.start_time.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn unix_seconds_format_as_rfc3339() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_709_164_799), "2024-02-28T23:59:59Z");
+        assert_eq!(rfc3339_utc(4_102_444_800), "2100-01-01T00:00:00Z");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use cronium_rules::batch::{self, Answer};
 use cronium_rules::routes::{RouteGroup, group_for_path};
 use cronium_rules::token::{Algorithm, Claims, TokenPolicy, TokenVerifier, bearer_token};
 use cronium_rules::variables::{Precondition, validate_key};
-use cronium_rules::wire::{BackendContext, BackendVariable, error_message};
+use cronium_rules::wire::{BackendContext, BackendVariable, TokenFacts, error_message};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_800_000_000;
@@ -65,7 +65,8 @@ proptest! {
     #[test]
     fn arbitrary_backend_answers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
         if let Ok(context) = BackendContext::parse(&body) {
-            let _ = context.into_execution("e", Some("u"));
+            let token = TokenFacts { user_id: Some("u".into()), issued_at: 1 };
+            let _ = context.into_execution("e", &token);
         }
         let _ = BackendVariable::parse(&body);
         let _ = error_message(&body);
@@ -78,7 +79,7 @@ proptest! {
     ) {
         let body = format!(r#"{{"executionId":{id},"jobId":{id},"userId":{id},"metadata":{meta},"event":{{"name":{id}}}}}"#);
         if let Ok(context) = BackendContext::parse(body.as_bytes()) {
-            let _ = context.into_execution("e", None);
+            let _ = context.into_execution("e", &TokenFacts::default());
         }
     }
 

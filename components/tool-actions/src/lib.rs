@@ -7,9 +7,12 @@
 //!
 //! An installed tool runs through the `tools` registry: the action name is
 //! resolved (aliases included), the parameters are checked against the
-//! action's schema, the user's credentials come from the backend (scripts
-//! never see them), and the result is answered as `data`. A tool not
-//! installed here is relayed to the backend, as the Go service did.
+//! action's schema, the user's credentials come from the operator's files
+//! or the backend (scripts never see them; a missing one is a 400 that
+//! says where it goes), and the result is answered as `data`. A tool not
+//! installed here is relayed to the backend, as the Go service did; one
+//! the backend cannot run either (the Cronium app has no tools route) is a
+//! 501 naming the tool.
 //!
 //! With an `Idempotency-Key` header, installed and relayed tools alike,
 //! the first successful result is kept for [`idempotency::RESULT_TTL_MS`]
@@ -257,22 +260,31 @@ fn run(
     action: &str,
     idempotency_key: Option<&str>,
 ) -> Result<Value, ApiError> {
-    users_record(caller)?;
+    let user = users_record(caller)?;
     let credentials = backend::get_tool_credentials(caller, &call.tool)?;
+    let stored = credentials.is_some();
     let request = ToolCall {
         action: action.to_owned(),
         parameters: call.parameters.to_string(),
         credentials,
         idempotency_key: idempotency_key.map(str::to_owned),
     };
-    let result =
-        tools::execute(caller, &call.tool, &request).map_err(|e| tool_error(&call.tool, e))?;
+    let result = tools::execute(caller, &call.tool, &request).map_err(|e| match e {
+        // None stored: say where they go.
+        ToolsError::Tool(ToolError::MissingCredentials(why)) if !stored => {
+            ApiError::bad_request(format!(
+                "{}: {why}; the operator stores them as {user}/{}.json (a JSON object) in \
+                 the runtime's tool credentials directory (CRONIUM_TOOL_CREDENTIALS_DIR), or \
+                 in a backend that keeps tool credentials",
+                call.tool, call.tool
+            ))
+        }
+        other => tool_error(&call.tool, other),
+    })?;
     serde_json::from_str(&result)
         .map_err(|_| ApiError::bad_gateway(format!("tool \"{}\" answered invalid JSON", call.tool)))
 }
 
-/// Relays a call for a tool not installed here to the backend, with the
-/// caller's `Idempotency-Key`.
 fn relay(caller: &Caller, call: &Call, idempotency_key: Option<&str>) -> Result<Value, ApiError> {
     users_record(caller)?;
     match backend::execute_tool(
@@ -284,10 +296,16 @@ fn relay(caller: &Caller, call: &Call, idempotency_key: Option<&str>) -> Result<
     ) {
         Ok(data) => serde_json::from_str(&data)
             .map_err(|_| ApiError::bad_gateway("the backend answered invalid JSON")),
-        Err(backend::BackendError::NotFound) => Err(ApiError::not_found(format!(
-            "no tool named \"{}\" is installed",
-            call.tool
-        ))),
+        // The Cronium app has no tools route (its catch-all answers 404),
+        // and the embedded store runs no tools.
+        Err(backend::BackendError::NotFound) => Err(ApiError::new(
+            501,
+            format!(
+                "no tool component \"{}\" is installed in this runtime, and the backend \
+                 cannot run it",
+                call.tool
+            ),
+        )),
         // `{"success":false,"error":...}`: the action failed; its error is
         // the message (`CONTRACT.md`, 502).
         Err(backend::BackendError::Rejected(r)) if r.status == 502 => {
@@ -299,9 +317,10 @@ fn relay(caller: &Caller, call: &Call, idempotency_key: Option<&str>) -> Result<
 
 /// Makes sure the caller's execution record, which names the user the
 /// call is made for, is known: unknown executions are a 404, and a record
-/// read from the backend is audited. The host then finds the user in it.
-fn users_record(caller: &Caller) -> Result<(), ApiError> {
-    execution::load(caller, "get_context").map(drop)
+/// read from the backend is audited. The host then finds the user in it;
+/// so does this: the user's id.
+fn users_record(caller: &Caller) -> Result<String, ApiError> {
+    execution::load(caller, "get_context").map(|execution| execution.user_id)
 }
 
 /// The caller's error for a failed registry call.

@@ -61,7 +61,9 @@ fn route(request: Request) -> Result<Reply, ApiError> {
     }
     let execution_id = path::decode(raw_id)?;
     let key = path::decode(raw_key)?;
-    variables::validate_key(&key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    variables::validate_key(&key)
+        .and_then(|()| variables::check_backend_key(&key, backend::variable_key_limit()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let caller = authorize(&request, &execution_id)?;
     // Unknown executions are a 404 before anything else, and a record read
     // from the backend is audited; the host keeps it, and finds the user

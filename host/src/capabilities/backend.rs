@@ -3,10 +3,16 @@
 //! roots of [`trust`]), the embedded on-disk store otherwise.
 //!
 //! * [`http`]: the backend's API; [`embedded`]: the on-disk store;
-//!   [`records`]: execution records as this capability keeps them.
+//!   [`credentials`]: the operator's tool credential files, read first
+//!   whatever the store; [`records`]: execution records as this
+//!   capability keeps them.
+//! * Rules every store gets from [`Backend`]: variable keys longer than the
+//!   backend keeps are refused before any call; an execution whose record
+//!   has no start time started when its token was issued.
 //! * The WIT `backend` interface's host functions, for every store whose
 //!   state is a [`CapabilitiesView`], and [`add_to_linker`].
 
+pub mod credentials;
 pub mod embedded;
 pub mod http;
 pub mod records;
@@ -15,10 +21,12 @@ pub(crate) mod trust;
 use std::time::Instant;
 
 use cronium_rules::token::Claims;
-use cronium_rules::wire::{self, Execution};
+use cronium_rules::variables;
+use cronium_rules::wire::{self, Execution, TokenFacts};
 use serde_json::Value;
 use wasmtime::component::{Linker, Resource};
 
+use self::credentials::CredentialFiles;
 use self::embedded::EmbeddedStore;
 pub use self::http::{BackendSetupError, HttpBackend};
 use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
@@ -31,27 +39,69 @@ pub use cronium_rules::backend::Failure as BackendError;
 /// Percent-encodes one path segment.
 pub use cronium_rules::backend::encode_segment;
 
-/// The configured backend.
-pub enum Backend {
+/// The configured backend: its store, the operator's credential files and
+/// the longest variable key the store keeps.
+pub struct Backend {
+    store: Store,
+    credentials: CredentialFiles,
+    variable_key_max: u32,
+}
+
+/// Where the backend's data lives.
+pub enum Store {
+    /// The Cronium backend's internal API.
     Http(HttpBackend),
+    /// Files in the data directory (the embedded defaults).
     Embedded(EmbeddedStore),
 }
 
+/// What `/ready` learns of the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendHealth {
+    /// It answers, and takes the runtime's credentials.
+    Ok,
+    /// It does not answer, or answers 5xx.
+    Unreachable,
+    /// It answers 401 or 403 to the runtime's `BACKEND_TOKEN`.
+    CredentialsRefused,
+}
+
 impl Backend {
-    /// The caller's execution.
-    pub async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
-        match self {
-            Backend::Http(b) => b.get_execution(caller).await,
-            Backend::Embedded(s) => s.get_execution(&caller.execution_id).await,
+    /// `store`, with the operator's tool credentials in `credentials` and
+    /// variable keys of at most `variable_key_max` characters.
+    pub fn new(store: Store, credentials: CredentialFiles, variable_key_max: u32) -> Self {
+        Backend {
+            store,
+            credentials,
+            variable_key_max,
         }
+    }
+
+    /// The longest variable key the backend keeps, in characters.
+    pub fn variable_key_max(&self) -> u32 {
+        self.variable_key_max
+    }
+
+    /// The caller's execution. Without a start time from the store, it
+    /// started when the caller's token was issued.
+    pub async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
+        let token = token_facts(caller);
+        let mut execution = match &self.store {
+            Store::Http(b) => b.get_execution(caller, token.clone()).await?,
+            Store::Embedded(s) => s.get_execution(&caller.execution_id).await?,
+        };
+        if execution.start_time.is_none() {
+            execution.start_time = token.start_time();
+        }
+        Ok(execution)
     }
 
     /// Records the caller's output (JSON text).
     pub async fn set_output(&self, caller: &Claims, output: String) -> Result<(), BackendError> {
         let output = raw_json(output)?;
-        match self {
-            Backend::Http(b) => b.set_output(caller, &output).await,
-            Backend::Embedded(s) => s.set_output(&caller.execution_id, &output).await,
+        match &self.store {
+            Store::Http(b) => b.set_output(caller, &output).await,
+            Store::Embedded(s) => s.set_output(&caller.execution_id, &output).await,
         }
     }
 
@@ -61,9 +111,9 @@ impl Backend {
         caller: &Claims,
         condition: bool,
     ) -> Result<(), BackendError> {
-        match self {
-            Backend::Http(b) => b.set_condition(caller, condition).await,
-            Backend::Embedded(s) => s.set_condition(&caller.execution_id, condition).await,
+        match &self.store {
+            Store::Http(b) => b.set_condition(caller, condition).await,
+            Store::Embedded(s) => s.set_condition(&caller.execution_id, condition).await,
         }
     }
 
@@ -74,9 +124,10 @@ impl Backend {
         user_id: &str,
         key: &str,
     ) -> Result<Option<StoredVariable>, BackendError> {
-        match self {
-            Backend::Http(b) => b.get_variable(caller, user_id, key).await,
-            Backend::Embedded(s) => s.get_variable(user_id, key).await,
+        self.check_key(key)?;
+        match &self.store {
+            Store::Http(b) => b.get_variable(caller, user_id, key).await,
+            Store::Embedded(s) => s.get_variable(user_id, key).await,
         }
     }
 
@@ -88,10 +139,11 @@ impl Backend {
         key: &str,
         value: String,
     ) -> Result<(), BackendError> {
+        self.check_key(key)?;
         let value = raw_json(value)?;
-        match self {
-            Backend::Http(b) => b.set_variable(caller, user_id, key, &value).await,
-            Backend::Embedded(s) => s.set_variable(user_id, key, &value).await,
+        match &self.store {
+            Store::Http(b) => b.set_variable(caller, user_id, key, &value).await,
+            Store::Embedded(s) => s.set_variable(user_id, key, &value).await,
         }
     }
 
@@ -102,23 +154,43 @@ impl Backend {
         user_id: &str,
         key: &str,
     ) -> Result<bool, BackendError> {
-        match self {
-            Backend::Http(b) => b.delete_variable(caller, user_id, key).await,
-            Backend::Embedded(s) => s.delete_variable(user_id, key).await,
+        self.check_key(key)?;
+        match &self.store {
+            Store::Http(b) => b.delete_variable(caller, user_id, key).await,
+            Store::Embedded(s) => s.delete_variable(user_id, key).await,
         }
     }
 
-    /// The credentials user `user_id` stored for `tool` (a JSON object).
+    /// The credentials user `user_id` has for `tool` (a JSON object): the
+    /// operator's file, else the backend's credentials route (when it has
+    /// one: the Cronium app has not, and answers 404).
     pub async fn get_tool_credentials(
         &self,
         caller: &Claims,
         user_id: &str,
         tool: &str,
     ) -> Result<Option<Value>, BackendError> {
-        match self {
-            Backend::Http(b) => b.get_tool_credentials(caller, user_id, tool).await,
-            Backend::Embedded(s) => s.get_tool_credentials(user_id, tool).await,
+        if let Some(credentials) = self.credentials.get(user_id, tool).await? {
+            return Ok(Some(credentials));
         }
+        let found = match &self.store {
+            Store::Http(b) => b.get_tool_credentials(caller, user_id, tool).await?,
+            Store::Embedded(_) => None,
+        };
+        if found.is_none() {
+            tracing::info!(
+                user = user_id,
+                tool,
+                file = %self
+                    .credentials
+                    .path(user_id, tool)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                "no tool credentials: the operator writes them to this file \
+                 (CRONIUM_TOOL_CREDENTIALS_DIR)"
+            );
+        }
+        Ok(found)
     }
 
     /// Relays a tool action to the backend (`POST /api/internal/tools/execute`,
@@ -134,30 +206,54 @@ impl Backend {
         idempotency_key: Option<&str>,
     ) -> Result<Value, BackendError> {
         let parameters = raw_json(parameters)?;
-        match self {
-            Backend::Http(b) => {
+        match &self.store {
+            Store::Http(b) => {
                 b.execute_tool(caller, user_id, tool, action, &parameters, idempotency_key)
                     .await
             }
-            Backend::Embedded(_) => Err(BackendError::NotFound),
+            Store::Embedded(_) => Err(BackendError::NotFound),
         }
     }
 
-    /// Whether the backend can be reached: any HTTP answer below 500 from
-    /// the HTTP backend, a readable directory for the embedded store.
-    pub async fn ping(&self) -> bool {
-        match self {
-            Backend::Http(b) => b.ping().await,
-            Backend::Embedded(s) => tokio::fs::metadata(s.dir()).await.is_ok_and(|m| m.is_dir()),
+    /// Whether the backend can be reached and takes the runtime's
+    /// credentials; the embedded store when its directory is readable.
+    pub async fn health(&self) -> BackendHealth {
+        match &self.store {
+            Store::Http(b) => b.health().await,
+            Store::Embedded(s) => {
+                if tokio::fs::metadata(s.dir()).await.is_ok_and(|m| m.is_dir()) {
+                    BackendHealth::Ok
+                } else {
+                    BackendHealth::Unreachable
+                }
+            }
         }
     }
 
     /// Delivers one audit event (`{"executionId","action","metadata","timestamp"}`).
     pub async fn record_audit(&self, event: &AuditRecord) -> Result<(), BackendError> {
-        match self {
-            Backend::Http(b) => b.record_audit(event).await,
-            Backend::Embedded(s) => s.record_audit(event).await,
+        match &self.store {
+            Store::Http(b) => b.record_audit(event).await,
+            Store::Embedded(s) => s.record_audit(event).await,
         }
+    }
+
+    /// Refuses a key the backend would not keep, before any call.
+    fn check_key(&self, key: &str) -> Result<(), BackendError> {
+        variables::check_backend_key(key, self.variable_key_max).map_err(|e| {
+            BackendError::Rejected {
+                status: 400,
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+/// What `caller`'s token says of its execution.
+fn token_facts(caller: &Claims) -> TokenFacts {
+    TokenFacts {
+        user_id: caller.user_id.clone(),
+        issued_at: caller.issued_at,
     }
 }
 
@@ -206,6 +302,7 @@ impl AuditRecord {
             execution_id: &self.execution_id,
             action: &self.action,
             metadata: &self.metadata,
+            details: &self.metadata,
             timestamp: &self.timestamp,
         })
         .expect("audit records serialize")
@@ -239,6 +336,10 @@ pub fn add_to_linker<T: CapabilitiesView + 'static>(
 type BackendAnswer<T> = wasmtime::Result<Result<T, wit_backend::BackendError>>;
 
 impl wit_backend::Host for CapabilitiesCtxView<'_> {
+    async fn variable_key_limit(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.backend().variable_key_max())
+    }
+
     async fn get_execution(
         &mut self,
         caller: Resource<Caller>,
@@ -398,6 +499,7 @@ fn backend_error(error: BackendError) -> wit_backend::BackendError {
         BackendError::Unavailable(why) => W::Unavailable(why),
         BackendError::Timeout => W::Timeout,
         BackendError::InvalidResponse(why) => W::InvalidResponse(why),
+        BackendError::CredentialsRefused(_) => W::CredentialsRefused,
     }
 }
 

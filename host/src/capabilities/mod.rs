@@ -206,6 +206,7 @@ impl CapabilitiesCtxView<'_> {
                 BackendError::Unavailable(_) => "unavailable",
                 BackendError::Timeout => "timeout",
                 BackendError::InvalidResponse(_) => "invalid_response",
+                BackendError::CredentialsRefused(_) => "credentials_refused",
             });
         }
     }

@@ -266,6 +266,12 @@ pub struct Config {
     pub backend: Option<BackendConfig>,
     /// `CRONIUM_DATA_DIR` (`./cronium-data`): the embedded store.
     pub data_dir: PathBuf,
+    /// `CRONIUM_VARIABLE_KEY_MAX` (255): the longest variable key the
+    /// backend stores, in characters; a longer one is a 400 before any call.
+    pub variable_key_max: u32,
+    /// `CRONIUM_TOOL_CREDENTIALS_DIR` (`<data dir>/credentials`): tool
+    /// credentials the operator keeps, whatever the backend.
+    pub tool_credentials_dir: PathBuf,
     /// `ENABLE_TLS` (false), `TLS_CERT`, `TLS_KEY`: serve HTTPS.
     pub tls: Option<TlsConfig>,
     /// `LOG_LEVEL` (info) and `LOG_FORMAT` (json).
@@ -442,7 +448,17 @@ impl Config {
             None => Some(default_compile_cache(&values.env, &data_dir)),
         };
         let tools = ToolsConfig::read(values, &data_dir)?;
+        let tool_credentials_dir = values
+            .text(&s::TOOL_CREDENTIALS_DIR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("credentials"));
         Ok(Config {
+            variable_key_max: values.parsed(
+                &s::VARIABLE_KEY_MAX,
+                |v| v.parse::<u32>().ok().filter(|max| *max > 0),
+                "is not a whole number above 0",
+            )?,
+            tool_credentials_dir,
             listen,
             jwt_secret: values.text(&s::JWT_SECRET),
             jwt_algorithm,
@@ -854,6 +870,34 @@ security:
             dir.path(),
         );
         assert!(refused.is_err());
+    }
+
+    #[test]
+    fn durations_without_a_unit_are_seconds_in_the_environment_and_the_file() {
+        // The upstream compose file sets `CACHE_TTL: 300`.
+        let c = config(&[
+            ("JWT_SECRET", "s"),
+            ("CACHE_TTL", "300"),
+            ("BACKEND_URL", "http://app:3000"),
+            ("BACKEND_TIMEOUT", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.backend.unwrap().timeout, Duration::from_secs(30));
+        let dir = dir_with_config(
+            "cache:\n  ttl: 300\nbackend:\n  url: http://app:3000\n  timeout: 45\n",
+        );
+        let c = Config::load(&env(&[("JWT_SECRET", "s")]), dir.path()).unwrap();
+        assert_eq!(c.cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.backend.unwrap().timeout, Duration::from_secs(45));
+    }
+
+    #[test]
+    fn the_variable_key_limit_defaults_to_the_apps_255_and_must_be_positive() {
+        assert_eq!(config(&[]).unwrap().variable_key_max, 255);
+        let c = config(&[("CRONIUM_VARIABLE_KEY_MAX", "1024")]).unwrap();
+        assert_eq!(c.variable_key_max, 1024);
+        assert!(config(&[("CRONIUM_VARIABLE_KEY_MAX", "0")]).is_err());
     }
 
     #[test]

@@ -245,6 +245,18 @@ pub const WRITE_TIMEOUT: Setting = Setting::new(
     "longest a client may leave an answer unread",
 )
 .default("30s");
+pub const VARIABLE_KEY_MAX: Setting = Setting::new(
+    "CRONIUM_VARIABLE_KEY_MAX",
+    "cronium.variableKeyMax",
+    "longest variable key the backend stores, in characters (the Cronium app's varchar(255)); longer: 400",
+)
+.default("255");
+pub const TOOL_CREDENTIALS_DIR: Setting = Setting::new(
+    "CRONIUM_TOOL_CREDENTIALS_DIR",
+    "cronium.toolCredentialsDir",
+    "tool credentials the operator keeps: <dir>/<user id>/<tool id>.json, read before the backend's route",
+)
+.computed("<CRONIUM_DATA_DIR>/credentials");
 pub const TOOLS_DIR: Setting = Setting::new(
     "CRONIUM_TOOLS_DIR",
     "cronium.toolsDir",
@@ -308,6 +320,7 @@ pub const ALL: &[Setting] = &[
     BACKEND_URL,
     BACKEND_TOKEN,
     BACKEND_TIMEOUT,
+    VARIABLE_KEY_MAX,
     LOG_LEVEL,
     LOG_FORMAT,
     ENABLE_CORS,
@@ -327,6 +340,7 @@ pub const ALL: &[Setting] = &[
     MAX_IN_FLIGHT,
     BODY_TIMEOUT,
     WRITE_TIMEOUT,
+    TOOL_CREDENTIALS_DIR,
     TOOLS_DIR,
     TOOLS_POLL,
     BUILTIN_TOOLS,
@@ -356,7 +370,7 @@ pub fn help_text() -> String {
          RUNTIME_<NAME> and RUNTIME_<SECTION>_<NAME> (e.g. RUNTIME_SECURITY_RATE_LIMIT_PER_MIN); \
          precedence: RUNTIME_<NAME> > RUNTIME_<SECTION>_<NAME> > <NAME> > config.yaml (or the \
          file CONFIG_FILE names; ${VAR} in its values is taken from the environment) > default. \
-         Durations are Go-style (300ms, 30s, 5m, 1h30m). `cronium-runtime config` prints the \
+         Durations are Go-style (300ms, 30s, 5m, 1h30m); a bare number is seconds (CACHE_TTL=300). `cronium-runtime config` prints the \
          effective configuration and where each value came from.\n\n",
     );
     for setting in ALL {

@@ -2,8 +2,9 @@
 //! call sends, with the bearer token and the caller's headers; the retries
 //! of idempotent calls (`GET`: [`IDEMPOTENT_ATTEMPTS`], pausing
 //! [`retry_pause`], all within the call's budget); how an answer reads
-//! (404 or a JSON `null` value is none; a `DELETE` answered 405 is
-//! retried as a `PUT` of `null`).
+//! (404 or a value that reads as `null` is none; a `DELETE` answered 405
+//! is retried as a `PUT` of `null`); variable values travel as the text
+//! the backend keeps ([`crate::variables::text`]).
 //!
 //! The host and the Spin adapter build these and drive them; neither
 //! writes a call sequence of its own.
@@ -21,7 +22,8 @@ use super::{
 use crate::protocol::{
     HttpReply, HttpRequest, HttpResponse, Machine, Method, Now, Step, TransportFailure,
 };
-use crate::wire::{self, BackendContext, Execution};
+use crate::variables::text;
+use crate::wire::{self, BackendContext, Execution, TokenFacts};
 
 /// How the backend is called: its token and the budget of one call (its
 /// retries and their pauses included).
@@ -243,26 +245,27 @@ fn invalid(error: impl std::fmt::Display) -> Failure {
 
 /// Checks that a component's value is JSON before it is relayed.
 pub fn raw_json(text: String) -> Result<Box<RawValue>, Failure> {
-    RawValue::from_string(text).map_err(|_| Failure::Rejected {
-        status: 400,
-        message: "the value is not valid JSON".into(),
-    })
+    RawValue::from_string(text).map_err(|_| not_json())
 }
 
-/// `GET .../executions/{id}/context`: the caller's execution record (its
-/// user falls back to the token's, `token_user`).
-pub fn get_execution(
-    client: &Client,
-    caller: &Caller,
-    token_user: Option<String>,
-) -> Call<Execution> {
+fn not_json() -> Failure {
+    Failure::Rejected {
+        status: 400,
+        message: "the value is not valid JSON".into(),
+    }
+}
+
+/// `GET .../executions/{id}/context`: the caller's execution record (what
+/// the backend leaves out, its user and start time, falls back to the
+/// token's, `token`).
+pub fn get_execution(client: &Client, caller: &Caller, token: TokenFacts) -> Call<Execution> {
     let execution_id = caller.execution_id.clone();
     let path = execution_path(&execution_id, "context");
     Call::new(
         Exchange::new(client, Method::Get, path, Some(caller), None),
         move |answer| {
             BackendContext::parse(&success(answer)?.body)
-                .and_then(|c| c.into_execution(&execution_id, token_user.as_deref()))
+                .and_then(|c| c.into_execution(&execution_id, &token))
                 .map_err(invalid)
         },
     )
@@ -303,7 +306,9 @@ pub fn set_condition(
     )
 }
 
-/// `GET .../variables/{user}/{key}`: none for 404 or a `null` value.
+/// `GET .../variables/{user}/{key}`: none for 404 or a value that reads
+/// as `null`. The backend keeps text ([`crate::variables::text`]): the
+/// value is decoded here, so every reader sees the value that was written.
 pub fn get_variable(
     client: &Client,
     caller: &Caller,
@@ -324,19 +329,23 @@ pub fn get_variable(
                 return Ok(None);
             }
             let variable = wire::BackendVariable::parse(&success(answer)?.body).map_err(invalid)?;
-            if variable.value.is_null() {
+            let updated_at = variable.updated_at_text();
+            let value = text::from_backend(variable.value);
+            if value.is_null() {
                 return Ok(None);
             }
             Ok(Some(Variable {
-                updated_at: variable.updated_at_text(),
-                value: variable.value.to_string(),
+                updated_at,
+                value: value.to_string(),
                 key: variable.key.unwrap_or(key),
             }))
         },
     )
 }
 
-/// `PUT .../variables/{user}/{key}` of `value` (JSON).
+/// `PUT .../variables/{user}/{key}` of `value` (JSON), sent as the text
+/// the backend keeps ([`crate::variables::text::encode`]): a `text NOT
+/// NULL` column takes every value, `null` included (as the text `null`).
 pub fn set_variable(
     client: &Client,
     caller: &Caller,
@@ -344,17 +353,28 @@ pub fn set_variable(
     key: &str,
     value: &RawValue,
 ) -> Call<()> {
-    let body = serde_json::to_vec(&wire::VariablePut { value }).expect("variable writes serialize");
-    Call::new(
+    let exchange = |body| {
         Exchange::new(
             client,
             Method::Put,
             variable_path(user_id, key),
             Some(caller),
             Some(body),
-        ),
-        |answer| success(answer).map(drop),
-    )
+        )
+    };
+    let value: Value = match serde_json::from_str(value.get()) {
+        Ok(value) => value,
+        Err(_) => {
+            let mut call = Call::new(exchange(Vec::new()), |_| Ok(()));
+            call.read = Some(Err(not_json()));
+            return call;
+        }
+    };
+    let body = serde_json::to_vec(&wire::VariablePut {
+        value: &text::encode(&value),
+    })
+    .expect("variable writes serialize");
+    Call::new(exchange(body), |answer| success(answer).map(drop))
 }
 
 /// `GET .../tools/credentials/{user}/{tool}`: none for 404.

@@ -120,6 +120,7 @@ fn body(event: &Event<'_>) -> Result<String, String> {
         execution_id: &claims.execution_id,
         action: &event.action,
         metadata: &metadata,
+        details: &metadata,
         timestamp: &now_rfc3339(),
     })
     .map_err(|e| e.to_string())

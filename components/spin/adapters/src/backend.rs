@@ -13,7 +13,10 @@
 //!
 //! Settings (Spin variables of the endpoint component): `backend_url`
 //! (required; `http://` or `https://`), `backend_token`, `backend_timeout`
-//! (`30s`: one call, retries included, answers `timeout` after it).
+//! (`30s`: one call, retries included, answers `timeout` after it),
+//! `variable_key_max` (255: longer variable keys are refused before any
+//! call). Spin has no disk: tool credentials come from the backend's
+//! route only.
 
 use cronium_rules::backend::Failure;
 use cronium_rules::backend::protocol::{self as calls, Caller, Client, DeleteVariable};
@@ -25,7 +28,8 @@ use serde_json::value::RawValue;
 
 use cronium_rules::keys;
 use cronium_rules::token::Claims;
-use cronium_rules::wire::Execution as Record;
+use cronium_rules::variables;
+use cronium_rules::wire::{Execution as Record, TokenFacts};
 use cronium_spin_support::valkey;
 
 use crate::auth::VerifiedCaller;
@@ -36,6 +40,10 @@ use crate::exports::cronium::runtime::backend::{
 use crate::exports::cronium::runtime::types::Execution;
 
 impl Guest for crate::Adapters {
+    fn variable_key_limit() -> u32 {
+        variable_key_max()
+    }
+
     fn get_execution(caller: CallerBorrow<'_>) -> Result<ExecutionRead, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
         let (execution, from_backend) = record(&caller.claims)?;
@@ -75,6 +83,7 @@ impl Guest for crate::Adapters {
         key: String,
     ) -> Result<Option<Variable>, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
+        check_key(&key)?;
         let user_id = user_of(caller)?;
         let (base, client) = client()?;
         let call = calls::get_variable(&client, &as_caller(&caller.claims), &user_id, &key);
@@ -95,6 +104,7 @@ impl Guest for crate::Adapters {
         value: String,
     ) -> Result<(), BackendError> {
         let caller = caller.get::<VerifiedCaller>();
+        check_key(&key)?;
         let user_id = user_of(caller)?;
         let value = raw_json(value)?;
         let (base, client) = client()?;
@@ -104,6 +114,7 @@ impl Guest for crate::Adapters {
 
     fn delete_variable(caller: CallerBorrow<'_>, key: String) -> Result<bool, BackendError> {
         let caller = caller.get::<VerifiedCaller>();
+        check_key(&key)?;
         let user_id = user_of(caller)?;
         let (base, client) = client()?;
         let call = DeleteVariable::new(&client, &as_caller(&caller.claims), &user_id, &key);
@@ -165,7 +176,11 @@ fn record(claims: &Claims) -> Result<(Record, bool), BackendError> {
         return Ok((execution, false));
     }
     let (base, client) = client()?;
-    let call = calls::get_execution(&client, &as_caller(claims), claims.user_id.clone());
+    let token = TokenFacts {
+        user_id: claims.user_id.clone(),
+        issued_at: claims.issued_at,
+    };
+    let call = calls::get_execution(&client, &as_caller(claims), token);
     let execution = drive::backend(&base, call).map_err(error)?;
     if let (Ok(text), Ok(ttl)) = (serde_json::to_string(&execution), crate::cache::ttl(None)) {
         // Not kept is not an error: the next read asks the backend again.
@@ -224,7 +239,32 @@ fn error(failure: Failure) -> BackendError {
         Failure::Unavailable(why) => BackendError::Unavailable(why),
         Failure::Timeout => BackendError::Timeout,
         Failure::InvalidResponse(why) => BackendError::InvalidResponse(why),
+        Failure::CredentialsRefused(status) => {
+            eprintln!("{}", Failure::CredentialsRefused(status));
+            BackendError::CredentialsRefused
+        }
     }
+}
+
+/// `variable_key_max`: the longest variable key the backend keeps (255,
+/// the Cronium app's column). An unreadable value falls back to it and
+/// says so in the app's log.
+fn variable_key_max() -> u32 {
+    settings::variable_key_max(settings::get("variable_key_max")).unwrap_or_else(|why| {
+        eprintln!("{why}; using {}", variables::BACKEND_KEY_MAX_CHARS);
+        variables::BACKEND_KEY_MAX_CHARS
+    })
+}
+
+/// Refuses a key the backend would not keep, before any call (the
+/// component checks it too; this holds for any component).
+fn check_key(key: &str) -> Result<(), BackendError> {
+    variables::check_backend_key(key, variable_key_max()).map_err(|e| {
+        BackendError::Rejected(Rejection {
+            status: 400,
+            message: e.to_string(),
+        })
+    })
 }
 
 /// Checks that a component's value is JSON before it is relayed.

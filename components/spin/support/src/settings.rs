@@ -47,6 +47,21 @@ pub fn backend_timeout(text: Option<String>) -> Result<Duration, String> {
     )
 }
 
+/// `variable_key_max` from its text (unset: the Cronium app's 255, as
+/// for the custom host's `CRONIUM_VARIABLE_KEY_MAX`); at least 1.
+pub fn variable_key_max(text: Option<String>) -> Result<u32, String> {
+    number_from(
+        "variable_key_max",
+        text,
+        cronium_rules::variables::BACKEND_KEY_MAX_CHARS,
+    )
+    .and_then(|max| {
+        (max > 0)
+            .then_some(max)
+            .ok_or_else(|| "variable variable_key_max: must be above 0".to_owned())
+    })
+}
+
 /// [`duration`] of a value already read.
 pub fn duration_from(
     name: &str,

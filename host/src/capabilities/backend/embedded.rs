@@ -10,10 +10,16 @@
 //! <data-dir>/variables/<sha256(user)>/<sha256(key)>.json   {"userId","key","value","updatedAt"}
 //! <data-dir>/audit.jsonl            one audit event per line
 //! ```
+//!
+//! A variable's `value` is the text the Cronium app would keep
+//! ([`cronium_rules::variables::text`]), so the embedded store answers
+//! exactly as the app does. Tool credentials are the operator's files of
+//! [`super::credentials`], as with every backend.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use cronium_rules::variables::text;
 use cronium_rules::wire::{self, Execution};
 use serde_json::value::RawValue;
 use tokio::sync::Mutex;
@@ -123,12 +129,14 @@ impl EmbeddedStore {
         };
         let stored: StoredFile = serde_json::from_slice(&bytes)
             .map_err(|e| BackendError::InvalidResponse(format!("embedded variable: {e}")))?;
-        if stored.value.is_null() {
+        // Files written before values were kept as text hold the value.
+        let value = text::from_backend(stored.value);
+        if value.is_null() {
             return Ok(None);
         }
         Ok(Some(StoredVariable {
             key: stored.key,
-            value: stored.value.to_string(),
+            value: value.to_string(),
             updated_at: Some(stored.updated_at),
         }))
     }
@@ -143,8 +151,10 @@ impl EmbeddedStore {
         let stored = StoredFile {
             user_id: user_id.to_owned(),
             key: key.to_owned(),
-            value: serde_json::from_str(value.get())
-                .map_err(|e| BackendError::InvalidResponse(e.to_string()))?,
+            value: serde_json::Value::String(text::encode(
+                &serde_json::from_str(value.get())
+                    .map_err(|e| BackendError::InvalidResponse(e.to_string()))?,
+            )),
             updated_at: now_rfc3339(),
         };
         let body = serde_json::to_vec(&stored).expect("variables serialize");
@@ -168,34 +178,6 @@ impl EmbeddedStore {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(BackendError::Unavailable(format!("embedded store: {e}"))),
-        }
-    }
-
-    /// Credentials are files the operator writes:
-    /// `<dir>/credentials/<user id>/<tool id>.json`, one JSON object each.
-    pub(crate) async fn get_tool_credentials(
-        &self,
-        user_id: &str,
-        tool: &str,
-    ) -> Result<Option<serde_json::Value>, BackendError> {
-        if !valid_id(user_id) || !valid_id(tool) {
-            return Ok(None);
-        }
-        let path = self
-            .dir
-            .join("credentials")
-            .join(user_id)
-            .join(format!("{tool}.json"));
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(BackendError::Unavailable(format!("embedded store: {e}"))),
-        };
-        match serde_json::from_slice(&bytes) {
-            Ok(value @ serde_json::Value::Object(_)) => Ok(Some(value)),
-            _ => Err(BackendError::InvalidResponse(format!(
-                "embedded credentials of {user_id}/{tool} are not a JSON object"
-            ))),
         }
     }
 

@@ -12,7 +12,7 @@ use cronium_rules::protocol::{
     self, HttpReply, HttpRequest, HttpResponse, Machine, Now, TransportFailure,
 };
 use cronium_rules::token::Claims;
-use cronium_rules::wire::Execution;
+use cronium_rules::wire::{Execution, TokenFacts};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request};
@@ -22,7 +22,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use super::{AuditRecord, BackendError, StoredVariable, now_rfc3339, trust};
+use super::{AuditRecord, BackendError, BackendHealth, StoredVariable, now_rfc3339, trust};
+
+/// The execution `/ready` asks the backend for: none has this id, so the
+/// answer is 404 from a backend that takes our token.
+const READY_PROBE_EXECUTION: &str = "cronium-ready-probe";
 use crate::config::BackendConfig;
 use crate::drive::{self, Clock, Io};
 
@@ -86,10 +90,14 @@ impl HttpBackend {
         })
     }
 
-    pub(super) async fn ping(&self) -> bool {
+    /// Whether the backend answers, and takes the runtime's token: a read
+    /// of an execution that does not exist, which the Cronium app (like
+    /// the contract's backend) answers 401 without the right token and 404
+    /// with it. A refusal is logged with the setting to check.
+    pub(super) async fn health(&self) -> BackendHealth {
         let request = HttpRequest {
             method: protocol::Method::Get,
-            path: "/".into(),
+            path: rules::execution_path(READY_PROBE_EXECUTION, "context"),
             headers: rules::authorization(&self.rules.token)
                 .map(|bearer| ("authorization".to_owned(), bearer))
                 .into_iter()
@@ -97,7 +105,18 @@ impl HttpBackend {
             body: None,
             timeout: Duration::from_secs(2),
         };
-        matches!(self.send(request).await, Ok(answer) if answer.status < 500)
+        match self.send(request).await {
+            Ok(answer) if matches!(answer.status, 401 | 403) => {
+                tracing::warn!(
+                    status = answer.status,
+                    "{}",
+                    BackendError::CredentialsRefused(answer.status)
+                );
+                BackendHealth::CredentialsRefused
+            }
+            Ok(answer) if answer.status < 500 => BackendHealth::Ok,
+            _ => BackendHealth::Unreachable,
+        }
     }
 
     /// Drives `machine` (one of [`machines`]) on this client.
@@ -115,11 +134,15 @@ impl HttpBackend {
         .await
     }
 
-    pub(super) async fn get_execution(&self, caller: &Claims) -> Result<Execution, BackendError> {
+    pub(super) async fn get_execution(
+        &self,
+        caller: &Claims,
+        token: TokenFacts,
+    ) -> Result<Execution, BackendError> {
         self.drive(machines::get_execution(
             &self.rules,
             &machine_caller(caller),
-            caller.user_id.clone(),
+            token,
         ))
         .await
     }
