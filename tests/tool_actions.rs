@@ -598,7 +598,7 @@ async fn a_tool_not_installed_here_is_relayed_to_the_backend_intact() {
     let reply = world
         .execute(json!({"tool": "nothing", "action": "x", "config": {}}))
         .await;
-    assert_eq!(reply.status, 501, "{reply:?}");
+    assert_eq!(reply.status, 404, "{reply:?}");
     assert!(reply.error_message().contains("\"nothing\""), "{reply:?}");
 }
 
@@ -761,7 +761,7 @@ async fn a_dropped_tool_file_becomes_callable_and_a_removed_one_goes_away() {
     let reply = world
         .execute(json!({"tool": "echo", "action": "echo", "config": {}}))
         .await;
-    assert_eq!(reply.status, 501, "relayed to a backend that has no echo");
+    assert_eq!(reply.status, 404, "relayed to a backend that has no echo");
 }
 
 #[tokio::test]

@@ -137,9 +137,8 @@ impl From<BackendError> for ApiError {
         match error {
             BackendError::NotFound => Self::not_found("execution not found"),
             BackendError::Rejected(r) => match r.status {
-                // The caller's own problem, passed on as such (400: a key
-                // longer than the backend keeps, refused before any call).
-                400 | 404 | 409 | 412 | 413 => Self::new(r.status, r.message),
+                // The caller's own problem, passed on as such.
+                403 | 404 | 409 | 412 | 413 => Self::new(r.status, r.message),
                 // Answers the backend should not give to a well-formed call.
                 _ => Self::bad_gateway(format!("backend refused the call: {}", r.message)),
             },

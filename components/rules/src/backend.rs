@@ -95,6 +95,16 @@ pub fn status_failure(status: u16, body: &[u8]) -> Failure {
     }
 }
 
+/// Whether a 404 is the Cronium app's catch-all for a route it does not
+/// have (`{"error":"Not Found","message":"API endpoint '<path>' does not
+/// exist","statusCode":404,...}`): the backend cannot do what was asked at
+/// all, which is not the same as not finding the thing asked for.
+pub fn route_missing(status: u16, body: &[u8]) -> bool {
+    status == 404
+        && wire::error_message(body)
+            .is_some_and(|m| m.starts_with("API endpoint '") && m.ends_with("' does not exist"))
+}
+
 /// Whether an idempotent call answered with `status` is worth retrying.
 pub fn retryable(status: u16) -> bool {
     matches!(status, 502..=504)
@@ -252,6 +262,18 @@ mod tests {
                 message: "bad key".into()
             }
         );
+    }
+
+    #[test]
+    fn the_apps_catch_all_404_is_a_missing_route() {
+        let catch_all = br#"{"error":"Not Found","message":"API endpoint '/api/internal/tools/execute' does not exist","statusCode":404}"#;
+        assert!(route_missing(404, catch_all));
+        assert!(!route_missing(
+            404,
+            br#"{"error":"Not Found","message":"no such tool"}"#
+        ));
+        assert!(!route_missing(404, b""));
+        assert!(!route_missing(500, catch_all));
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //! action's schema, the user's credentials come from the operator's files
 //! or the backend (scripts never see them; a missing one is a 400 that
 //! says where it goes), and the result is answered as `data`. A tool not
-//! installed here is relayed to the backend, as the Go service did; one
-//! the backend cannot run either (the Cronium app has no tools route) is a
-//! 501 naming the tool.
+//! installed here is relayed to the backend, as the Go service did: 404
+//! when the backend does not know it either, 501 naming the tool when the
+//! backend has no tools route (the Cronium app).
 //!
 //! With an `Idempotency-Key` header, installed and relayed tools alike,
 //! the first successful result is kept for [`idempotency::RESULT_TTL_MS`]
@@ -296,16 +296,15 @@ fn relay(caller: &Caller, call: &Call, idempotency_key: Option<&str>) -> Result<
     ) {
         Ok(data) => serde_json::from_str(&data)
             .map_err(|_| ApiError::bad_gateway("the backend answered invalid JSON")),
-        // The Cronium app has no tools route (its catch-all answers 404),
-        // and the embedded store runs no tools.
-        Err(backend::BackendError::NotFound) => Err(ApiError::new(
-            501,
-            format!(
-                "no tool component \"{}\" is installed in this runtime, and the backend \
-                 cannot run it",
-                call.tool
-            ),
-        )),
+        Err(backend::BackendError::NotFound) => Err(ApiError::not_found(format!(
+            "no tool named \"{}\" is installed",
+            call.tool
+        ))),
+        // A backend without a tools route (the Cronium app): 501, with the
+        // backend's message naming the tool.
+        Err(backend::BackendError::Rejected(r)) if r.status == 501 => {
+            Err(ApiError::new(501, r.message))
+        }
         // `{"success":false,"error":...}`: the action failed; its error is
         // the message (`CONTRACT.md`, 502).
         Err(backend::BackendError::Rejected(r)) if r.status == 502 => {

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::{
     AUDIT_PATH, Failure, IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_ATTEMPTS, TOOLS_EXECUTE_PATH,
     authorization, caller_headers, check_answer, execution_path, retry_pause, retryable,
-    status_failure, tool_credentials_path, variable_path,
+    route_missing, status_failure, tool_credentials_path, variable_path,
 };
 use crate::protocol::{
     HttpReply, HttpRequest, HttpResponse, Machine, Method, Now, Step, TransportFailure,
@@ -403,7 +403,9 @@ pub fn get_tool_credentials(
 
 /// `POST /api/internal/tools/execute`, with the caller's
 /// `Idempotency-Key` if any (refused with 400 when it is no valid header
-/// value); the answer's `data`.
+/// value); the answer's `data`. A backend without the route (the Cronium
+/// app's catch-all 404) is a 501 naming the tool; any other 404 is
+/// `NotFound` (the backend does not know the tool).
 #[allow(clippy::too_many_arguments)]
 pub fn execute_tool(
     client: &Client,
@@ -429,7 +431,17 @@ pub fn execute_tool(
         Some(caller),
         Some(body),
     );
-    let mut call = Call::new(exchange.clone(), |answer| {
+    let tool_name = tool.to_owned();
+    let mut call = Call::new(exchange.clone(), move |answer| {
+        if route_missing(answer.status, &answer.body) {
+            return Err(Failure::Rejected {
+                status: 501,
+                message: format!(
+                    "no tool component \"{tool_name}\" is installed in this runtime, and the \
+                     Cronium backend cannot run tools (it has no tools route)"
+                ),
+            });
+        }
         serde_json::from_slice::<wire::ToolExecuteAnswer>(&success(answer)?.body)
             .map(|a| a.data)
             .map_err(invalid)

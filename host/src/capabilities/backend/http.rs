@@ -434,9 +434,13 @@ mod tests {
             rules::status_failure(503, b""),
             BackendError::Unavailable(_)
         ));
-        assert!(matches!(
+        assert_eq!(
             rules::status_failure(403, b""),
-            BackendError::Rejected { status: 403, .. }
+            BackendError::CredentialsRefused(403)
+        );
+        assert!(matches!(
+            rules::status_failure(409, b""),
+            BackendError::Rejected { status: 409, .. }
         ));
     }
 }
