@@ -24,7 +24,11 @@
 //! without a terminal (`-T`, as the orchestrator runs a job's script), a
 //! forced terminal (`-tt`); and with delayed ACKs turned off on the route
 //! between ssh and sshd (`ip route ... quickack 1`), on the remote
-//! server's side, ours, or both.
+//! server's side, ours, or both; and the `-N` row call by call.
+//!
+//! Each table gives p50 and p99, the share of calls that stalled (slower
+//! than their row's p50 by over 20 ms: a delayed ACK costs 40 ms), and a
+//! script's seven calls (seven times the p50; a batch's own p50).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -236,6 +240,22 @@ async fn run(scripts: usize) {
         &sessions,
         &calls,
     );
+    // Which calls pay the stalls: the first row, call by call.
+    let by_call: Vec<Row> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Row {
+            label: format!("ssh -N -R, {} {}", c.method, c.url),
+            millis: sessions[0]
+                .millis
+                .iter()
+                .skip(i)
+                .step_by(calls.len())
+                .copied()
+                .collect(),
+        })
+        .collect();
+    print_table("No delay added, ssh -N -R: call by call", &by_call, &calls);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -329,8 +349,8 @@ fn measure(
 
 fn print_table(title: &str, rows: &[Row], calls: &[Call]) {
     println!("\n{title}\n");
-    println!("| path | p50 ms | p99 ms | seven calls, p50 ms |");
-    println!("|---|---:|---:|---:|");
+    println!("| path | p50 ms | p99 ms | stalled (> p50 + 20 ms) | seven calls, p50 ms |");
+    println!("|---|---:|---:|---:|---:|");
     for row in rows {
         let p50 = row.percentile(50.0);
         let script = if row.label.contains("batch") {
@@ -338,11 +358,13 @@ fn print_table(title: &str, rows: &[Row], calls: &[Call]) {
         } else {
             p50 * calls.len() as f64
         };
+        let stalled = row.millis.iter().filter(|&&m| m > p50 + 20.0).count();
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} % | {:.1} |",
             row.label,
             p50,
             row.percentile(99.0),
+            100.0 * stalled as f64 / row.millis.len() as f64,
             script
         );
     }
