@@ -403,8 +403,9 @@ impl RemoteServer {
         }
         cmd.arg(format!("root@{host}"));
         if options.session != Session::None {
-            // A command that outlives the measurements; killed with the tunnel.
-            cmd.arg("sleep 600");
+            // A command that runs until the session's input ends, which is
+            // when the tunnel is dropped (or sshd dies).
+            cmd.arg("cat");
         }
         let log = self.path(&format!("ssh-{}.log", next_log_number()));
         cmd.stdin(Stdio::piped())
@@ -478,6 +479,19 @@ impl RemoteServer {
 impl Drop for RemoteServer {
     fn drop(&mut self) {
         self.kill_sshd();
+        // Whatever still runs in the namespace (a script of a failed test)
+        // was started by us, and would keep the namespace alive.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.namespace])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+            {
+                kill(pid);
+            }
+        }
         // Deleting the namespace deletes its end of the veth pair, and the
         // pair with it.
         let _ = Command::new("ip")
