@@ -183,21 +183,7 @@ impl Components {
         let cache = CompileCache::new(config.compile_cache.clone());
         let mut groups = HashMap::new();
         for group in Group::ALL {
-            let component = match config.component_overrides.get(group.name()) {
-                Some(path) => {
-                    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    tracing::info!(group = group.name(), path = %path.display(), "serving an override component");
-                    cache.component(&engine, group.name(), &bytes)
-                }
-                None => cache.component(&engine, group.name(), embedded(group)),
-            }
-            .map_err(|source| LoadError::Component {
-                group: group.name(),
-                source,
-            })?;
+            let component = compile(config, &cache, &engine, group)?;
             let entry = linker
                 .instantiate_pre(&component)
                 .and_then(|pre| entry(pre, config.component_export))
@@ -223,6 +209,27 @@ impl Components {
                 warm,
             }),
         })
+    }
+
+    /// Compiles every group's component (embedded, or the operator's
+    /// override) with the very engine [`Components::load`] builds for
+    /// `config`, into `config`'s compile cache: a host started later on
+    /// this machine with the same settings loads them instead of
+    /// compiling (`cronium-runtime precompile`, run when a container
+    /// image is built).
+    pub fn precompile(config: &Config) -> Result<(), LoadError> {
+        let warm = WarmPool::<WarmInstance>::new(
+            config.instance_reuse,
+            warm_cap(config.max_instances),
+            warm::IDLE,
+        );
+        let engine =
+            engine(config, warm.as_ref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
+        let cache = CompileCache::new(config.compile_cache.clone());
+        for group in Group::ALL {
+            compile(config, &cache, &engine, group)?;
+        }
+        Ok(())
     }
 
     /// Warm instances kept now.
@@ -543,6 +550,31 @@ fn entry(
 }
 
 /// Warm instances kept at most: a quarter of the pool's size.
+/// `group`'s component for `engine`: the operator's override or the
+/// embedded one, from `cache` or compiled.
+fn compile(
+    config: &Config,
+    cache: &CompileCache,
+    engine: &Engine,
+    group: Group,
+) -> Result<wasmtime::component::Component, LoadError> {
+    match config.component_overrides.get(group.name()) {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            tracing::info!(group = group.name(), path = %path.display(), "serving an override component");
+            cache.component(engine, group.name(), &bytes)
+        }
+        None => cache.component(engine, group.name(), embedded(group)),
+    }
+    .map_err(|source| LoadError::Component {
+        group: group.name(),
+        source,
+    })
+}
+
 fn warm_cap(max_instances: u32) -> usize {
     (max_instances / 4) as usize
 }

@@ -59,9 +59,14 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Prints the token and example calls for `port`.
-    pub fn print(&self, port: u16) {
-        let base = format!("http://127.0.0.1:{port}");
+    /// Prints the token and example calls for the host listening on
+    /// `addr` (on every interface: called through loopback).
+    pub fn print(&self, addr: std::net::SocketAddr) {
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+            ip => ip,
+        };
+        let base = format!("http://{}", std::net::SocketAddr::new(ip, addr.port()));
         let t = &self.token;
         println!(
             "\nCronium runtime (dev) on {base}, data in {dir}\n\n\

@@ -79,12 +79,6 @@ use crate::tools::ToolRegistry;
 /// Entries the in-process cache keeps at most.
 const MEMORY_CACHE_ENTRIES: usize = 100_000;
 
-/// How long open requests may run on after a shutdown signal.
-const DRAIN: Duration = Duration::from_secs(10);
-
-/// How long queued audit events may take to deliver at shutdown.
-const AUDIT_FLUSH: Duration = Duration::from_secs(5);
-
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -128,6 +122,9 @@ impl Capabilities {
             config.token_policy.max_lifetime,
             (config.rate_limit_per_min > 0).then(|| Quota::per_minute(config.rate_limit_per_min)),
         );
+        if let Some(execution_id) = &config.execution_id {
+            auth = auth.for_execution(execution_id.clone());
+        }
         if let Some(valkey) = &config.valkey {
             auth = auth.with_watch(RevocationWatch::start(valkey)?);
         }
@@ -179,6 +176,9 @@ pub struct Runtime {
     listener: TcpListener,
     /// `Some` when the listener serves HTTPS.
     tls: Option<server::tls::TlsAcceptor>,
+    /// `CRONIUM_STOP_TIMEOUT`: from the shutdown signal to the end of
+    /// [`Runtime::serve`], at most.
+    stop_timeout: Duration,
 }
 
 impl Runtime {
@@ -191,10 +191,9 @@ impl Runtime {
             .as_ref()
             .map(server::tls::TlsAcceptor::new)
             .transpose()?;
-        let (capabilities, audit_worker) = Capabilities::from_config(config).await?;
-        capabilities.tools.clone().watch();
-        let capabilities = Arc::new(capabilities);
-        let components = Components::load(config, capabilities.clone())?;
+        // Bound before the components load, so that a client (a health
+        // check right after the container starts) waits in the listen
+        // backlog for its answer instead of being refused.
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -202,6 +201,10 @@ impl Runtime {
                     addr: config.listen,
                     source,
                 })?;
+        let (capabilities, audit_worker) = Capabilities::from_config(config).await?;
+        capabilities.tools.clone().watch();
+        let capabilities = Arc::new(capabilities);
+        let components = Components::load(config, capabilities.clone())?;
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             cache = if config.valkey.is_some() { "valkey" } else { "in-process" },
@@ -221,6 +224,7 @@ impl Runtime {
             audit: audit_worker,
             listener,
             tls,
+            stop_timeout: config.stop_timeout,
         })
     }
 
@@ -230,11 +234,14 @@ impl Runtime {
     }
 
     /// Serves until `shutdown` resolves, drains open requests, then
-    /// delivers the queued audit events.
+    /// delivers the queued audit events: within `CRONIUM_STOP_TIMEOUT`,
+    /// two thirds of it for the requests and the rest for the audit.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        server::serve(self.listener, self.tls, self.app.clone(), shutdown, DRAIN).await;
+        let drain = self.stop_timeout * 2 / 3;
+        let audit_flush = self.stop_timeout.saturating_sub(drain);
+        server::serve(self.listener, self.tls, self.app.clone(), shutdown, drain).await;
         // Dropping the last handle on the capabilities closes the audit queue.
         drop(self.app);
-        self.audit.finish(AUDIT_FLUSH).await;
+        self.audit.finish(audit_flush).await;
     }
 }

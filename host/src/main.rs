@@ -3,9 +3,12 @@
 //! With no arguments it serves, configured like the Go service by the
 //! environment. `dev` starts on the embedded defaults with a demo
 //! execution and prints a token and `curl` lines; `token` mints a token;
-//! `execution create` adds an execution to the embedded store.
+//! `execution create` adds an execution to the embedded store;
+//! `precompile` fills the compile cache (for a container image). Called
+//! as `wget` (a link in the image), it is the health checks' `wget`.
 
 mod dev;
+mod wget;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,6 +45,10 @@ enum Command {
         /// Port to listen on (the SSH tunnel of the runners targets 8089).
         #[arg(long, default_value_t = 8089)]
         port: u16,
+        /// Address to listen on: this machine only, unless told otherwise
+        /// (`--host 0.0.0.0` for every interface).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
         /// Where the embedded store lives.
         #[arg(long, env = "CRONIUM_DATA_DIR", default_value = "cronium-data")]
         data_dir: PathBuf,
@@ -63,6 +70,11 @@ enum Command {
         #[arg(long, env = "CRONIUM_DATA_DIR", default_value = "cronium-data")]
         data_dir: PathBuf,
     },
+    /// Compile every component (the groups and the built-in tools) into
+    /// the compile cache, CRONIUM_CACHE_DIR, with the engine `serve` uses
+    /// under the same settings; a later start on a machine of this kind
+    /// loads them instead of compiling (run when a container image is built).
+    Precompile,
     /// Manage executions in the embedded store.
     Execution {
         #[command(subcommand)]
@@ -81,6 +93,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    if wget::invoked_as_wget() {
+        std::process::exit(wget::main(std::env::args_os().skip(1)));
+    }
     let matches = Cli::command()
         .after_help(settings::help_text())
         .get_matches();
@@ -93,8 +108,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Config => print_config(),
-        Command::Dev { port, data_dir } => {
-            config.listen.set_port(port);
+        Command::Precompile => precompile(&config),
+        Command::Dev {
+            port,
+            host,
+            data_dir,
+        } => {
+            config.listen = std::net::SocketAddr::new(host, port);
             config.data_dir = data_dir;
             let demo = dev::prepare(&mut config)?;
             serve_with(config, Some(demo))
@@ -155,6 +175,33 @@ fn print_config() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cronium-runtime precompile`.
+fn precompile(config: &Config) -> anyhow::Result<()> {
+    let Some(dir) = &config.compile_cache else {
+        anyhow::bail!("CRONIUM_CACHE_DIR is off: there is nowhere to put compiled components");
+    };
+    cronium_host::components::Components::precompile(config)?;
+    if config.tools.builtin {
+        cronium_host::tools::ToolRegistry::precompile_builtins(config.compile_cache.clone())?;
+    }
+    // The cache refuses (and logs) a directory it cannot trust; then
+    // nothing was written, and saying so beats an image that compiles on
+    // every start.
+    let written = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .count()
+        })
+        .unwrap_or(0);
+    if written == 0 {
+        anyhow::bail!("no compiled component in {}", dir.display());
+    }
+    println!("{written} compiled components in {}", dir.display());
+    Ok(())
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     serve_with(config, None)
 }
@@ -167,7 +214,7 @@ fn serve_with(config: Config, demo: Option<dev::Demo>) -> anyhow::Result<()> {
     runtime.block_on(async {
         let host = Runtime::start(&config).await?;
         if let Some(demo) = demo {
-            demo.print(host.local_addr()?.port());
+            demo.print(host.local_addr()?);
         }
         host.serve(shutdown_signal()).await;
         Ok(())

@@ -46,6 +46,11 @@ const BUILTIN: &[(&str, &[u8])] = &[
     ("email", include_bytes!(env!("CRONIUM_TOOL_EMAIL_WASM"))),
 ];
 
+/// The compile cache's name for the tool `name`.
+fn cache_name(name: &str) -> String {
+    format!("tool-{name}")
+}
+
 /// How long a tool may take to describe itself.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -174,6 +179,20 @@ impl ToolRegistry {
         Ok(registry)
     }
 
+    /// Compiles the built-in tools with the engine [`ToolRegistry::load`]
+    /// uses into `compile_cache`, for a later start to load
+    /// (`cronium-runtime precompile`).
+    pub fn precompile_builtins(compile_cache: Option<PathBuf>) -> Result<(), ToolLoadError> {
+        let engine = Engine::new(&sandbox::engine_config()).map_err(ToolLoadError::Engine)?;
+        let cache = CompileCache::new(compile_cache);
+        for (name, wasm) in BUILTIN {
+            cache
+                .component(&engine, &cache_name(name), wasm)
+                .map_err(ToolLoadError::Compile)?;
+        }
+        Ok(())
+    }
+
     /// Rescans the tools directory every `CRONIUM_TOOLS_POLL`, for as long
     /// as the registry lives.
     pub fn watch(self: &Arc<Self>) {
@@ -273,7 +292,7 @@ impl ToolRegistry {
     async fn load_tool(&self, name: &str, wasm: Vec<u8>) -> Result<LoadedTool, ToolLoadError> {
         let component = {
             let engine = self.engine.clone();
-            let cache_name = format!("tool-{name}");
+            let cache_name = cache_name(name);
             let cache = self.compile_cache.clone();
             tokio::task::spawn_blocking(move || cache.component(&engine, &cache_name, &wasm))
                 .await

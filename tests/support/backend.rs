@@ -15,7 +15,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
 
-use super::BACKEND_TOKEN;
+/// The token the hosts use towards the fake backend.
+pub const BACKEND_TOKEN: &str = "backend-token-for-tests";
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -94,12 +95,18 @@ impl FakeBackend {
 
     /// Starts the fake behaving as `profile`.
     pub async fn start_as(profile: Profile) -> FakeBackend {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), profile).await
+    }
+
+    /// Starts the fake behaving as `profile` on `addr` (port 0: a free
+    /// one), e.g. an address containers reach.
+    pub async fn start_on(addr: SocketAddr, profile: Profile) -> FakeBackend {
         let state = Arc::new(Mutex::new(BackendState {
             profile,
             ..BackendState::default()
         }));
         let shared = state.clone();
-        let (addr, task) = super::serve_loopback(move |req| {
+        let (addr, task) = super::serve::serve_on(addr, move |req| {
             let state = shared.clone();
             async move { answer(&state, req).await }
         })

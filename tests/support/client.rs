@@ -52,6 +52,19 @@ pub async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Optio
     send(method, url, headers, body).await
 }
 
+/// Sends one request with a fixed-length body; an error when no answer
+/// came (connection refused or reset, or no answer within `timeout`).
+pub async fn try_call(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    let body = Full::new(Bytes::copy_from_slice(body.unwrap_or_default()));
+    try_send(method, url, headers, body, timeout).await
+}
+
 /// Sends one request with a chunked body (`Transfer-Encoding: chunked`,
 /// as the Node SDK sends them).
 pub async fn call_chunked(url: &str, headers: &[(&str, &str)], chunks: Vec<Vec<u8>>) -> Reply {
@@ -79,6 +92,22 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    try_send(method, url, headers, body, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+async fn try_send<B>(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: B,
+    timeout: Duration,
+) -> Result<Reply, String>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let client: Client<_, B> = Client::builder(TokioExecutor::new()).build_http();
     let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
@@ -86,23 +115,31 @@ where
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = tokio::time::timeout(
-        Duration::from_secs(60),
-        client.request(request.body(body).unwrap()),
-    )
+    let answered = tokio::time::timeout(timeout, async {
+        let response = client
+            .request(request.body(body).unwrap())
+            .await
+            .map_err(|e| format!("the request did not reach the host: {e:?}"))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("the answer broke off: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, headers, body))
+    })
     .await
-    .expect("the host answered within a minute")
-    .expect("the request reached the host");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    .map_err(|_| format!("no answer within {timeout:?}"))?;
+    let (status, headers, body) = answered?;
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Reply {
+    Ok(Reply {
         status,
         headers,
         json,
         body,
-    }
+    })
 }
 
 /// Writes `head` (request line and headers, ending in a blank line) to

@@ -11,19 +11,22 @@ pub mod backend;
 pub mod batch;
 pub mod client;
 pub mod cluster;
+pub mod docker;
 pub mod host;
 pub mod parity;
 pub mod relay;
+pub mod serve;
 pub mod spin;
 pub mod ssh;
 pub mod stand_in;
 pub mod tls;
 pub mod valkey;
 
-pub use backend::FakeBackend;
-pub use client::{Reply, call};
+pub use backend::{BACKEND_TOKEN, FakeBackend};
+pub use client::{Reply, call, try_call};
 pub use cluster::ValkeyCluster;
 pub use host::{Host, HostConfig};
+pub use serve::{serve_loopback, serve_on};
 pub use spin::{SpinApp, spin_cli};
 pub use stand_in::{Answer, StandIn};
 pub use valkey::Valkey;
@@ -35,8 +38,6 @@ use cronium_rules::token::{Algorithm, Claims, TokenPolicy, TokenVerifier};
 
 /// The secret every test host is configured with.
 pub const SECRET: &str = "end-to-end-test-secret-0123456789";
-/// The token the hosts use towards the fake backend.
-pub const BACKEND_TOKEN: &str = "backend-token-for-tests";
 
 /// A free loopback port, never the same one twice in this process.
 ///
@@ -136,37 +137,6 @@ pub fn pip_target(folder: &str, package: &str, module: &str) -> Option<std::path
         let _ = std::fs::remove_dir_all(&staging);
     }
     importable(&target).then_some(target)
-}
-
-/// Serves HTTP/1 with `answer` on a free loopback port, until the
-/// returned task is aborted (the fake backend and the stand-ins run on it).
-pub async fn serve_loopback<F, Fut>(
-    answer: F,
-) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
-where
-    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let reply = answer(req);
-                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
 }
 
 /// Polls `check` until it returns true or `timeout` passes.

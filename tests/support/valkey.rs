@@ -108,7 +108,9 @@ fn ping(port: u16) -> bool {
         && &reply == b"+PONG\r\n"
 }
 
-fn binary() -> PathBuf {
+/// The `valkey-server` (or `redis-server`) the tests run: see the module's
+/// documentation.
+pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("VALKEY_SERVER") {
         return PathBuf::from(path);
     }

@@ -123,6 +123,9 @@ impl From<AuthError> for ApiError {
                 Self::unauthorized(format!("token has no {claim} claim"))
             }
             AuthError::Revoked => Self::forbidden("this job's tokens have been revoked"),
+            AuthError::OtherExecution => {
+                Self::forbidden("this runtime serves another execution; the token is not for it")
+            }
             AuthError::Unavailable(_) => {
                 Self::unavailable("token revocation cannot be checked right now")
             }

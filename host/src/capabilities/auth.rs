@@ -58,6 +58,10 @@ pub enum AuthFailure {
     Token(#[from] TokenError),
     #[error("job revoked")]
     Revoked,
+    /// The host serves one execution only (`EXECUTION_ID`) and the token
+    /// is another's.
+    #[error("token of another execution than the one served")]
+    OtherExecution,
     #[error("revocation cannot be checked: {0}")]
     Unavailable(String),
     #[error("rate limited for {0} s")]
@@ -78,6 +82,8 @@ pub struct Auth {
     pub unchecked: AtomicU64,
     /// `RATE_LIMIT_PER_MIN`, unless disabled.
     quota: Option<Quota>,
+    /// `EXECUTION_ID`: the one execution whose tokens are accepted.
+    only_execution: Option<String>,
     /// Counts of this host alone, for when Valkey cannot be reached.
     local: MemoryCache,
     /// The revocation list pushed by Valkey, when there is a Valkey.
@@ -110,6 +116,7 @@ impl Auth {
             last_check_ok: AtomicU64::new(0),
             unchecked: AtomicU64::new(0),
             quota,
+            only_execution: None,
             local: MemoryCache::new(Duration::from_secs(60), LOCAL_LIMITERS),
             watch: None,
             shares: RateShares::default(),
@@ -121,6 +128,14 @@ impl Auth {
     /// from local shares then.
     pub fn with_watch(mut self, watch: RevocationWatch) -> Self {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Accepts the tokens of `execution_id` only (`EXECUTION_ID`: a
+    /// per-job sidecar); any other valid token is refused with
+    /// [`AuthFailure::OtherExecution`].
+    pub fn for_execution(mut self, execution_id: String) -> Self {
+        self.only_execution = Some(execution_id);
         self
     }
 
@@ -158,6 +173,13 @@ impl Auth {
                 return Err(error.into());
             }
         };
+        if self
+            .only_execution
+            .as_ref()
+            .is_some_and(|only| *only != claims.execution_id)
+        {
+            return Err(AuthFailure::OtherExecution);
+        }
         let limiter_key = keys::rate_limit_execution(&claims.job_id, &claims.execution_id);
         if let Some(revoked) = self
             .watch
@@ -351,6 +373,7 @@ fn auth_error(failure: AuthFailure) -> wit_auth::AuthError {
         AuthFailure::Token(T::TooOld) => W::TooOld,
         AuthFailure::Token(T::MissingClaim(claim)) => W::MissingClaim(claim),
         AuthFailure::Revoked => W::Revoked,
+        AuthFailure::OtherExecution => W::OtherExecution,
         AuthFailure::Unavailable(why) => W::Unavailable(why),
         AuthFailure::RateLimited(seconds) => W::RateLimited(seconds),
     }
@@ -384,6 +407,40 @@ mod tests {
             expires_at: Some(expires_at),
         });
         format!("Bearer {token}")
+    }
+
+    #[tokio::test]
+    async fn a_one_execution_host_refuses_every_other_executions_token() {
+        let cache = Cache::Memory(MemoryCache::new(Duration::from_secs(60), 100));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let sidecar = auth().for_execution("exec-1".into());
+        let mint = |execution_id: &str| {
+            let token = sidecar.verifier.mint(&Claims {
+                execution_id: execution_id.into(),
+                job_id: execution_id.into(),
+                user_id: None,
+                event_id: None,
+                capability_token: None,
+                issued_at: now - 10,
+                expires_at: Some(now + 600),
+            });
+            format!("Bearer {token}")
+        };
+        let own = sidecar.verify(Some(&mint("exec-1")), None, &cache).await;
+        assert_eq!(own.map(|c| c.execution_id), Ok("exec-1".to_owned()));
+        let other = sidecar.verify(Some(&mint("exec-2")), None, &cache).await;
+        assert_eq!(other, Err(AuthFailure::OtherExecution));
+        // A host without EXECUTION_ID serves both.
+        let shared = auth();
+        assert!(
+            shared
+                .verify(Some(&mint("exec-2")), None, &cache)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

@@ -251,6 +251,10 @@ pub struct Config {
     pub jwt_algorithm: Algorithm,
     /// `JWT_LEEWAY` (30s) and `TOKEN_MAX_LIFETIME` (2h).
     pub token_policy: TokenPolicy,
+    /// `EXECUTION_ID` (unset): the one execution this host serves, as the
+    /// orchestrator's per-job sidecar; tokens of any other execution are
+    /// refused (403). Unset: every execution.
+    pub execution_id: Option<String>,
     /// `REVOCATION_FAIL_CLOSED` (false): refuse requests (503) when
     /// revocation cannot be checked for longer than the grace window.
     pub revocation_fail_closed: bool,
@@ -308,6 +312,11 @@ pub struct Config {
     /// `CRONIUM_WRITE_TIMEOUT` (30s): the longest a client may leave an
     /// answer unread before it is disconnected.
     pub write_timeout: Duration,
+    /// `CRONIUM_STOP_TIMEOUT` (15s): from a stop signal to the exit, at
+    /// most: open requests get two thirds of it, queued audit events the
+    /// rest. A container stopped with `docker stop` (SIGKILL 10 s after
+    /// SIGTERM, the orchestrator's sidecar after 5 s) needs less than that.
+    pub stop_timeout: Duration,
     /// `CRONIUM_COMPONENT_<GROUP>`: a `.wasm` to serve a group instead of
     /// the embedded one (e.g. `CRONIUM_COMPONENT_EXECUTIONS=/opt/x.wasm`).
     pub component_overrides: HashMap<String, PathBuf>,
@@ -463,6 +472,7 @@ impl Config {
             jwt_secret: values.text(&s::JWT_SECRET),
             jwt_algorithm,
             token_policy,
+            execution_id: values.text(&s::EXECUTION_ID),
             revocation_fail_closed: values.boolean(&s::REVOCATION_FAIL_CLOSED)?,
             rate_limit_per_min: values.number(&s::RATE_LIMIT_PER_MIN)?,
             valkey,
@@ -491,6 +501,7 @@ impl Config {
                 .unwrap_or(max_instances as usize),
             body_timeout: values.duration(&s::BODY_TIMEOUT)?,
             write_timeout: values.duration(&s::WRITE_TIMEOUT)?,
+            stop_timeout: values.duration(&s::STOP_TIMEOUT)?,
             max_instances,
             instance_reuse: match values.number(&s::INSTANCE_REUSE)? {
                 0 => {

@@ -105,6 +105,11 @@ pub const TOKEN_MAX_LIFETIME: Setting = Setting::new(
     "a token older than this (from iat) is refused",
 )
 .default("2h");
+pub const EXECUTION_ID: Setting = Setting::new(
+    "EXECUTION_ID",
+    "auth.executionId",
+    "serve this one execution only (a per-job sidecar): any other execution's token gets 403",
+);
 pub const REVOCATION_FAIL_CLOSED: Setting = Setting::new(
     "REVOCATION_FAIL_CLOSED",
     "auth.revocationFailClosed",
@@ -257,6 +262,12 @@ pub const TOOL_CREDENTIALS_DIR: Setting = Setting::new(
     "tool credentials the operator keeps: <dir>/<user id>/<tool id>.json, read before the backend's route",
 )
 .computed("<CRONIUM_DATA_DIR>/credentials");
+pub const STOP_TIMEOUT: Setting = Setting::new(
+    "CRONIUM_STOP_TIMEOUT",
+    "cronium.stopTimeout",
+    "on SIGTERM: open requests get two thirds of this to finish, the audit queue the rest",
+)
+.default("15s");
 pub const TOOLS_DIR: Setting = Setting::new(
     "CRONIUM_TOOLS_DIR",
     "cronium.toolsDir",
@@ -312,6 +323,7 @@ pub const ALL: &[Setting] = &[
     JWT_ALGORITHM,
     JWT_LEEWAY,
     TOKEN_MAX_LIFETIME,
+    EXECUTION_ID,
     REVOCATION_FAIL_CLOSED,
     VALKEY_URL,
     VALKEY_PASSWORD,
@@ -341,6 +353,7 @@ pub const ALL: &[Setting] = &[
     BODY_TIMEOUT,
     WRITE_TIMEOUT,
     TOOL_CREDENTIALS_DIR,
+    STOP_TIMEOUT,
     TOOLS_DIR,
     TOOLS_POLL,
     BUILTIN_TOOLS,
