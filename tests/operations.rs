@@ -549,3 +549,60 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let reply = call("GET", &host.url("/health"), &[], None).await;
     assert_eq!(reply.status, 200);
 }
+
+/// The local address of the TCP socket listening on `port`, from
+/// `/proc/net/tcp` (Linux): e.g. `0100007F` for 127.0.0.1.
+fn listening_address(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (address, hex_port) = fields.get(1)?.split_once(':')?;
+        (fields.get(3) == Some(&"0A") && u16::from_str_radix(hex_port, 16).ok()? == port)
+            .then(|| address.to_owned())
+    })
+}
+
+/// Runs `cronium-runtime dev <args>` until it prints its token; the
+/// address it listens on, then stops it.
+fn dev_listening_on(args: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cronium-runtime"))
+        .args(["dev", "--port", &port.to_string(), "--data-dir"])
+        .arg(data.path())
+        .args(args)
+        .current_dir(data.path())
+        .env_remove("HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.starts_with("export CRONIUM_API_TOKEN=") {
+            break;
+        }
+    }
+    let address = listening_address(port);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        printed.contains(&format!("on http://127.0.0.1:{port},")),
+        "{printed}"
+    );
+    address.unwrap_or_else(|| panic!("nothing listens on {port}:\n{printed}"))
+}
+
+#[test]
+fn dev_listens_on_loopback_only_unless_told_otherwise() {
+    if !std::path::Path::new("/proc/net/tcp").exists() {
+        eprintln!("skipping: no /proc/net/tcp to read listening sockets from");
+        return;
+    }
+    assert_eq!(dev_listening_on(&[]), "0100007F", "127.0.0.1");
+    assert_eq!(dev_listening_on(&["--host", "0.0.0.0"]), "00000000");
+}

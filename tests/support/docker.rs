@@ -244,7 +244,21 @@ impl Compose {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("docker-compose");
+        // docker-compose (v1, as on these machines), else the v2 plugin.
+        static STANDALONE: OnceLock<bool> = OnceLock::new();
+        let standalone = *STANDALONE.get_or_init(|| {
+            Command::new("docker-compose")
+                .arg("version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        });
+        let mut command = if standalone {
+            Command::new("docker-compose")
+        } else {
+            let mut plugin = Command::new("docker");
+            plugin.arg("compose");
+            plugin
+        };
         command
             .arg("--project-name")
             .arg(&self.project)

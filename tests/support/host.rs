@@ -192,8 +192,9 @@ impl Host {
         for (k, v) in self.environment() {
             cmd.env(k, v);
         }
-        // An HTTPS host is ready once it listens: it binds only when all
-        // else is loaded, and the plain-HTTP check below cannot talk to it.
+        // An HTTPS host is taken as ready once it accepts connections (the
+        // plain-HTTP check below cannot talk to it): it binds before it
+        // loads its components, and a handshake waits for it to serve.
         let tls = self
             .environment()
             .get("ENABLE_TLS")
