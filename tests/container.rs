@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::docker::{self, Compose, Container, Network, docker, docker_ok};
 use support::backend::Profile;
+use support::docker::{self, Compose, Container, Network, docker, docker_ok};
 use support::{FakeBackend, SECRET, call, try_call};
 
 /// The user of the tests' executions.
