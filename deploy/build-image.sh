@@ -118,7 +118,12 @@ if [ "$what" = runtime ]; then
 fi
 
 cp "$dockerfile" "$ctx/Dockerfile"
+previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 docker build --quiet --tag "$tag" "$ctx" >/dev/null
+# The image the tag named before, now untagged, unless something uses it.
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+  docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect --format '{{.Size}}' "$tag")
 echo "built $tag ($(( size / 1024 / 1024 )) MiB, $size bytes)" >&2
 echo "$tag"
