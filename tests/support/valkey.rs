@@ -20,9 +20,23 @@ pub struct Valkey {
 }
 
 impl Valkey {
-    /// Starts a server without persistence.
+    /// Starts a server without persistence, on a free port. A port taken
+    /// between [`super::free_port`] and the server's bind (another
+    /// process's outgoing connection may draw it) makes the server exit at
+    /// once: then it starts again on another port.
     pub fn start() -> Valkey {
-        Valkey::start_with(super::free_port(), Vec::new())
+        for _ in 0..4 {
+            let mut valkey = Valkey {
+                port: super::free_port(),
+                binary: binary(),
+                child: None,
+                extra: Vec::new(),
+            };
+            if valkey.try_spawn() {
+                return valkey;
+            }
+        }
+        panic!("valkey did not come up on four free ports in a row");
     }
 
     /// Starts a server without persistence on `port`, with `extra`
@@ -71,7 +85,15 @@ impl Valkey {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
+        if !self.try_spawn() {
+            panic!("valkey did not come up on port {}", self.port);
+        }
+    }
+
+    /// Starts the server and waits until it answers: false when it exited
+    /// (its port was taken) or did not answer within 30 s.
+    fn try_spawn(&mut self) -> bool {
+        let mut child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(&self.extra)
@@ -79,15 +101,22 @@ impl Valkey {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: on a loaded 2-core machine many hosts start at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if ping(self.port) {
-                return;
+            // Exited first: a server of someone else's may answer the port.
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            if ping(self.port) && matches!(child.try_wait(), Ok(None)) {
+                self.child = Some(child);
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("valkey did not come up on port {}", self.port);
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 }
 
