@@ -166,14 +166,8 @@ impl Components {
     /// Compiles and pre-instantiates every group, from the binary or from
     /// the operator's overrides, and starts the epoch clock.
     pub fn load(config: &Config, capabilities: Arc<Capabilities>) -> Result<Self, LoadError> {
-        let warm = WarmPool::new(
-            config.instance_reuse,
-            warm_cap(config.max_instances),
-            warm::IDLE,
-        )
-        .map(Arc::new);
-        let engine =
-            engine(config, warm.as_deref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
+        let (engine, warm) = serving_engine(config)?;
+        let warm = warm.map(Arc::new);
         let mut linker: Linker<RequestState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(LoadError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -218,13 +212,7 @@ impl Components {
     /// compiling (`cronium-runtime precompile`, run when a container
     /// image is built).
     pub fn precompile(config: &Config) -> Result<(), LoadError> {
-        let warm = WarmPool::<WarmInstance>::new(
-            config.instance_reuse,
-            warm_cap(config.max_instances),
-            warm::IDLE,
-        );
-        let engine =
-            engine(config, warm.as_ref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
+        let (engine, _) = serving_engine(config)?;
         let cache = CompileCache::new(config.compile_cache.clone());
         for group in Group::ALL {
             compile(config, &cache, &engine, group)?;
@@ -549,7 +537,19 @@ fn entry(
     ProxyPre::new(pre).map(Entry::WasiHttp)
 }
 
-/// Warm instances kept at most: a quarter of the pool's size.
+/// The engine `config` serves with, and its pool of warm instances (none
+/// when instances are not reused): the engine's size depends on the pool's.
+fn serving_engine(config: &Config) -> Result<(Engine, Option<WarmPool<WarmInstance>>), LoadError> {
+    let warm = WarmPool::new(
+        config.instance_reuse,
+        warm_cap(config.max_instances),
+        warm::IDLE,
+    );
+    let engine =
+        engine(config, warm.as_ref().map_or(0, WarmPool::cap)).map_err(LoadError::Engine)?;
+    Ok((engine, warm))
+}
+
 /// `group`'s component for `engine`: the operator's override or the
 /// embedded one, from `cache` or compiled.
 fn compile(
@@ -575,6 +575,7 @@ fn compile(
     })
 }
 
+/// Warm instances kept at most: a quarter of the pool's size.
 fn warm_cap(max_instances: u32) -> usize {
     (max_instances / 4) as usize
 }

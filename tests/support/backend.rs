@@ -295,19 +295,12 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             state.conditions.push((id.to_string(), body));
             reply(200, json!({"success": true}))
         }
-        ("GET", ["api", "internal", "variables", user, key]) => {
-            let id = (decode(user), decode(key));
-            match state.variables.get(&id) {
-                Some(value) => reply(
-                    200,
-                    json!({"key": id.1, "value": value, "updatedAt": "2026-11-27T00:00:00Z"}),
-                ),
-                None => reply(
-                    404,
-                    json!({"error": "Not Found", "message": "variable not found"}),
-                ),
-            }
-        }
+        ("GET", ["api", "internal", "variables", user, key]) => variable_answer(
+            &state,
+            user,
+            key,
+            json!({"error": "Not Found", "message": "variable not found"}),
+        ),
         ("PUT", ["api", "internal", "variables", user, key]) => {
             let Some(value) = body.get("value").cloned() else {
                 return reply(400, json!({"error": "Bad Request", "message": "no value"}));
@@ -400,14 +393,7 @@ fn app_answer(
             reply(200, json!({"success": true}))
         }
         ("GET", ["api", "internal", "variables", user, key]) => {
-            let id = (decode(user), decode(key));
-            match state.variables.get(&id) {
-                Some(value) => reply(
-                    200,
-                    json!({"key": id.1, "value": value, "updatedAt": "2026-11-27T00:00:00.000Z"}),
-                ),
-                None => reply(404, json!({"error": "Variable not found"})),
-            }
+            variable_answer(state, user, key, json!({"error": "Variable not found"}))
         }
         ("PUT", ["api", "internal", "variables", user, key]) => {
             if !body_is_json {
@@ -444,6 +430,24 @@ fn app_answer(
                 "timestamp": "2026-12-07T00:00:00.000Z",
             }),
         ),
+    }
+}
+
+/// `GET .../variables/{user}/{key}`: the variable as kept, or 404 with
+/// the profile's `not_found` body.
+fn variable_answer(
+    state: &BackendState,
+    user: &str,
+    key: &str,
+    not_found: Value,
+) -> Response<Full<Bytes>> {
+    let id = (decode(user), decode(key));
+    match state.variables.get(&id) {
+        Some(value) => reply(
+            200,
+            json!({"key": id.1, "value": value, "updatedAt": "2026-11-27T00:00:00.000Z"}),
+        ),
+        None => reply(404, not_found),
     }
 }
 
