@@ -6,7 +6,8 @@
 //!   `no-new-privileges`, a private network with the aliases
 //!   `runtime-api` and `runtime`), probed with its `docker exec … wget`,
 //!   called with the token the container executor mints, and stopped with
-//!   `docker stop -t 5`;
+//!   `docker stop -t 5`, handing the audit events it could not deliver to
+//!   Valkey, where the next sidecar delivers them;
 //! * as the compose stack's service (`deploy/compose.yaml`), two replicas
 //!   on one Valkey and a backend, under load while a replica is killed and
 //!   while Valkey is cut off.
@@ -133,9 +134,8 @@ async fn a_sidecar_started_as_the_orchestrator_starts_it_serves_its_job_and_stop
     );
 
     // Exactly the orchestrator's flags (sidecar.go).
-    let sidecar = Container::create(
-        &format!("cronium-runtime-{job}"),
-        &[
+    let sidecar_flags = |job: &str| -> Vec<String> {
+        [
             "--read-only",
             "--tmpfs",
             "/tmp:size=50m,mode=1777",
@@ -168,7 +168,14 @@ async fn a_sidecar_started_as_the_orchestrator_starts_it_serves_its_job_and_stop
             "-e",
             "LOG_LEVEL=info",
             image,
-        ],
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let flags = sidecar_flags(&job);
+    let sidecar = Container::create(
+        &format!("cronium-runtime-{job}"),
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
 
     // Healthy at the orchestrator's first try, right after the start.
@@ -369,9 +376,12 @@ async fn a_sidecar_started_as_the_orchestrator_starts_it_serves_its_job_and_stop
     assert!(at_rest < 64.0, "{at_rest} MiB at rest");
     assert!(under_load < 256.0, "{under_load} MiB under load");
 
-    // `docker stop -t 5` while a write is in flight: it completes, the
-    // audit queue is delivered, and the host exits 0 within the 5 s.
+    // `docker stop -t 5` while a write is in flight, and the backend
+    // refusing audit events from now on: the write completes, the host
+    // exits 0 within the 5 s, and the event it could not deliver goes to
+    // Valkey, not into the container's /tmp that is removed with it.
     backend.state().write_delay = Some(Duration::from_millis(1500));
+    backend.state().audit_down = true;
     let writes_before = backend.state().writes_received;
     let in_flight = {
         let (url, auth) = (url("variables/last"), auth.clone());
@@ -425,13 +435,35 @@ async fn a_sidecar_started_as_the_orchestrator_starts_it_serves_its_job_and_stop
             "{action} was audited before the exit: {audited:?}"
         );
     }
-    // The last write's event, queued while the host was stopping, too.
-    let set_variable_events = backend
-        .audit_events("set_variable")
-        .iter()
-        .filter(|e| e["metadata"]["key"] == "last")
-        .count();
-    assert_eq!(set_variable_events, 1, "{audited:?}");
+    // The last write's event, queued while the host was stopping, was
+    // handed over; the next job's sidecar on the same Valkey delivers it
+    // once the backend takes events again.
+    let last_write_events = || {
+        backend
+            .audit_events("set_variable")
+            .iter()
+            .filter(|e| e["metadata"]["key"] == "last")
+            .count()
+    };
+    assert_eq!(last_write_events(), 0, "{audited:?}");
+    assert!(
+        sidecar
+            .logs()
+            .contains("audit backlog handed over to Valkey"),
+        "{}",
+        sidecar.logs()
+    );
+    backend.state().audit_down = false;
+    let flags = sidecar_flags(&other_job);
+    let next = Container::run(
+        &format!("cronium-runtime-{other_job}"),
+        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(
+        support::eventually(Duration::from_secs(20), || last_write_events() == 1).await,
+        "the next sidecar delivered the handed-over event: {}",
+        next.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

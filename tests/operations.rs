@@ -5,7 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use cronium_rules::keys;
+use redis::Commands;
+use serde_json::{Value, json};
 use support::{FakeBackend, Host, HostConfig, Valkey, call, eventually, token};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
@@ -331,20 +333,20 @@ async fn audit_events_survive_a_backend_outage_and_arrive_in_order() {
 }
 
 #[tokio::test]
-async fn spooled_audit_events_are_delivered_after_a_restart() {
-    let (_valkey, backend, config) = world().await;
+async fn without_valkey_spooled_audit_events_stay_on_disk_and_are_delivered_after_a_restart() {
+    let backend = FakeBackend::start().await;
+    backend.add_execution("exec-1", "user-1", Some(json!({"n": 1})));
+    let config = HostConfig {
+        backend_url: Some(backend.url()),
+        ..HostConfig::default()
+    };
     let mut host = Host::start(config).await;
-    backend.state().down = true;
-    call(
-        "POST",
-        &host.url("/executions/exec-1/output"),
-        &[("authorization", &auth("exec-1"))],
-        Some(br#"{"data":1}"#),
-    )
-    .await;
+    backend.state().audit_down = true;
+    post_output(&host, "exec-1").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(host.stop().unwrap().success());
-    backend.state().down = false;
+    assert_eq!(spool_file_lines(&host), 1, "{}", host.log());
+    backend.state().audit_down = false;
     host.restart().await;
     assert!(
         eventually(Duration::from_secs(10), || backend
@@ -353,6 +355,124 @@ async fn spooled_audit_events_are_delivered_after_a_restart() {
             == 1)
         .await
     );
+}
+
+#[tokio::test]
+async fn audit_events_the_backend_cannot_take_at_a_stop_go_to_valkey_and_another_host_delivers_them()
+ {
+    let (valkey, backend, config) = world().await;
+    let mut stopping = Host::start(config.clone()).await;
+    backend.state().audit_down = true;
+    post_output(&stopping, "exec-1").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(stopping.stop().unwrap().success());
+
+    let spooled = shared_spool(&valkey);
+    assert_eq!(spooled.len(), 1, "{}", stopping.log());
+    assert_eq!(spooled[0]["action"], "set_output");
+    assert_eq!(spooled[0]["executionId"], "exec-1");
+    assert_eq!(
+        spool_file_lines(&stopping),
+        0,
+        "handed over, not kept twice"
+    );
+
+    backend.state().audit_down = false;
+    let _other = Host::start(config).await;
+    assert!(
+        eventually(Duration::from_secs(10), || backend
+            .audit_events("set_output")
+            .len()
+            == 1)
+        .await,
+        "the other host drained the shared spool"
+    );
+    assert!(eventually(Duration::from_secs(5), || shared_spool(&valkey).is_empty()).await);
+}
+
+#[tokio::test]
+async fn a_stop_cuts_short_deliveries_a_silent_backend_holds_and_hands_their_events_over_in_order()
+{
+    let (valkey, backend, config) = world().await;
+    let mut stopping = Host::start(config.clone().env("CRONIUM_STOP_TIMEOUT", "3s")).await;
+    // The backend takes audit events and does not answer (its timeout is
+    // 30 s): the deliveries are still under way when the stop comes.
+    backend.state().audit_delay = Some(Duration::from_secs(600));
+    let auth = auth("exec-1");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for (route, body) in [
+        ("output", &br#"{"data":1}"#[..]),
+        ("condition", br#"{"condition":true}"#),
+        ("output", br#"{"data":2}"#),
+    ] {
+        let url = stopping.url(&format!("/executions/exec-1/{route}"));
+        assert_eq!(call("POST", &url, &headers, Some(body)).await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(stopping.stop().unwrap().success());
+
+    let actions: Vec<Value> = shared_spool(&valkey)
+        .iter()
+        .map(|event| event["action"].clone())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            json!("set_output"),
+            json!("set_condition"),
+            json!("set_output")
+        ],
+        "{}",
+        stopping.log()
+    );
+
+    backend.state().audit_delay = None;
+    let _other = Host::start(config).await;
+    // At least once: the backend may also answer the cut-short deliveries.
+    for (action, count) in [("set_output", 2), ("set_condition", 1)] {
+        assert!(
+            eventually(Duration::from_secs(10), || backend
+                .audit_events(action)
+                .len()
+                >= count)
+            .await,
+            "{action} delivered from the shared spool"
+        );
+    }
+}
+
+async fn post_output(host: &Host, execution: &str) {
+    let reply = call(
+        "POST",
+        &host.url(&format!("/executions/{execution}/output")),
+        &[("authorization", &auth(execution))],
+        Some(br#"{"data":1}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+/// The events in the shared audit spool in Valkey, oldest first.
+fn shared_spool(valkey: &Valkey) -> Vec<Value> {
+    let bodies: Vec<String> = valkey
+        .connection()
+        .lrange(keys::audit_spool(), 0, -1)
+        .unwrap();
+    bodies
+        .iter()
+        .map(|body| serde_json::from_str(body).unwrap())
+        .collect()
+}
+
+/// The events in `host`'s own spool file.
+fn spool_file_lines(host: &Host) -> usize {
+    let path = host.data_dir().join("audit-spool/audit-spool.jsonl");
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter(|l| !l.is_empty()).count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]

@@ -152,8 +152,11 @@ impl Capabilities {
             CredentialFiles::new(&config.tool_credentials_dir),
             config.variable_key_max,
         ));
-        let (audit, audit_worker) =
-            AuditSink::start(backend.clone(), config.data_dir.join("audit-spool"));
+        let (audit, audit_worker) = AuditSink::start(
+            backend.clone(),
+            config.data_dir.join("audit-spool"),
+            cache.shared_valkey(),
+        );
         let tools = ToolRegistry::load(&config.tools, config.compile_cache.clone()).await?;
         let capabilities = Capabilities {
             auth,

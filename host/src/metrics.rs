@@ -144,6 +144,9 @@ pub struct Gauges {
     pub audit_delivered: u64,
     /// Audit events spooled (a counter).
     pub audit_spooled: u64,
+    /// Audit events handed over to the shared spool in Valkey at a stop
+    /// (a counter).
+    pub audit_handed_over: u64,
     /// Audit events lost (a counter).
     pub audit_lost: u64,
     /// Requests let through without a revocation check (a counter).
@@ -326,6 +329,11 @@ impl Collector for GaugeCollector {
                 "cronium_audit_spooled",
                 "Audit events written to the local spool while the backend was unreachable.",
                 gauges.audit_spooled,
+            ),
+            (
+                "cronium_audit_handed_over",
+                "Audit events handed over to the shared spool in Valkey when the host stopped.",
+                gauges.audit_handed_over,
             ),
             (
                 "cronium_audit_lost",

@@ -450,6 +450,7 @@ fn metrics(app: &App) -> Response<Full<Bytes>> {
         audit_backlog: caps.audit.backlog(),
         audit_delivered: stats.delivered.load(Ordering::Relaxed),
         audit_spooled: stats.spooled.load(Ordering::Relaxed),
+        audit_handed_over: stats.handed_over.load(Ordering::Relaxed),
         audit_lost: stats.lost.load(Ordering::Relaxed),
         revocation_unchecked: caps.auth.unchecked.load(Ordering::Relaxed),
         revocation_watch_live: u64::from(caps.auth.watch_live()),

@@ -60,6 +60,9 @@ pub struct BackendState {
     pub down: bool,
     /// Answer audit events (only) with 503.
     pub audit_down: bool,
+    /// Wait this long before answering an audit event (a backend that
+    /// takes the connection and does not answer).
+    pub audit_delay: Option<std::time::Duration>,
     /// Wait this long before answering a variable write (PUT); audit
     /// events and outputs are answered at once.
     pub write_delay: Option<std::time::Duration>,
@@ -224,6 +227,12 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             state.relayed_calls += 1;
             state.relay_delay
         };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    if path == "/api/internal/audit" {
+        let delay = state.lock().unwrap().audit_delay;
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }

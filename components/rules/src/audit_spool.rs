@@ -11,8 +11,15 @@
 //! again only if its drainer dies between the backend's answer and the
 //! removal, or outlives its lease.
 //!
+//! The custom host keeps its own spool in a file, and uses this one twice:
+//! a host that stops with events it could not deliver hands them over
+//! here (its file may not outlive it: a sidecar's `/tmp`), and every host
+//! on Valkey drains this spool in the background, so that what a stopped
+//! host or a Spin instance left is delivered even when no Spin request
+//! comes.
+//!
 //! This module has the commands and the decisions; the Spin adapter runs
-//! them on Spin's Redis interface.
+//! them on Spin's Redis interface, the host on its Valkey client.
 
 use std::time::Duration;
 
@@ -47,7 +54,15 @@ pub fn length() -> Vec<String> {
 
 /// `RPUSH`: appends an event's body behind the others.
 pub fn push(body: &str) -> Vec<String> {
-    vec!["RPUSH".into(), keys::audit_spool(), body.to_owned()]
+    push_all([body])
+}
+
+/// `RPUSH`: appends events' bodies behind the others, in their order, at
+/// once (a host handing over its backlog as it stops).
+pub fn push_all<'a>(bodies: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut command = vec!["RPUSH".into(), keys::audit_spool()];
+    command.extend(bodies.into_iter().map(str::to_owned));
+    command
 }
 
 /// `LINDEX 0`: the oldest event, or nil.
@@ -142,6 +157,15 @@ mod tests {
         assert!(leaves_spool(Delivery::Taken));
         assert!(leaves_spool(Delivery::Refused));
         assert!(!leaves_spool(Delivery::Failed));
+    }
+
+    #[test]
+    fn a_handed_over_backlog_joins_the_spool_in_its_order() {
+        assert_eq!(
+            push_all(["first", "second"]),
+            ["RPUSH", &keys::audit_spool(), "first", "second"]
+        );
+        assert_eq!(push("one"), ["RPUSH", &keys::audit_spool(), "one"]);
     }
 
     #[test]

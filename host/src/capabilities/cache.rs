@@ -24,6 +24,7 @@ pub mod memory;
 pub mod near;
 pub mod valkey;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cronium_rules::access::{Check, CheckAccess, Verdict};
@@ -58,7 +59,8 @@ pub enum CacheError {
 /// The configured cache.
 pub enum Cache {
     Valkey {
-        remote: Box<ValkeyCache>,
+        /// Shared with the audit courier, which keeps its spool there.
+        remote: Arc<ValkeyCache>,
         /// In-process copies of immutable values.
         near: Box<MemoryCache>,
         /// Leases this process released, for its own waiters.
@@ -72,9 +74,19 @@ impl Cache {
     /// never longer than a minute).
     pub fn valkey(remote: ValkeyCache, ttl: Duration) -> Cache {
         Cache::Valkey {
-            remote: Box::new(remote),
+            remote: Arc::new(remote),
             near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES)),
             releases: LocalReleases::default(),
+        }
+    }
+
+    /// The region's Valkey, when the cache is there: state that must
+    /// outlive this process (the audit backlog at a stop) goes there, never
+    /// to the in-process cache.
+    pub fn shared_valkey(&self) -> Option<Arc<ValkeyCache>> {
+        match self {
+            Cache::Valkey { remote, .. } => Some(remote.clone()),
+            Cache::Memory(_) => None,
         }
     }
 

@@ -14,10 +14,10 @@
 
 use std::time::Duration;
 
-use cronium_rules::lease;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::settings;
 use cronium_rules::valkey::{self as commands, ScriptCall};
+use cronium_rules::{audit_spool, lease};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -45,6 +45,7 @@ pub struct ValkeyCache {
     limit: Script,
     take: Script,
     increment: Script,
+    audit_pop: Script,
 }
 
 /// The connection to the region's Valkey, whichever kind it is.
@@ -143,6 +144,7 @@ impl ValkeyCache {
             limit: Script::new(rate_limit::LIMIT_SCRIPT),
             take: Script::new(rate_limit::TAKE_SCRIPT),
             increment: Script::new(commands::INCREMENT_SCRIPT),
+            audit_pop: Script::new(audit_spool::POP_SCRIPT),
         })
     }
 
@@ -248,6 +250,28 @@ impl ValkeyCache {
             .map(|(script, _)| script)
             .ok_or_else(|| CacheError::Invalid("not a script of the machines".into()))?;
         self.run(script, call).await
+    }
+
+    /// Runs one command of the rules' builders (`cronium_rules::audit_spool`),
+    /// `words[0]` its name.
+    pub(crate) async fn command<T: redis::FromRedisValue>(
+        &self,
+        words: &[String],
+    ) -> Result<T, CacheError> {
+        let (name, args) = words
+            .split_first()
+            .ok_or_else(|| CacheError::Invalid("an empty command".into()))?;
+        redis::cmd(name)
+            .arg(args)
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(cache_error)
+    }
+
+    /// Removes the audit spool's oldest event while `call`'s owner holds
+    /// the drain lease ([`audit_spool::pop`]): whether it did.
+    pub(crate) async fn pop_audit_event(&self, call: ScriptCall) -> Result<bool, CacheError> {
+        Ok(self.run(&self.audit_pop, call).await? == 1)
     }
 
     /// Whether the connection is to a Valkey Cluster (connecting first).
