@@ -33,7 +33,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod compile_cache;
 pub mod components;
-pub mod config;
+pub use cronium_config as config;
 pub mod drive;
 pub mod error;
 pub mod metrics;

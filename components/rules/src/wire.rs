@@ -115,6 +115,11 @@ fn parse_enveloped<T: serde::de::DeserializeOwned>(
         Some(data) if data.is_object() && value.get(field).is_none() => data.clone(),
         _ => value,
     };
+    // serde reads a struct from an array too, field by field: an answer
+    // `[1, 2]` is no record (found by fuzz/fuzz_targets/backend_answers.rs).
+    if !inner.is_object() {
+        return Err(InvalidContext("expected a JSON object".into()));
+    }
     serde_json::from_value(inner).map_err(|e| InvalidContext(e.to_string()))
 }
 
@@ -127,11 +132,21 @@ impl BackendContext {
     /// The runtime's execution record. The execution id falls back to the
     /// one asked for, the user to `user.id` and then to the token's user,
     /// the start time (the Cronium app sends none) to the token's `iat`.
+    /// A record of another execution than the one asked for is refused:
+    /// it is kept for the caller and names the user whose variables the
+    /// caller reaches.
     pub fn into_execution(
         self,
         requested_id: &str,
         token: &TokenFacts,
     ) -> Result<Execution, InvalidContext> {
+        if let Some(answered) = &self.execution_id
+            && answered != requested_id
+        {
+            return Err(InvalidContext(format!(
+                "the record is of execution {answered:?}, not {requested_id:?}"
+            )));
+        }
         let user_id = self
             .user_id
             .or(self.user.and_then(|u| u.id))
@@ -371,6 +386,32 @@ mod tests {
         assert_eq!(exec.event_name.as_deref(), Some("Nightly"));
         assert_eq!(exec.event_type.as_deref(), Some("BASH"));
         assert_eq!(exec.input().map(RawValue::get), Some(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_object_is_no_record() {
+        // Found by the backend_answers fuzz target: serde reads a struct
+        // from an array, field by field.
+        for body in ["[5550000055555555555, 0.05]", "[]", "\"e1\"", "7"] {
+            assert!(BackendContext::parse(body.as_bytes()).is_err(), "{body}");
+            assert!(BackendVariable::parse(body.as_bytes()).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_execution_is_refused() {
+        let body = json!({"executionId": "e2", "jobId": "j", "userId": "u"});
+        let refused = BackendContext::parse(body.to_string().as_bytes())
+            .unwrap()
+            .into_execution("e1", &TokenFacts::default())
+            .unwrap_err();
+        assert!(refused.0.contains("e2"), "{refused}");
+        let numeric = json!({"executionId": 17, "jobId": "j", "userId": "u"});
+        let record = BackendContext::parse(numeric.to_string().as_bytes())
+            .unwrap()
+            .into_execution("17", &TokenFacts::default())
+            .unwrap();
+        assert_eq!(record.execution_id, "17");
     }
 
     #[test]

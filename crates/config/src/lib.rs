@@ -1,4 +1,4 @@
-//! Configuration, read as the Go service reads it (`CONTRACT.md`,
+//! The custom host's configuration, read as the Go service reads it (`CONTRACT.md`,
 //! "Configuration compatibility"): its variables and `config.yaml`
 //! schema, each variable also as `RUNTIME_<NAME>` and
 //! `RUNTIME_<SECTION>_<NAME>`, plus our own `CRONIUM_*` settings (in the
@@ -31,7 +31,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(name: &'static str, problem: impl Into<String>) -> Self {
+    /// `name`'s value cannot be used, for `problem`.
+    pub fn new(name: &'static str, problem: impl Into<String>) -> Self {
         ConfigError {
             name,
             problem: problem.into(),
