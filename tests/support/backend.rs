@@ -60,6 +60,15 @@ pub struct BackendState {
     pub down: bool,
     /// Answer audit events (only) with 503.
     pub audit_down: bool,
+    /// Answer every request with this status (a backend failing with 500s).
+    pub error_status: Option<u16>,
+    /// Outputs taken, counted even when `quiet`.
+    pub outputs_taken: u64,
+    /// Audit events taken, by action, counted even when `quiet`.
+    pub audit_taken: HashMap<String, u64>,
+    /// The `key` of every `set_variable` audit event taken, kept even when
+    /// `quiet` (the soak checks each acknowledged write was audited).
+    pub audited_variable_keys: std::collections::HashSet<String>,
     /// Wait this long before answering an audit event (a backend that
     /// takes the connection and does not answer).
     pub audit_delay: Option<std::time::Duration>,
@@ -88,6 +97,8 @@ pub struct FakeBackend {
     addr: SocketAddr,
     state: Arc<Mutex<BackendState>>,
     task: tokio::task::JoinHandle<()>,
+    /// False while the backend is unreachable ([`FakeBackend::cut_off`]).
+    online: tokio::sync::watch::Sender<bool>,
 }
 
 impl FakeBackend {
@@ -109,12 +120,29 @@ impl FakeBackend {
             ..BackendState::default()
         }));
         let shared = state.clone();
-        let (addr, task) = super::serve::serve_on(addr, move |req| {
+        let (online, _) = tokio::sync::watch::channel(true);
+        let (addr, task) = super::serve::serve_switchable(addr, online.clone(), move |req| {
             let state = shared.clone();
             async move { answer(&state, req).await }
         })
         .await;
-        FakeBackend { addr, state, task }
+        FakeBackend {
+            addr,
+            state,
+            task,
+            online,
+        }
+    }
+
+    /// Makes the backend unreachable: its port refuses connections and the
+    /// open ones are closed, until [`FakeBackend::restore`].
+    pub fn cut_off(&self) {
+        self.online.send_replace(false);
+    }
+
+    /// Makes a cut-off backend reachable again, on the same port.
+    pub fn restore(&self) {
+        self.online.send_replace(true);
     }
 
     /// The base URL for `BACKEND_URL`.
@@ -259,6 +287,9 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
     if state.down || (state.audit_down && path == "/api/internal/audit") {
         return reply(503, json!({"error": "Service Unavailable"}));
     }
+    if let Some(status) = state.error_status {
+        return reply(status, json!({"error": "Internal server error"}));
+    }
     let profile = state.profile;
     let authorized = headers.get("authorization").map(String::as_str)
         == Some(&format!("Bearer {BACKEND_TOKEN}"));
@@ -292,6 +323,7 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             if !state.executions.contains_key(*id) {
                 return reply(404, json!({"error": "Not Found"}));
             }
+            state.outputs_taken += 1;
             if !state.quiet {
                 state.outputs.push((id.to_string(), body));
             }
@@ -348,6 +380,13 @@ async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Resp
             }
         }
         ("POST", ["api", "internal", "audit"]) => {
+            let action = body["action"].as_str().unwrap_or_default().to_owned();
+            if action == "set_variable"
+                && let Some(key) = body["metadata"]["key"].as_str()
+            {
+                state.audited_variable_keys.insert(key.to_owned());
+            }
+            *state.audit_taken.entry(action).or_default() += 1;
             if !state.quiet {
                 state.audit.push(body);
             }

@@ -45,3 +45,58 @@ where
     });
     (addr, task)
 }
+
+/// Serves `answer` on `addr` while `online` holds true: when it turns
+/// false the listener is closed (connections are refused) and the open
+/// connections are dropped; when it turns true again the same port is
+/// bound again. Returns the bound address and the accepting task.
+pub async fn serve_switchable<F, Fut>(
+    addr: SocketAddr,
+    online: tokio::sync::watch::Sender<bool>,
+    answer: F,
+) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
+{
+    let first = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let addr = first.local_addr().unwrap();
+    let mut switch = online.subscribe();
+    let task = tokio::spawn(async move {
+        let mut listener = Some(first);
+        loop {
+            let Some(open) = &listener else {
+                // Off: wait for the switch, then bind the same port again.
+                if switch.wait_for(|on| *on).await.is_err() {
+                    return;
+                }
+                listener = tokio::net::TcpListener::bind(addr).await.ok();
+                if listener.is_none() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                continue;
+            };
+            tokio::select! {
+                accepted = open.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let answer = answer.clone();
+                    let mut cut = online.subscribe();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let reply = answer(req);
+                            async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                        });
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = connection => {}
+                            _ = cut.wait_for(|on| !*on) => {}
+                        }
+                    });
+                }
+                _ = switch.wait_for(|on| !*on) => listener = None,
+            }
+        }
+    });
+    (addr, task)
+}

@@ -50,6 +50,8 @@ const QUEUE: usize = 100_000;
 const CONCURRENCY: usize = 8;
 /// A delivery is tried this often before its event is spooled.
 const ATTEMPTS: usize = 2;
+/// Queued events written to the spool file at once, while it is in use.
+const SPOOL_BATCH: usize = 1024;
 /// How often the spool file is retried while the backend is away.
 const REPLAY_EVERY: Duration = Duration::from_secs(1);
 /// How often the shared spool in Valkey is looked at (one `LLEN`).
@@ -199,7 +201,7 @@ impl Courier {
                     watched = changed.is_ok();
                 }
                 received = queue.recv(), if open && self.can_take() => match received {
-                    Some(record) => self.take(record),
+                    Some(record) => self.take(record, &mut queue),
                     None => open = false,
                 },
                 Some(done) = self.running.join_next(), if !self.running.is_empty() => {
@@ -244,14 +246,22 @@ impl Courier {
         self.running.len() < CONCURRENCY || !self.held.is_empty() || !self.file.is_empty()
     }
 
-    fn take(&mut self, record: AuditRecord) {
+    fn take(&mut self, record: AuditRecord, queue: &mut mpsc::Receiver<AuditRecord>) {
         self.next_seq += 1;
         let seq = self.next_seq;
         if !self.held.is_empty() {
             self.held.push((seq, record));
         } else if !self.file.is_empty() {
-            // The spool is in use: join it, to keep the order.
-            self.file.append([&record]);
+            // The spool is in use: join it, to keep the order, with what
+            // else is queued, in one write and one sync.
+            let mut joining = vec![record];
+            while joining.len() < SPOOL_BATCH
+                && let Ok(record) = queue.try_recv()
+            {
+                self.next_seq += 1;
+                joining.push(record);
+            }
+            self.file.append(&joining);
         } else {
             self.in_flight.insert(seq, record.clone());
             let (backend, stats) = (self.backend.clone(), self.stats.clone());
