@@ -1,4 +1,4 @@
-//! The API under a real Spin CLI (`spin up` on `spin.toml`, the README's
+//! The API under a real Spin CLI (`spin up` on `spin.toml`, `docs/spin.md`'s
 //! commands), against the same Valkey and fake backend as the custom host:
 //! every route answers alike, and so do CORS, unknown routes, a backend
 //! that does not answer, and a `valkey://` URL. Audit events survive a

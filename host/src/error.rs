@@ -82,11 +82,8 @@ impl ApiError {
 
     /// The response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-        });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let body = cronium_rules::error_body::text(self.status.as_u16(), &self.message);
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -1,4 +1,4 @@
-//! A real Spin CLI serving `spin.toml`, as the README's "Run under Spin"
+//! A real Spin CLI serving `spin.toml`, as `docs/spin.md`
 //! says: `spin build` (once per test run), then `spin up --listen
 //! 127.0.0.1:<port> --variable ...` in the repository's root, stopped when
 //! its handle is dropped.

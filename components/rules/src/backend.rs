@@ -90,7 +90,7 @@ pub fn status_failure(status: u16, body: &[u8]) -> Failure {
         500..=599 => Failure::Unavailable(format!("backend answered {status}")),
         _ => Failure::Rejected {
             status,
-            message: wire::error_message(body).unwrap_or_else(|| reason_phrase(status).to_owned()),
+            message: wire::error_message(body).unwrap_or_else(|| crate::error_body::reason_phrase(status).to_owned()),
         },
     }
 }
@@ -191,24 +191,6 @@ pub fn encode_segment(segment: &str) -> String {
         }
     }
     out
-}
-
-/// The reason phrase of the statuses a backend refusal may carry.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        410 => "Gone",
-        412 => "Precondition Failed",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        _ => "error",
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! * [`backend`]: how the backend's internal API is called and its answers read;
 //! * [`cors`]: which origins get CORS headers, and the preflight answer;
 //! * [`duration`]: Go-style durations (`30s`, `5m`) of the configuration;
+//! * [`error_body`]: the one JSON error body of every answer;
 //! * [`idempotency`]: how a tool call with an `Idempotency-Key` runs once;
 //! * [`keys`]: the cache key formats;
 //! * [`lease`]: the lease scripts, the line of waiters, and how they wait;
@@ -33,6 +34,7 @@ pub mod backend;
 pub mod batch;
 pub mod cors;
 pub mod duration;
+pub mod error_body;
 pub mod idempotency;
 pub mod keys;
 pub mod lease;

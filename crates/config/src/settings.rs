@@ -431,4 +431,62 @@ mod tests {
         assert_eq!(VALKEY_URL.sectioned_var(), "RUNTIME_CACHE_VALKEY_URL");
         assert_eq!(JWT_SECRET.prefixed_var(), "RUNTIME_JWT_SECRET");
     }
+
+    /// The rows of the settings table in `docs/configuration.md`: the
+    /// variables of the first cell (aliases included) and the row's text.
+    fn documented_rows() -> Vec<(Vec<String>, String)> {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .expect("docs/configuration.md");
+        doc.lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let first = line.split('|').nth(1).unwrap_or_default();
+                let vars = first
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect();
+                (vars, line.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_configuration_doc_lists_every_setting_with_its_default() {
+        let rows = documented_rows();
+        for setting in ALL {
+            let row = rows
+                .iter()
+                .find(|(vars, _)| vars.iter().any(|v| v == setting.var))
+                .map(|(_, row)| row)
+                .unwrap_or_else(|| {
+                    panic!("{} has no row in docs/configuration.md", setting.var)
+                });
+            if let Some(default) = setting.default {
+                assert!(
+                    row.contains(&format!("`{default}`")),
+                    "docs/configuration.md gives {} another default than `{default}`: {row}",
+                    setting.var
+                );
+            }
+        }
+        // Aliases the table names beside a setting's variable.
+        let aliases = [
+            "RUNTIME_JWT_SECRET",
+            "RUNTIME_AUTH_JWT_SECRET",
+            "CRONIUM_COMPONENT_<GROUP>",
+        ];
+        for (vars, row) in &rows {
+            for var in vars {
+                assert!(
+                    ALL.iter().any(|s| s.var == var) || aliases.contains(&var.as_str()),
+                    "docs/configuration.md documents {var}, which is no setting: {row}"
+                );
+            }
+        }
+    }
 }
