@@ -10,34 +10,23 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::batch::{self, Call, call_of};
-use support::{FakeBackend, Host, HostConfig, Valkey, call, parity, token};
+use support::{FakeBackend, HostConfig, World, call, parity, token};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 
 /// Valkey, the fake backend (executions `exec-1` of `user-1`, with input,
 /// and `exec-2` of `user-1`, without), and a host configured by
 /// `configure`.
-struct World {
-    _valkey: Valkey,
-    backend: FakeBackend,
-    host: Host,
-}
-
 impl World {
     async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start().await;
-        parity::add_executions(&backend);
-        backend.state().relayed_tools.insert(
-            "jira".into(),
-            json!({"success": true, "data": {"issue": "OPS-12"}}),
-        );
-        let host = Host::start(configure(HostConfig::with(&valkey.url(), &backend.url()))).await;
-        World {
-            _valkey: valkey,
-            backend,
-            host,
-        }
+        let prepare = |backend: &FakeBackend| {
+            parity::add_executions(backend);
+            backend.state().relayed_tools.insert(
+                "jira".into(),
+                json!({"success": true, "data": {"issue": "OPS-12"}}),
+            );
+        };
+        World::serving(prepare, configure).await
     }
 
     /// Sends `body` as `exec-1`'s batch with `exec-1`'s token.

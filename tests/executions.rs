@@ -8,36 +8,23 @@ use std::time::Duration;
 use cronium_rules::token::{Algorithm, Claims};
 use serde_json::{Value, json};
 use support::client::{call_chunked, expect_continue};
-use support::{
-    FakeBackend, Host, HostConfig, Valkey, call, claims, eventually, now, token, token_for,
-};
+use support::{FakeBackend, HostConfig, World, call, claims, eventually, now, token, token_for};
 
 /// A host on a fresh Valkey and fake backend, with execution `exec-1`.
-struct World {
-    valkey: Valkey,
-    backend: FakeBackend,
-    host: Host,
-}
-
 impl World {
     async fn start() -> World {
         Self::start_with(|c| c).await
     }
 
     async fn start_with(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start().await;
-        backend.add_execution(
-            "exec-1",
-            "user-1",
-            Some(json!({"greeting": "hello", "n": [1, 2]})),
-        );
-        let host = Host::start(configure(HostConfig::with(&valkey.url(), &backend.url()))).await;
-        World {
-            valkey,
-            backend,
-            host,
-        }
+        let prepare = |backend: &FakeBackend| {
+            backend.add_execution(
+                "exec-1",
+                "user-1",
+                Some(json!({"greeting": "hello", "n": [1, 2]})),
+            )
+        };
+        World::serving(prepare, configure).await
     }
 
     async fn get(&self, path: &str, token: &str) -> support::Reply {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::backend::Profile;
 use support::{
-    Answer, FakeBackend, Host, HostConfig, Reply, StandIn, Valkey, call, claims, eventually, token,
+    Answer, FakeBackend, HostConfig, Reply, StandIn, World, call, claims, eventually, token,
     token_for,
 };
 
@@ -28,34 +28,34 @@ enum Kind {
 
 const EVERY_BACKEND: [Kind; 3] = [Kind::Contract, Kind::CroniumApp, Kind::Embedded];
 
-struct World {
-    valkey: Valkey,
-    backend: FakeBackend,
-    host: Host,
-}
-
 impl World {
     async fn start(kind: Kind) -> World {
         Self::start_with(kind, |c| c).await
     }
 
     async fn start_with(kind: Kind, configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start_as(match kind {
+        let profile = match kind {
             Kind::CroniumApp => Profile::CroniumApp,
             _ => Profile::Contract,
-        })
-        .await;
-        backend.add_execution("exec-1", "user-1", Some(json!({"n": 1})));
-        let config = match kind {
-            Kind::Embedded => HostConfig {
-                valkey_url: Some(valkey.url()),
-                ..HostConfig::default()
-            },
-            _ => HostConfig::with(&valkey.url(), &backend.url()),
         };
-        let host = Host::start(configure(config)).await;
-        if kind == Kind::Embedded {
+        let prepare = |backend: &FakeBackend| {
+            backend.add_execution("exec-1", "user-1", Some(json!({"n": 1})))
+        };
+        // The embedded store: no backend for the host.
+        let embedded = kind == Kind::Embedded;
+        let configure = |config: HostConfig| {
+            configure(HostConfig {
+                backend_url: if embedded {
+                    None
+                } else {
+                    config.backend_url.clone()
+                },
+                ..config
+            })
+        };
+        let world = World::serving_as(profile, prepare, configure).await;
+        if embedded {
+            let host = &world.host;
             let created = host.command(&[
                 "execution",
                 "create",
@@ -70,11 +70,7 @@ impl World {
             ]);
             assert!(created.status.success(), "{created:?}");
         }
-        World {
-            valkey,
-            backend,
-            host,
-        }
+        world
     }
 
     async fn put(&self, raw_key: &str, value: &Value) -> Reply {

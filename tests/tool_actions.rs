@@ -9,30 +9,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{
-    Answer, FakeBackend, Host, HostConfig, Reply, StandIn, Valkey, call, eventually, token,
-};
+use support::{Answer, FakeBackend, HostConfig, Reply, StandIn, World, call, eventually, token};
 
 /// Valkey, the fake backend with execution `exec-1` of `user-1`, and a
 /// host configured by `configure`.
-struct World {
-    _valkey: Valkey,
-    backend: FakeBackend,
-    host: Host,
-}
-
 impl World {
     async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start().await;
-        backend.add_execution("exec-1", "user-1", None);
-        let config = configure(HostConfig::with(&valkey.url(), &backend.url()));
-        let host = Host::start(config).await;
-        World {
-            _valkey: valkey,
-            backend,
-            host,
-        }
+        let prepare = |backend: &FakeBackend| backend.add_execution("exec-1", "user-1", None);
+        World::serving(prepare, configure).await
     }
 
     /// Stores `user-1`'s credentials for `tool` in the backend.

@@ -9,29 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::api::{get_variable as get, put_variable as put, variable_path as var_path};
-use support::{FakeBackend, Host, HostConfig, Reply, Valkey, call, eventually, token};
+use support::{FakeBackend, Host, HostConfig, Reply, Valkey, World, call, eventually, token};
 
 /// Valkey, the fake backend with executions `exec-1`, `exec-2` (user-1)
 /// and `exec-3` (user-2), and one host.
-struct World {
-    valkey: Valkey,
-    backend: FakeBackend,
-    host: Host,
-}
-
 impl World {
     async fn start() -> World {
-        let valkey = Valkey::start();
-        let backend = FakeBackend::start().await;
-        backend.add_execution("exec-1", "user-1", None);
-        backend.add_execution("exec-2", "user-1", None);
-        backend.add_execution("exec-3", "user-2", None);
-        let host = Host::start(HostConfig::with(&valkey.url(), &backend.url())).await;
-        World {
-            valkey,
-            backend,
-            host,
-        }
+        let prepare = |backend: &FakeBackend| {
+            backend.add_execution("exec-1", "user-1", None);
+            backend.add_execution("exec-2", "user-1", None);
+            backend.add_execution("exec-3", "user-2", None);
+        };
+        World::serving(prepare, |c| c).await
     }
 }
 

@@ -21,6 +21,7 @@ pub mod ssh;
 pub mod stand_in;
 pub mod tls;
 pub mod valkey;
+pub mod world;
 
 pub use backend::{BACKEND_TOKEN, FakeBackend};
 pub use client::{Reply, call, try_call};
@@ -30,6 +31,7 @@ pub use serve::{serve_loopback, serve_on};
 pub use spin::{SpinApp, spin_cli};
 pub use stand_in::{Answer, StandIn};
 pub use valkey::Valkey;
+pub use world::World;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -90,7 +90,8 @@ pub fn status_failure(status: u16, body: &[u8]) -> Failure {
         500..=599 => Failure::Unavailable(format!("backend answered {status}")),
         _ => Failure::Rejected {
             status,
-            message: wire::error_message(body).unwrap_or_else(|| crate::error_body::reason_phrase(status).to_owned()),
+            message: wire::error_message(body)
+                .unwrap_or_else(|| crate::error_body::reason_phrase(status).to_owned()),
         },
     }
 }

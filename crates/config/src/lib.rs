@@ -5,7 +5,10 @@
 //! file under `cronium:`). An operator can swap one binary for the other.
 //!
 //! * [`settings`]: the table of every setting (variable, file key, default);
-//! * [`sources`]: the layers and where each value came from;
+//! * `sources`: the layers and where each value came from;
+//! * `values`: the layers read as typed values;
+//! * `tools`: the tool settings ([`ToolsConfig`], [`Origin`]);
+//! * `effective`: the configuration as `cronium-runtime config` prints it;
 //! * this module: the typed [`Config`] built from them.
 
 use std::collections::HashMap;
@@ -14,13 +17,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cronium_rules::token::{Algorithm, TokenPolicy};
-use cronium_rules::tools::HostPattern;
 
+mod effective;
 pub mod settings;
 mod sources;
+mod tools;
+mod values;
 
+pub use effective::{Effective, effective};
 use settings::{self as s, Setting};
 pub use sources::{Env, Found, Origin as SourceOrigin, Sources};
+pub use tools::{Origin, ToolsConfig};
+pub use values::parse_duration;
+use values::{Values, normalize_seeds};
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -91,154 +100,6 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// A PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
-}
-
-/// How tool components are found and fenced in.
-#[derive(Debug, Clone)]
-pub struct ToolsConfig {
-    /// `CRONIUM_TOOLS_DIR` (`<CRONIUM_DATA_DIR>/tools`): drop-in `.wasm` tools.
-    pub dir: PathBuf,
-    /// `CRONIUM_TOOLS_POLL` (1s): how often the directory is rescanned.
-    pub poll: Duration,
-    /// `CRONIUM_BUILTIN_TOOLS` (true): serve the tools built into the
-    /// binary (webhook, slack, discord, email); a file with the same id wins.
-    pub builtin: bool,
-    /// `CRONIUM_TOOL_TIMEOUT` (30s): the deadline of one tool call.
-    pub timeout: Duration,
-    /// `CRONIUM_TOOL_MEMORY` (64MiB): a tool instance's memory cap.
-    pub memory: usize,
-    /// `CRONIUM_TOOL_ALLOWED_HOSTS` (`tool=host,host;tool2=host`): narrows
-    /// the hosts a tool declared. Only an exact host named here lets a tool
-    /// reach a loopback or private address.
-    pub allowed_hosts: HashMap<String, Vec<HostPattern>>,
-    /// `CRONIUM_TOOL_EGRESS` (`https://hooks.slack.com=http://127.0.0.1:9001,...`):
-    /// sends a tool's traffic for one origin to another (a sandbox, an
-    /// egress proxy). Checked against the tool's hosts by the original origin.
-    /// Shared with every tool's egress policy.
-    pub egress: std::sync::Arc<Vec<(Origin, Origin)>>,
-    /// `CRONIUM_TOOL_SETTINGS`: a JSON object of each tool's operator
-    /// settings, keyed by tool id (`{"email":{"baseUrl":"..."}}`).
-    pub settings: HashMap<String, serde_json::Value>,
-}
-
-/// `scheme://host[:port]`, lower-case, with the scheme's port made explicit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Origin {
-    /// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/` is allowed).
-    pub fn parse(text: &str) -> Option<Origin> {
-        let text = text.trim().trim_end_matches('/').to_ascii_lowercase();
-        let (scheme, rest) = text.split_once("://")?;
-        let default_port = match scheme {
-            "http" => 80,
-            "https" => 443,
-            _ => return None,
-        };
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-            return None;
-        }
-        let (host, port) = cronium_rules::tools::split_port(rest).ok()?;
-        let port = port.unwrap_or(default_port);
-        Some(Origin {
-            scheme: scheme.to_owned(),
-            host: host.to_owned(),
-            port,
-        })
-    }
-
-    /// `host:port`, as a URI authority.
-    pub fn authority(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
-impl ToolsConfig {
-    fn read(values: &Values, data_dir: &std::path::Path) -> Result<Self, ConfigError> {
-        let mut allowed_hosts = HashMap::new();
-        if let Some(found) = values.find(&s::TOOL_ALLOWED_HOSTS) {
-            for entry in found.text.split(';') {
-                if entry.trim().is_empty() {
-                    continue;
-                }
-                let (tool, hosts) = entry.split_once('=').ok_or_else(|| {
-                    values.invalid(&s::TOOL_ALLOWED_HOSTS, &found, "is not tool=host,host;...")
-                })?;
-                let patterns = hosts
-                    .split(',')
-                    .filter(|h| !h.trim().is_empty())
-                    .map(|h| {
-                        HostPattern::parse(h).map_err(|e| {
-                            values.invalid(&s::TOOL_ALLOWED_HOSTS, &found, &format!("{h:?}: {e}"))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                allowed_hosts.insert(tool.trim().to_owned(), patterns);
-            }
-        }
-        let mut egress = Vec::new();
-        if let Some(found) = values.find(&s::TOOL_EGRESS) {
-            for entry in found.text.split(',') {
-                if entry.trim().is_empty() {
-                    continue;
-                }
-                let parsed = entry
-                    .split_once('=')
-                    .and_then(|(from, to)| Some((Origin::parse(from)?, Origin::parse(to)?)))
-                    .ok_or_else(|| {
-                        values.invalid(
-                            &s::TOOL_EGRESS,
-                            &found,
-                            &format!("{entry:?} is not origin=origin"),
-                        )
-                    })?;
-                egress.push(parsed);
-            }
-        }
-        let settings = match values.find(&s::TOOL_SETTINGS) {
-            Some(found) => match serde_json::from_str(&found.text) {
-                Ok(serde_json::Value::Object(map)) => map
-                    .into_iter()
-                    .map(|(tool, value)| {
-                        if value.is_object() {
-                            Ok((tool, value))
-                        } else {
-                            Err(values.invalid(
-                                &s::TOOL_SETTINGS,
-                                &found,
-                                &format!("{tool}: not an object"),
-                            ))
-                        }
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => {
-                    return Err(values.invalid(
-                        &s::TOOL_SETTINGS,
-                        &found,
-                        "must be a JSON object keyed by tool id",
-                    ));
-                }
-            },
-            None => HashMap::new(),
-        };
-        Ok(ToolsConfig {
-            dir: values
-                .find(&s::TOOLS_DIR)
-                .map(|found| PathBuf::from(found.text))
-                .unwrap_or_else(|| data_dir.join("tools")),
-            poll: values.duration(&s::TOOLS_POLL)?,
-            builtin: values.boolean(&s::BUILTIN_TOOLS)?,
-            timeout: values.duration(&s::TOOL_TIMEOUT)?,
-            memory: values.size(&s::TOOL_MEMORY)?,
-            allowed_hosts,
-            egress: egress.into(),
-            settings,
-        })
-    }
 }
 
 /// The host's whole configuration.
@@ -543,236 +404,10 @@ fn default_compile_cache(env: &Env, data_dir: &std::path::Path) -> PathBuf {
     }
 }
 
-/// One effective setting, as `cronium-runtime config` prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective {
-    /// The variable (`RATE_LIMIT_PER_MIN`, `CRONIUM_COMPONENT_EXECUTIONS`).
-    pub name: String,
-    /// The value, secrets redacted; `None`: unset.
-    pub value: Option<String>,
-    /// Where it came from (`None`: computed from other settings).
-    pub origin: Option<SourceOrigin>,
-}
-
-/// The configuration as it is in effect: every setting, its value (secrets
-/// and URL passwords redacted) and where it came from; and the file read.
-pub fn effective(
-    env: &Env,
-    dir: &std::path::Path,
-) -> Result<(Option<PathBuf>, Vec<Effective>), ConfigError> {
-    let values = Values {
-        sources: Sources::load(env, dir)?,
-        env: env.clone(),
-    };
-    let config = Config::read(&values)?;
-    let mut out = Vec::new();
-    for setting in s::ALL {
-        let (value, origin) = match values.find(setting) {
-            Some(found) => (Some(found.text), Some(found.origin)),
-            None => (computed(&config, setting), None),
-        };
-        let value = value.map(|v| {
-            if setting.secret {
-                "<redacted>".to_owned()
-            } else {
-                redact_url(&v)
-            }
-        });
-        out.push(Effective {
-            name: setting.var.to_owned(),
-            value,
-            origin,
-        });
-    }
-    for (group, found) in values.sources.component_overrides() {
-        out.push(Effective {
-            name: format!(
-                "{}{}",
-                s::COMPONENT_OVERRIDE_PREFIX,
-                group.to_ascii_uppercase().replace('-', "_")
-            ),
-            value: Some(found.text),
-            origin: Some(found.origin),
-        });
-    }
-    Ok((values.sources.file.clone(), out))
-}
-
-/// The value of a setting whose default depends on others.
-fn computed(config: &Config, setting: &Setting) -> Option<String> {
-    match setting.var {
-        v if v == s::CACHE_DIR.var => config
-            .compile_cache
-            .as_ref()
-            .map(|p| p.display().to_string()),
-        v if v == s::TOOLS_DIR.var => Some(config.tools.dir.display().to_string()),
-        v if v == s::MAX_IN_FLIGHT.var => Some(config.max_in_flight.to_string()),
-        _ => None,
-    }
-}
-
-/// `VALKEY_URL` as one URL per seed, each read as the Go service reads
-/// it (`valkey://` as `redis://`), joined by commas; `None` when any is
-/// not a Valkey URL.
-fn normalize_seeds(text: &str) -> Option<String> {
-    let seeds = text
-        .split(',')
-        .map(|seed| cronium_rules::valkey::normalize_url(seed.trim()))
-        .collect::<Option<Vec<_>>>()?;
-    Some(seeds.join(","))
-}
-
-/// Every URL of a comma-separated list with its credentials redacted.
-fn redact_url(value: &str) -> String {
-    value
-        .split(',')
-        .map(redact_one_url)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// `scheme://user:password@host` with the credentials replaced.
-fn redact_one_url(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
-        None => value.to_owned(),
-    }
-}
-
-/// The merged sources, read as typed values. Every error names the
-/// setting's variable and where the bad value came from.
-struct Values {
-    sources: Sources,
-    env: Env,
-}
-
-impl Values {
-    fn find(&self, setting: &Setting) -> Option<Found> {
-        self.sources.find(setting)
-    }
-
-    fn text(&self, setting: &Setting) -> Option<String> {
-        self.find(setting).map(|found| found.text)
-    }
-
-    fn invalid(&self, setting: &Setting, found: &Found, problem: &str) -> ConfigError {
-        let shown = if setting.secret {
-            "<redacted>".to_owned()
-        } else {
-            format!("{:?}", found.text)
-        };
-        ConfigError::new(
-            setting.var,
-            format!("{shown} (from {}) {problem}", found.origin),
-        )
-    }
-
-    fn invalid_text(&self, setting: &Setting, problem: &str) -> ConfigError {
-        match self.find(setting) {
-            Some(found) => self.invalid(setting, &found, problem),
-            None => ConfigError::new(setting.var, problem.to_owned()),
-        }
-    }
-
-    /// The value parsed by `parse`; `None` when unset without a default.
-    fn optional<T>(
-        &self,
-        setting: &Setting,
-        parse: impl Fn(&str) -> Option<T>,
-        expected: &str,
-    ) -> Result<Option<T>, ConfigError> {
-        match self.find(setting) {
-            None => Ok(None),
-            Some(found) => match parse(&found.text) {
-                Some(value) => Ok(Some(value)),
-                None => Err(self.invalid(setting, &found, expected)),
-            },
-        }
-    }
-
-    /// The value parsed by `parse`, which the table's default guarantees.
-    fn parsed<T>(
-        &self,
-        setting: &Setting,
-        parse: impl Fn(&str) -> Option<T>,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
-        self.optional(setting, parse, expected)?
-            .ok_or_else(|| ConfigError::new(setting.var, "is required"))
-    }
-
-    fn duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
-        self.parsed(
-            setting,
-            parse_duration,
-            "is not a duration (e.g. 30s, 5m, 1h30m)",
-        )
-    }
-
-    fn size(&self, setting: &Setting) -> Result<usize, ConfigError> {
-        self.parsed(setting, parse_size, "is not a size (e.g. 64MiB)")
-    }
-
-    fn number<T: std::str::FromStr>(&self, setting: &Setting) -> Result<T, ConfigError> {
-        self.parsed(
-            setting,
-            |v| v.parse().ok(),
-            "is not a whole number in range",
-        )
-    }
-
-    fn optional_number<T: std::str::FromStr>(
-        &self,
-        setting: &Setting,
-    ) -> Result<Option<T>, ConfigError> {
-        self.optional(
-            setting,
-            |v| v.parse().ok(),
-            "is not a whole number in range",
-        )
-    }
-
-    fn boolean(&self, setting: &Setting) -> Result<bool, ConfigError> {
-        self.parsed(
-            setting,
-            |v| match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Some(true),
-                "0" | "false" | "no" | "off" => Some(false),
-                _ => None,
-            },
-            "is not a boolean",
-        )
-    }
-}
-
-/// Parses a Go duration (`300ms`, `30s`, `5m`, `1h30m`); a bare number is
-/// seconds. The rule is shared with the Spin adapter.
-pub use cronium_rules::duration::parse as parse_duration;
-
-/// Parses `64MiB`, `512KiB`, `1GiB`, `1048576` (bytes).
-fn parse_size(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let n: usize = text[..digits].parse().ok()?;
-    let scale = match text[digits..].trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(scale)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::effective::redact_url;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(

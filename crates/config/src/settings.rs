@@ -463,9 +463,7 @@ mod tests {
                 .iter()
                 .find(|(vars, _)| vars.iter().any(|v| v == setting.var))
                 .map(|(_, row)| row)
-                .unwrap_or_else(|| {
-                    panic!("{} has no row in docs/configuration.md", setting.var)
-                });
+                .unwrap_or_else(|| panic!("{} has no row in docs/configuration.md", setting.var));
             if let Some(default) = setting.default {
                 assert!(
                     row.contains(&format!("`{default}`")),

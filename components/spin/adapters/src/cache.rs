@@ -57,7 +57,7 @@ fn real_key(caller: CallerBorrow<'_>, scope: Scope, name: &str) -> Result<String
             name,
         ),
         Scope::User => {
-            let user = crate::backend::user_of(caller).map_err(|e| {
+            let user = crate::backend::records::user_of(caller).map_err(|e| {
                 CacheError::Unavailable(format!("the caller's user is unknown: {e:?}"))
             })?;
             keys::in_space(&group, keys::Scope::User(&user), name)

@@ -179,7 +179,7 @@ fn wire_request(
     caller: &VerifiedCaller,
     request: ToolCall,
 ) -> Result<wire::ToolRequest, ToolsError> {
-    let user_id = crate::backend::user_of(caller)
+    let user_id = crate::backend::records::user_of(caller)
         .map_err(|e| ToolsError::Unavailable(format!("the caller's user is unknown: {e:?}")))?;
     let json = |text: &str| {
         serde_json::from_str::<Value>(text)
