@@ -56,13 +56,15 @@ impl World {
             .collect()
     }
 
-    /// The audit events, once no more have arrived for half a second
-    /// (they are delivered in the background).
+    /// The audit events, once no more have arrived for a second and a half
+    /// (they are delivered in the background), in a stable order: the host
+    /// delivers several at once, so the backend's order of arrival is not
+    /// the order of the calls.
     async fn settled_audit(&self) -> Vec<Value> {
         let mut seen = self.audit().len();
         let mut quiet_since = std::time::Instant::now();
         let give_up = quiet_since + Duration::from_secs(15);
-        while quiet_since.elapsed() < Duration::from_millis(500)
+        while quiet_since.elapsed() < Duration::from_millis(1500)
             && std::time::Instant::now() < give_up
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -72,7 +74,9 @@ impl World {
                 quiet_since = std::time::Instant::now();
             }
         }
-        self.audit()
+        let mut events = self.audit();
+        events.sort_by_key(|event| event.to_string());
+        events
     }
 }
 

@@ -531,11 +531,19 @@ async fn two_replicas_in_compose_lose_no_acknowledged_write_when_one_is_killed_a
     }
 
     // One writer per execution, alternating replicas, each write a new
-    // key; replica 1 is killed mid-way.
+    // key; replica 1 is killed mid-way. The writers go on until two
+    // seconds after the kill has happened, however long `docker kill`
+    // takes on a busy machine.
     let killed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for (w, execution) in executions.iter().enumerate() {
-        let (replicas, execution, killed) = (replicas.clone(), execution.clone(), killed.clone());
+        let (replicas, execution, killed, stop) = (
+            replicas.clone(),
+            execution.clone(),
+            killed.clone(),
+            stop.clone(),
+        );
         let token = support::token_for(&cronium_rules::token::Claims {
             user_id: Some(USER.into()),
             ..support::claims(&execution)
@@ -548,8 +556,8 @@ async fn two_replicas_in_compose_lose_no_acknowledged_write_when_one_is_killed_a
             ];
             let (mut acknowledged, mut failed, mut after_kill) = (Vec::new(), 0, 0);
             let writing = Instant::now();
-            for n in 0..10_000u32 {
-                if writing.elapsed() > Duration::from_secs(6) {
+            for n in 0..100_000u32 {
+                if stop.load(Ordering::SeqCst) || writing.elapsed() > Duration::from_secs(120) {
                     break;
                 }
                 let key = format!("w{w}-{n}");
@@ -590,6 +598,8 @@ async fn two_replicas_in_compose_lose_no_acknowledged_write_when_one_is_killed_a
     tokio::task::spawn_blocking(move || docker_ok(&["kill", &victim]))
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
     let (mut acknowledged, mut failed, mut after_kill) = (Vec::new(), 0, 0);
     for writer in writers {
         let (acked, f, a) = writer.await.unwrap();

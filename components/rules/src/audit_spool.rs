@@ -23,8 +23,8 @@
 
 use std::time::Duration;
 
-use crate::valkey::ScriptCall;
-use crate::{keys, lease};
+use crate::keys;
+use crate::valkey::{Script, ScriptCall};
 
 /// How long a drainer holds the lease without renewing it: each delivered
 /// event renews it.
@@ -86,17 +86,17 @@ pub fn take_drain(owner: &str) -> Vec<String> {
 /// Removes the oldest event after its delivery ([`POP_SCRIPT`]).
 pub fn pop(owner: &str) -> ScriptCall {
     ScriptCall {
-        script: POP_SCRIPT,
+        script: Script::AuditPop,
         keys: vec![keys::audit_spool_drain(), keys::audit_spool()],
         args: vec![owner.to_owned(), DRAIN_LEASE.as_millis().to_string()],
     }
 }
 
 /// Gives the drain lease back: the leases' own compare-and-delete
-/// ([`lease::RELEASE_SCRIPT`]).
+/// ([`crate::lease::RELEASE_SCRIPT`]).
 pub fn release(owner: &str) -> ScriptCall {
     ScriptCall {
-        script: lease::RELEASE_SCRIPT,
+        script: Script::Release,
         keys: vec![keys::audit_spool_drain()],
         args: vec![owner.to_owned()],
     }

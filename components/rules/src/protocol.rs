@@ -182,6 +182,8 @@ impl std::fmt::Display for ValkeyFailure {
     }
 }
 
+impl std::error::Error for ValkeyFailure {}
+
 /// What the transport made of one [`ValkeyRequest`].
 pub type ValkeyReply = Result<ValkeyValue, ValkeyFailure>;
 

@@ -24,10 +24,59 @@ end
 return value
 "#;
 
+/// Every Lua script of the rules, by identity: a client that caches
+/// scripts (`EVALSHA`) keeps one per identity, and a transport that
+/// answers without Lua (the host's in-process cache) knows a script by
+/// it, never by its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Script {
+    /// [`INCREMENT_SCRIPT`].
+    Increment,
+    /// [`lease::ACQUIRE_SCRIPT`].
+    Acquire,
+    /// [`lease::RELEASE_SCRIPT`].
+    Release,
+    /// [`lease::LEAVE_SCRIPT`].
+    Leave,
+    /// [`rate_limit::LIMIT_SCRIPT`] (with the revocation key first: the
+    /// access check).
+    Limit,
+    /// [`rate_limit::TAKE_SCRIPT`].
+    Take,
+    /// [`crate::audit_spool::POP_SCRIPT`].
+    AuditPop,
+}
+
+impl Script {
+    /// Every script.
+    pub const ALL: [Script; 7] = [
+        Script::Increment,
+        Script::Acquire,
+        Script::Release,
+        Script::Leave,
+        Script::Limit,
+        Script::Take,
+        Script::AuditPop,
+    ];
+
+    /// The script's Lua text.
+    pub fn source(self) -> &'static str {
+        match self {
+            Script::Increment => INCREMENT_SCRIPT,
+            Script::Acquire => lease::ACQUIRE_SCRIPT,
+            Script::Release => lease::RELEASE_SCRIPT,
+            Script::Leave => lease::LEAVE_SCRIPT,
+            Script::Limit => rate_limit::LIMIT_SCRIPT,
+            Script::Take => rate_limit::TAKE_SCRIPT,
+            Script::AuditPop => crate::audit_spool::POP_SCRIPT,
+        }
+    }
+}
+
 /// One call of a Lua script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptCall {
-    pub script: &'static str,
+    pub script: Script,
     pub keys: Vec<String>,
     pub args: Vec<String>,
 }
@@ -36,7 +85,7 @@ impl ScriptCall {
     /// The words of `EVAL script numkeys key... arg...` after `EVAL`.
     pub fn eval_args(&self) -> Vec<String> {
         let mut words = Vec::with_capacity(2 + self.keys.len() + self.args.len());
-        words.push(self.script.to_owned());
+        words.push(self.script.source().to_owned());
         words.push(self.keys.len().to_string());
         words.extend(self.keys.iter().cloned());
         words.extend(self.args.iter().cloned());
@@ -66,7 +115,7 @@ pub fn add(key: &str, value: &str, ttl: Duration) -> Vec<String> {
 /// Adds `delta` to the counter under `key` ([`INCREMENT_SCRIPT`]).
 pub fn increment(key: &str, delta: i64, ttl: Duration) -> ScriptCall {
     ScriptCall {
-        script: INCREMENT_SCRIPT,
+        script: Script::Increment,
         keys: vec![key.to_owned()],
         args: vec![delta.to_string(), ttl_ms(ttl).to_string()],
     }
@@ -78,7 +127,7 @@ pub fn increment(key: &str, delta: i64, ttl: Duration) -> ScriptCall {
 /// [`AcquireAnswer`].
 pub fn acquire(key: &str, owner: &str, ttl: Duration, joins_line: bool) -> ScriptCall {
     ScriptCall {
-        script: lease::ACQUIRE_SCRIPT,
+        script: Script::Acquire,
         keys: vec![
             keys::lease(key),
             keys::lease_fence(key),
@@ -100,7 +149,7 @@ pub fn acquire(key: &str, owner: &str, ttl: Duration, joins_line: bool) -> Scrip
 /// ([`lease::LEAVE_SCRIPT`]), when it gives up waiting.
 pub fn leave(key: &str, owner: &str) -> ScriptCall {
     ScriptCall {
-        script: lease::LEAVE_SCRIPT,
+        script: Script::Leave,
         keys: vec![keys::lease_line(key), keys::lease_waiters(key)],
         args: vec![owner.to_owned()],
     }
@@ -110,7 +159,7 @@ pub fn leave(key: &str, owner: &str) -> ScriptCall {
 /// 1 when released.
 pub fn release(key: &str, owner: &str) -> ScriptCall {
     ScriptCall {
-        script: lease::RELEASE_SCRIPT,
+        script: Script::Release,
         keys: vec![keys::lease(key)],
         args: vec![owner.to_owned()],
     }
@@ -153,7 +202,7 @@ pub fn limit(limiter_key: &str, quota: Quota) -> ScriptCall {
 /// read the reply with [`share_answer`].
 pub fn take_share(limiter_key: &str, quota: Quota, returned: u32, wanted: u32) -> ScriptCall {
     ScriptCall {
-        script: rate_limit::TAKE_SCRIPT,
+        script: Script::Take,
         keys: vec![limiter_key.to_owned()],
         args: vec![
             quota.interval_us().to_string(),
@@ -184,7 +233,7 @@ pub fn share_answer(reply: i64) -> rate_limit::Grant {
 
 fn limit_call(keys: Vec<String>, quota: Quota) -> ScriptCall {
     ScriptCall {
-        script: rate_limit::LIMIT_SCRIPT,
+        script: Script::Limit,
         keys,
         args: vec![
             quota.interval_us().to_string(),

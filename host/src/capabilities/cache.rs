@@ -13,16 +13,23 @@
 //! does not idle until its next poll. Waiters on other hosts learn at their
 //! next poll.
 //!
+//! * this module: the front end, [`Cache`], whichever store is behind it;
 //! * [`memory`]: the in-process cache; [`valkey`]: Valkey (standalone or
 //!   cluster); [`near`]: the in-process parts in front of Valkey;
-//!   [`lease`]: the `lease` resource.
-//! * The WIT `cache` interface's host functions, for every store whose
-//!   state is a [`CapabilitiesView`], and [`add_to_linker`].
+//!   [`lease`]: the `lease` resource;
+//! * `transport`: Valkey or the in-process cache answering the rules'
+//!   protocol machines;
+//! * `wit`: the WIT `cache` interface's host functions, and
+//!   [`add_to_linker`].
 
 pub mod lease;
 pub mod memory;
 pub mod near;
+mod transport;
 pub mod valkey;
+mod wit;
+
+pub use self::wit::add_to_linker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,30 +38,20 @@ use cronium_rules::access::{Check, CheckAccess, Verdict};
 use cronium_rules::keys;
 use cronium_rules::lease::protocol::{Acquire, AwaitRelease};
 use cronium_rules::lease::{self as lease_rules, Wait};
-use cronium_rules::protocol::{Now, ValkeyFailure, ValkeyReply, ValkeyRequest, ValkeyValue};
 use cronium_rules::rate_limit::{self, Quota};
-use cronium_rules::valkey::AcquireAnswer;
-use wasmtime::component::{Linker, Resource};
 
 use self::lease::Lease;
 use self::memory::MemoryCache;
-use self::near::{LocalReleases, NEAR_ENTRIES, NEAR_TTL, until_turn_or};
+use self::near::{LocalReleases, NEAR_ENTRIES, NEAR_TTL};
+use self::transport::{AccessIo, LeaseIo};
 use self::valkey::ValkeyCache;
-use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
-use crate::bindings::auth::Caller;
-use crate::bindings::cache as wit_cache;
-use crate::drive::{Clock, Io, drive};
 
-/// Why a cache call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CacheError {
-    /// The cache cannot be reached; callers carry on without it.
-    #[error("cache unavailable: {0}")]
-    Unavailable(String),
-    /// The cache refused the call.
-    #[error("cache refused the call: {0}")]
-    Invalid(String),
-}
+use crate::drive::{Clock, drive};
+
+/// Why a cache call failed: the rules' Valkey failure, whichever store
+/// answered. `Unavailable`: the cache cannot be reached, and callers
+/// carry on without it; `Invalid`: the cache refused the call.
+pub use cronium_rules::protocol::ValkeyFailure as CacheError;
 
 /// The configured cache.
 pub enum Cache {
@@ -281,7 +278,7 @@ impl Cache {
             ahead: 1,
             clock: Clock::start(),
         };
-        let fence = drive(machine, &mut io).await.map_err(cache_error)?;
+        let fence = drive(machine, &mut io).await?;
         Ok(fence.map(|fence| Lease {
             key: key.to_owned(),
             owner,
@@ -305,9 +302,7 @@ impl Cache {
             ahead: 1,
             clock: Clock::start(),
         };
-        drive(AwaitRelease::new(key, wait), &mut io)
-            .await
-            .map_err(cache_error)
+        drive(AwaitRelease::new(key, wait), &mut io).await
     }
 
     /// Releases `lease` if its owner still holds it, and tells this
@@ -322,368 +317,6 @@ impl Cache {
         }
         released
     }
-}
-
-/// The lease machines' transport: Valkey, or the in-process cache
-/// answering the same requests. Its pauses end early when this process
-/// releases the lease often enough for the waiter's turn to have come
-/// ([`until_turn_or`]).
-struct LeaseIo<'a> {
-    cache: &'a Cache,
-    key: &'a str,
-    owner: &'a str,
-    ttl: Duration,
-    joins: bool,
-    /// This process's releases of the lease, when listened to.
-    releases: Option<tokio::sync::watch::Receiver<u64>>,
-    /// The releases heard before the last attempt.
-    heard_before: Option<u64>,
-    /// Holders ahead of the waiter at the last attempt.
-    ahead: u64,
-    clock: Clock,
-}
-
-impl LeaseIo<'_> {
-    async fn answer(&mut self, request: ValkeyRequest) -> Result<i64, CacheError> {
-        let acquire = matches!(&request, ValkeyRequest::Script(call) if call.script == lease_rules::ACQUIRE_SCRIPT);
-        if !matches!(&request, ValkeyRequest::Script(call) if call.script == lease_rules::LEAVE_SCRIPT)
-        {
-            // Releases heard from here on count towards this waiter's turn.
-            self.heard_before = self.releases.as_mut().map(|r| *r.borrow_and_update());
-        }
-        let reply = match (self.cache, request) {
-            (Cache::Valkey { remote, .. }, ValkeyRequest::Script(call)) => {
-                remote.script(call).await?
-            }
-            (Cache::Valkey { remote, .. }, ValkeyRequest::Command(words)) => {
-                i64::from(remote.exists(exists_key(&words)?).await?)
-            }
-            (Cache::Memory(c), ValkeyRequest::Script(_)) if acquire => {
-                match c.try_acquire(self.key, self.owner, self.ttl, self.joins) {
-                    AcquireAnswer::Taken(fence) => fence as i64,
-                    AcquireAnswer::Later { ahead } => -(ahead as i64),
-                }
-            }
-            (Cache::Memory(c), ValkeyRequest::Script(call))
-                if call.script == lease_rules::LEAVE_SCRIPT =>
-            {
-                c.leave(self.key, self.owner);
-                0
-            }
-            (Cache::Memory(_), ValkeyRequest::Script(call)) => {
-                return Err(CacheError::Invalid(format!(
-                    "the in-process cache runs no script like {:.40}",
-                    call.script
-                )));
-            }
-            (Cache::Memory(c), ValkeyRequest::Command(words)) => {
-                i64::from(c.get(exists_key(&words)?).is_some())
-            }
-        };
-        self.ahead = if acquire {
-            match AcquireAnswer::from_reply(reply) {
-                AcquireAnswer::Later { ahead } => ahead,
-                AcquireAnswer::Taken(_) => 1,
-            }
-        } else {
-            1
-        };
-        Ok(reply)
-    }
-}
-
-/// The key of an `EXISTS key` command (the only command the lease
-/// machines send).
-fn exists_key(words: &[String]) -> Result<&str, CacheError> {
-    match words {
-        [command, key] if command.eq_ignore_ascii_case("EXISTS") => Ok(key),
-        _ => Err(CacheError::Invalid(format!(
-            "the lease transport sends no {:?}",
-            words.first()
-        ))),
-    }
-}
-
-impl Io<ValkeyRequest, ValkeyReply> for LeaseIo<'_> {
-    async fn send(&mut self, request: ValkeyRequest) -> ValkeyReply {
-        self.answer(request)
-            .await
-            .map(ValkeyValue::Int)
-            .map_err(|error| match error {
-                CacheError::Unavailable(why) => ValkeyFailure::Unavailable(why),
-                CacheError::Invalid(why) => ValkeyFailure::Invalid(why),
-            })
-    }
-
-    async fn sleep(&mut self, pause: Duration) {
-        match (self.releases.as_mut(), self.heard_before) {
-            (Some(releases), Some(before)) => {
-                until_turn_or(pause, releases, before + self.ahead).await;
-            }
-            _ => tokio::time::sleep(pause).await,
-        }
-    }
-
-    fn now(&mut self) -> Now {
-        self.clock.now()
-    }
-}
-
-/// The access machine's transport: Valkey, or the in-process cache
-/// answering the same requests.
-struct AccessIo<'a> {
-    cache: &'a Cache,
-    quota: Option<Quota>,
-    clock: Clock,
-}
-
-impl AccessIo<'_> {
-    async fn answer(&self, request: ValkeyRequest) -> Result<i64, CacheError> {
-        match (self.cache, request) {
-            (_, ValkeyRequest::Command(words)) => {
-                Ok(i64::from(self.cache.exists(exists_key(&words)?).await?))
-            }
-            (Cache::Valkey { remote, .. }, ValkeyRequest::Script(call)) => {
-                remote.script(call).await
-            }
-            (Cache::Memory(c), ValkeyRequest::Script(call))
-                if call.script == rate_limit::LIMIT_SCRIPT =>
-            {
-                let quota = self
-                    .quota
-                    .ok_or_else(|| CacheError::Invalid("a limit without a quota".into()))?;
-                match call.keys.as_slice() {
-                    // The access script's reply: negative when revoked,
-                    // else the wait (the budget is spent either way).
-                    [revoked, limiter] => {
-                        let wait = c.limit(limiter, quota);
-                        Ok(if c.get(revoked).is_some() {
-                            -1
-                        } else {
-                            wait as i64
-                        })
-                    }
-                    [limiter] => Ok(c.limit(limiter, quota) as i64),
-                    _ => Err(CacheError::Invalid("a limit of no known shape".into())),
-                }
-            }
-            (Cache::Memory(_), ValkeyRequest::Script(call)) => Err(CacheError::Invalid(format!(
-                "the in-process cache runs no script like {:.40}",
-                call.script
-            ))),
-        }
-    }
-}
-
-impl Io<ValkeyRequest, ValkeyReply> for AccessIo<'_> {
-    async fn send(&mut self, request: ValkeyRequest) -> ValkeyReply {
-        // The whole error, as the decision logs it.
-        self.answer(request)
-            .await
-            .map(ValkeyValue::Int)
-            .map_err(|error| ValkeyFailure::Unavailable(error.to_string()))
-    }
-
-    async fn sleep(&mut self, pause: Duration) {
-        tokio::time::sleep(pause).await;
-    }
-
-    fn now(&mut self) -> Now {
-        self.clock.now()
-    }
-}
-
-fn cache_error(failure: ValkeyFailure) -> CacheError {
-    match failure {
-        ValkeyFailure::Unavailable(why) => CacheError::Unavailable(why),
-        ValkeyFailure::Invalid(why) => CacheError::Invalid(why),
-    }
-}
-
-/// Adds the WIT `cache` interface (and its `lease` resource) to `linker`.
-pub fn add_to_linker<T: CapabilitiesView + 'static>(
-    linker: &mut Linker<T>,
-) -> wasmtime::Result<()> {
-    wit_cache::add_to_linker::<T, HasCapabilities>(linker, T::capabilities)
-}
-
-impl wit_cache::HostLease for CapabilitiesCtxView<'_> {
-    async fn fence(&mut self, lease: Resource<Lease>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&lease)?.fence)
-    }
-
-    async fn drop(&mut self, lease: Resource<Lease>) -> wasmtime::Result<()> {
-        // Dropping a lease does not release it: its TTL does, as for a
-        // holder that died.
-        self.table.delete(lease)?;
-        Ok(())
-    }
-}
-
-/// A cache answer for the component, or a trap.
-type CacheAnswer<T> = wasmtime::Result<Result<T, wit_cache::CacheError>>;
-
-impl wit_cache::Host for CapabilitiesCtxView<'_> {
-    async fn get(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-    ) -> CacheAnswer<Option<String>> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        let result = self.ctx.capabilities.cache.get(&key).await;
-        let metrics = &self.ctx.capabilities.metrics;
-        match &result {
-            Ok(Some(_)) => metrics.cache_hits.inc(),
-            Ok(None) => metrics.cache_misses.inc(),
-            Err(_) => metrics.cache_errors.inc(),
-        };
-        Ok(logged(result))
-    }
-
-    async fn set(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-        value: String,
-        ttl_ms: Option<u64>,
-    ) -> CacheAnswer<()> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(logged(
-            self.ctx.capabilities.cache.set(&key, &value, ttl).await,
-        ))
-    }
-
-    async fn add(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-        value: String,
-        ttl_ms: Option<u64>,
-    ) -> CacheAnswer<bool> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(logged(
-            self.ctx.capabilities.cache.add(&key, &value, ttl).await,
-        ))
-    }
-
-    async fn delete(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-    ) -> CacheAnswer<bool> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        Ok(logged(self.ctx.capabilities.cache.delete(&key).await))
-    }
-
-    async fn increment(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-        delta: i64,
-        ttl_ms: Option<u64>,
-    ) -> CacheAnswer<i64> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(logged(
-            self.ctx
-                .capabilities
-                .cache
-                .increment(&key, delta, ttl)
-                .await,
-        ))
-    }
-
-    async fn acquire(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-        ttl_ms: u64,
-        wait_ms: u64,
-    ) -> CacheAnswer<Option<Resource<Lease>>> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        let acquired = self
-            .ctx
-            .capabilities
-            .cache
-            .acquire(
-                &key,
-                Duration::from_millis(ttl_ms),
-                Duration::from_millis(wait_ms),
-            )
-            .await;
-        match logged(acquired) {
-            Ok(Some(lease)) => Ok(Ok(Some(self.table.push(lease)?))),
-            Ok(None) => Ok(Ok(None)),
-            Err(error) => Ok(Err(error)),
-        }
-    }
-
-    async fn release(&mut self, lease: Resource<Lease>) -> CacheAnswer<bool> {
-        let lease = self.table.delete(lease)?;
-        Ok(logged(self.ctx.capabilities.cache.release(&lease).await))
-    }
-
-    async fn await_release(
-        &mut self,
-        caller: Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: String,
-        wait_ms: u64,
-    ) -> CacheAnswer<bool> {
-        let key = or_answer!(self.cache_key(&caller, scope, &key).await?);
-        let wait = Duration::from_millis(wait_ms);
-        Ok(logged(
-            self.ctx.capabilities.cache.await_release(&key, wait).await,
-        ))
-    }
-}
-
-impl CapabilitiesCtxView<'_> {
-    /// The real key of the component's `key` in `scope` of its group's
-    /// space, resolved from the caller (`cronium_rules::keys::in_space`).
-    async fn cache_key(
-        &mut self,
-        handle: &Resource<Caller>,
-        scope: wit_cache::Scope,
-        key: &str,
-    ) -> wasmtime::Result<Result<String, wit_cache::CacheError>> {
-        let group = self.ctx.group.name();
-        let claims = self.claims(handle)?;
-        Ok(Ok(match scope {
-            wit_cache::Scope::Group => keys::in_space(group, keys::Scope::Group, key),
-            wit_cache::Scope::Execution => {
-                keys::in_space(group, keys::Scope::Execution(&claims.execution_id), key)
-            }
-            wit_cache::Scope::User => {
-                let (_, user) = or_answer!(self.user(handle).await?, |error| {
-                    wit_cache::CacheError::Unavailable(format!(
-                        "the caller's user is unknown: {error}"
-                    ))
-                });
-                keys::in_space(group, keys::Scope::User(&user), key)
-            }
-        }))
-    }
-}
-
-/// Converts a cache result, logging failures: a component carries on
-/// without the cache, but the operator should know.
-fn logged<T>(result: Result<T, CacheError>) -> Result<T, wit_cache::CacheError> {
-    result.map_err(|error| {
-        tracing::warn!(%error, "cache call failed");
-        match error {
-            CacheError::Unavailable(why) => wit_cache::CacheError::Unavailable(why),
-            CacheError::Invalid(why) => wit_cache::CacheError::Invalid(why),
-        }
-    })
 }
 
 #[cfg(test)]

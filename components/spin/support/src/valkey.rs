@@ -129,7 +129,9 @@ pub fn run_script(call: &ScriptCall) -> Result<Vec<RedisResult>, ValkeyFailure> 
     let mut args = call.eval_args();
     let script = std::mem::replace(
         &mut args[0],
-        sha1_smol::Sha1::from(call.script).digest().to_string(),
+        sha1_smol::Sha1::from(call.script.source())
+            .digest()
+            .to_string(),
     );
     let mut words = vec!["EVALSHA".to_owned()];
     words.extend(args.iter().cloned());

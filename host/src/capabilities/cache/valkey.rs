@@ -17,7 +17,6 @@ use std::time::Duration;
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::settings;
 use cronium_rules::valkey::{self as commands, ScriptCall};
-use cronium_rules::{audit_spool, lease};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -39,13 +38,9 @@ pub struct ValkeyCache {
     /// Set on first use, when the seeds have said what they are.
     connection: OnceCell<Connection>,
     default_ttl: Duration,
-    acquire: Script,
-    release: Script,
-    leave: Script,
-    limit: Script,
-    take: Script,
-    increment: Script,
-    audit_pop: Script,
+    /// Each of the rules' scripts, with its digest for `EVALSHA`, in
+    /// [`commands::Script::ALL`]'s order.
+    scripts: Vec<(commands::Script, Script)>,
 }
 
 /// The connection to the region's Valkey, whichever kind it is.
@@ -138,13 +133,10 @@ impl ValkeyCache {
             config: config.clone(),
             connection: OnceCell::new(),
             default_ttl,
-            acquire: Script::new(lease::ACQUIRE_SCRIPT),
-            release: Script::new(lease::RELEASE_SCRIPT),
-            leave: Script::new(lease::LEAVE_SCRIPT),
-            limit: Script::new(rate_limit::LIMIT_SCRIPT),
-            take: Script::new(rate_limit::TAKE_SCRIPT),
-            increment: Script::new(commands::INCREMENT_SCRIPT),
-            audit_pop: Script::new(audit_spool::POP_SCRIPT),
+            scripts: commands::Script::ALL
+                .iter()
+                .map(|script| (*script, Script::new(script.source())))
+                .collect(),
         })
     }
 
@@ -162,8 +154,13 @@ impl ValkeyCache {
         ttl.unwrap_or(self.default_ttl)
     }
 
-    /// Runs `call` with `script` (the cached copy of `call.script`).
-    async fn run(&self, script: &Script, call: ScriptCall) -> Result<i64, CacheError> {
+    /// Runs `call` with the cached copy of its script.
+    async fn run(&self, call: ScriptCall) -> Result<i64, CacheError> {
+        let (_, script) = self
+            .scripts
+            .iter()
+            .find(|(id, _)| *id == call.script)
+            .expect("every script of the rules is cached");
         let mut invocation = script.prepare_invoke();
         for key in &call.keys {
             invocation.key(key);
@@ -233,23 +230,12 @@ impl ValkeyCache {
         ttl: Option<Duration>,
     ) -> Result<i64, CacheError> {
         let call = commands::increment(key, delta, self.ttl(ttl));
-        self.run(&self.increment, call).await
+        self.run(call).await
     }
 
-    /// Runs one of the lease scripts (the lease machines' requests) with
-    /// its cached copy.
+    /// Runs one of the rules' scripts (a protocol machine's request).
     pub(crate) async fn script(&self, call: ScriptCall) -> Result<i64, CacheError> {
-        let script = [&self.acquire, &self.leave, &self.release]
-            .into_iter()
-            .zip([
-                lease::ACQUIRE_SCRIPT,
-                lease::LEAVE_SCRIPT,
-                lease::RELEASE_SCRIPT,
-            ])
-            .find(|(_, text)| *text == call.script)
-            .map(|(script, _)| script)
-            .ok_or_else(|| CacheError::Invalid("not a script of the machines".into()))?;
-        self.run(script, call).await
+        self.run(call).await
     }
 
     /// Runs one command of the rules' builders (`cronium_rules::audit_spool`),
@@ -271,7 +257,7 @@ impl ValkeyCache {
     /// Removes the audit spool's oldest event while `call`'s owner holds
     /// the drain lease ([`audit_spool::pop`]): whether it did.
     pub(crate) async fn pop_audit_event(&self, call: ScriptCall) -> Result<bool, CacheError> {
-        Ok(self.run(&self.audit_pop, call).await? == 1)
+        Ok(self.run(call).await? == 1)
     }
 
     /// Whether the connection is to a Valkey Cluster (connecting first).
@@ -280,9 +266,7 @@ impl ValkeyCache {
     }
 
     pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
-        let reply = self
-            .run(&self.limit, commands::limit(limiter_key, quota))
-            .await?;
+        let reply = self.run(commands::limit(limiter_key, quota)).await?;
         Ok(reply.max(0) as u64)
     }
 
@@ -296,12 +280,12 @@ impl ValkeyCache {
         wanted: u32,
     ) -> Result<rate_limit::Grant, CacheError> {
         let call = commands::take_share(limiter_key, quota, returned, wanted);
-        Ok(commands::share_answer(self.run(&self.take, call).await?))
+        Ok(commands::share_answer(self.run(call).await?))
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
         let released = self
-            .run(&self.release, commands::release(&lease.key, &lease.owner))
+            .run(commands::release(&lease.key, &lease.owner))
             .await?;
         Ok(released == 1)
     }
