@@ -744,16 +744,7 @@ fn current_rss_mib(pid: u32) -> Option<f64> {
 
 /// A kB field of `/proc/<pid>/status`, in MiB.
 fn status_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    Some(support::proc_status(pid, field)? / 1024.0)
 }
 
 fn print_table(rows: &[(&str, Target, u32, Measured)]) {

@@ -44,7 +44,9 @@ use cronium_rules::token::Claims;
 use cronium_rules::variables::text;
 use redis::Commands;
 use serde_json::{Value, json};
-use support::{FakeBackend, Host, HostConfig, Valkey, now, token_for, try_call};
+use support::{
+    FakeBackend, Host, HostConfig, Valkey, metric, now, proc_status, token_for, try_call,
+};
 
 const EXECUTIONS: usize = 10_000;
 const USERS: usize = 1_000;
@@ -181,47 +183,43 @@ async fn main() {
         }));
     }
 
-    // Faults, on their schedule.
-    let faults = {
+    // Faults, each on its own schedule: a long one (an outage) does not
+    // push back the next restart.
+    let mut faults = tokio::task::JoinSet::new();
+    let every = |first: u64, period: u64| {
+        (first..)
+            .step_by(period as usize)
+            .map(Duration::from_secs)
+            .take_while(|at| *at < args.run)
+    };
+    let schedule = every(600, 600)
+        .map(|at| (at, Fault::ValkeyRestart))
+        .chain(every(900, 900).map(|at| (at, Fault::Backend500s)))
+        .chain([(outage_at, Fault::BackendOutage)]);
+    for (at, fault) in schedule {
         let (valkey, backend) = (valkey.clone(), backend.clone());
-        tokio::spawn(async move {
-            let mut events: Vec<(Duration, &str)> = Vec::new();
-            let mut at = Duration::from_secs(600);
-            while at < args.run {
-                events.push((at, "valkey restart"));
-                at += Duration::from_secs(600);
-            }
-            let mut at = Duration::from_secs(900);
-            while at < args.run {
-                events.push((at, "backend 500s"));
-                at += Duration::from_secs(900);
-            }
-            events.push((outage_at, "backend outage"));
-            events.sort();
-            for (at, fault) in events {
-                tokio::time::sleep_until((started + at).into()).await;
-                eprintln!("soak: {:>5} s {fault}", started.elapsed().as_secs());
-                match fault {
-                    "valkey restart" => {
-                        let valkey = valkey.clone();
-                        tokio::task::spawn_blocking(move || valkey.lock().unwrap().restart())
-                            .await
-                            .unwrap();
-                    }
-                    "backend 500s" => {
-                        backend.state().error_status = Some(500);
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                        backend.state().error_status = None;
-                    }
-                    _ => {
-                        backend.cut_off();
-                        tokio::time::sleep(Duration::from_secs(120)).await;
-                        backend.restore();
-                    }
+        faults.spawn(async move {
+            tokio::time::sleep_until((started + at).into()).await;
+            eprintln!("soak: {:>5} s {fault:?}", started.elapsed().as_secs());
+            match fault {
+                Fault::ValkeyRestart => {
+                    tokio::task::spawn_blocking(move || valkey.lock().unwrap().restart())
+                        .await
+                        .unwrap();
+                }
+                Fault::Backend500s => {
+                    backend.state().error_status = Some(500);
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    backend.state().error_status = None;
+                }
+                Fault::BackendOutage => {
+                    backend.cut_off();
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                    backend.restore();
                 }
             }
-        })
-    };
+        });
+    }
 
     // Samples, every 10 s, until the load ends.
     let mut rows = Vec::new();
@@ -248,15 +246,15 @@ async fn main() {
         let metrics = metrics(&host.base()).await;
         let row = Sample {
             seconds: started.elapsed().as_secs_f64(),
-            rss_mib: proc_status(pid, "VmRSS:") / 1024.0,
+            rss_mib: proc_status(pid, "VmRSS:").unwrap_or(f64::NAN) / 1024.0,
             fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|d| d.count())
                 .unwrap_or(0) as f64,
-            threads: proc_status(pid, "Threads:"),
-            in_flight: metric(&metrics, "cronium_requests_in_flight"),
-            warm: metric(&metrics, "cronium_component_instances_warm"),
-            backlog: metric(&metrics, "cronium_audit_backlog"),
-            spool: spool_length(&valkey_url),
+            threads: proc_status(pid, "Threads:").unwrap_or(f64::NAN),
+            in_flight: gauge(&metrics, "cronium_requests_in_flight"),
+            warm: gauge(&metrics, "cronium_component_instances_warm"),
+            backlog: gauge(&metrics, "cronium_audit_backlog"),
+            spool: spool_length(&valkey_url).await,
             answered: latencies.len() as f64 - failed as f64,
             failed: failed as f64,
             p99_ms: p99,
@@ -269,7 +267,7 @@ async fn main() {
     for worker in workers {
         worker.await.unwrap();
     }
-    faults.abort();
+    faults.abort_all();
     backend.restore();
     backend.state().error_status = None;
 
@@ -278,7 +276,7 @@ async fn main() {
     loop {
         let metrics = metrics(&host.base()).await;
         let waiting =
-            metric(&metrics, "cronium_audit_backlog") + spool_length(&valkey_url).max(0.0);
+            gauge(&metrics, "cronium_audit_backlog") + spool_length(&valkey_url).await.max(0.0);
         if waiting == 0.0 || drained.elapsed() > Duration::from_secs(300) {
             eprintln!(
                 "soak: audit backlog {waiting} after {:?} of draining",
@@ -343,6 +341,17 @@ fn token(tokens: &Mutex<HashMap<usize, (Instant, String)>>, n: usize) -> String 
         tokens.insert(n, (Instant::now(), token.clone()));
         token
     })
+}
+
+/// A fault of the schedule.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Valkey killed and started again, empty.
+    ValkeyRestart,
+    /// The backend answering 500 for 30 s.
+    Backend500s,
+    /// The backend unreachable for 2 minutes.
+    BackendOutage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -460,19 +469,6 @@ impl Sample {
     }
 }
 
-/// A field of `/proc/<pid>/status` (kB for sizes).
-fn proc_status(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(f64::NAN)
-}
-
 async fn metrics(base: &str) -> String {
     match try_call(
         "GET",
@@ -488,23 +484,25 @@ async fn metrics(base: &str) -> String {
     }
 }
 
-/// The value of an unlabelled metric in the exposition `text`.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            rest.strip_prefix(' ')?.trim().parse().ok()
-        })
-        .unwrap_or(f64::NAN)
+/// The gauge `name` (unlabelled) of the exposition `text`; NaN when absent.
+fn gauge(text: &str, name: &str) -> f64 {
+    metric(text, &format!("{name} ")).unwrap_or(f64::NAN)
 }
 
-/// Events in the shared audit spool (-1: Valkey did not answer).
-fn spool_length(url: &str) -> f64 {
-    redis::Client::open(url)
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-        .and_then(|mut c| c.llen::<_, i64>(keys::audit_spool()))
-        .map(|n| n as f64)
-        .unwrap_or(-1.0)
+/// Events in the shared audit spool (-1: Valkey did not answer), asked
+/// off the runtime's threads (a restarting Valkey holds the call up to its
+/// timeout).
+async fn spool_length(url: &str) -> f64 {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .and_then(|mut c| c.llen::<_, i64>(keys::audit_spool()))
+            .map(|n| n as f64)
+            .unwrap_or(-1.0)
+    })
+    .await
+    .unwrap_or(-1.0)
 }
 
 struct Verdict {

@@ -172,11 +172,7 @@ async fn a_sidecar_started_as_the_orchestrator_starts_it_serves_its_job_and_stop
         .map(str::to_owned)
         .to_vec()
     };
-    let flags = sidecar_flags(&job);
-    let sidecar = Container::create(
-        &format!("cronium-runtime-{job}"),
-        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let sidecar = Container::create(&format!("cronium-runtime-{job}"), &sidecar_flags(&job));
 
     // Healthy at the orchestrator's first try, right after the start.
     let started = Instant::now();
@@ -454,10 +450,9 @@ async fn a_sidecar_started_as_the_orchestrator_starts_it_serves_its_job_and_stop
         sidecar.logs()
     );
     backend.state().audit_down = false;
-    let flags = sidecar_flags(&other_job);
     let next = Container::run(
         &format!("cronium-runtime-{other_job}"),
-        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+        &sidecar_flags(&other_job),
     );
     assert!(
         support::eventually(Duration::from_secs(20), || last_write_events() == 1).await,

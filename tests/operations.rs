@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cronium_rules::keys;
 use redis::Commands;
 use serde_json::{Value, json};
-use support::{FakeBackend, Host, HostConfig, Valkey, call, eventually, token};
+use support::{FakeBackend, Host, HostConfig, Valkey, call, eventually, metric, token};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 
@@ -28,14 +28,6 @@ fn auth(execution: &str) -> String {
 async fn get_input(host: &Host) -> support::Reply {
     let url = host.url("/executions/exec-1/input");
     call("GET", &url, &[("authorization", &auth("exec-1"))], None).await
-}
-
-/// The value of a metric line that starts with `prefix`.
-fn metric(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]

@@ -171,9 +171,9 @@ pub struct Container {
 impl Container {
     /// Creates a container named `name` with `docker create <args>`,
     /// without starting it.
-    pub fn create(name: &str, args: &[&str]) -> Container {
+    pub fn create(name: &str, args: &[impl AsRef<str>]) -> Container {
         let mut all = vec!["create", "--name", name];
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(AsRef::as_ref));
         docker_ok(&all);
         Container {
             name: name.to_owned(),
@@ -181,9 +181,9 @@ impl Container {
     }
 
     /// `docker run -d --name <name> <args>`.
-    pub fn run(name: &str, args: &[&str]) -> Container {
+    pub fn run(name: &str, args: &[impl AsRef<str>]) -> Container {
         let mut all = vec!["run", "-d", "--name", name];
-        all.extend_from_slice(args);
+        all.extend(args.iter().map(AsRef::as_ref));
         docker_ok(&all);
         Container {
             name: name.to_owned(),

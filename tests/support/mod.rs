@@ -63,6 +63,28 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The value of the first line of a Prometheus exposition `text` that
+/// starts with `prefix` (a metric's name, with its labels or a space).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The number of a field of `/proc/<pid>/status` (`VmRSS:` in kB,
+/// `Threads:`).
+pub fn proc_status(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     SystemTime::now()

@@ -1,5 +1,6 @@
 //! A minimal HTTP/1 server for the fakes (the backend, the stand-ins):
-//! every request is answered by one function, until the task is aborted.
+//! every request is answered by one function, until the task is aborted,
+//! and (for the fake backend's outages) while a switch is on.
 //! Shared with the fake backend's own program (`tests/support/bin/`).
 
 use std::net::SocketAddr;
@@ -24,26 +25,9 @@ where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
 {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let reply = answer(req);
-                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
+    // A switch nobody turns off.
+    let (online, _) = tokio::sync::watch::channel(true);
+    serve_switchable(addr, online, answer).await
 }
 
 /// Serves `answer` on `addr` while `online` holds true: when it turns
@@ -88,9 +72,11 @@ where
                         });
                         let connection = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                        // A switch dropped (the server's task aborted) cuts
+                        // nothing: open connections go on, as they always did.
                         tokio::select! {
                             _ = connection => {}
-                            _ = cut.wait_for(|on| !*on) => {}
+                            Ok(_) = cut.wait_for(|on| !*on) => {}
                         }
                     });
                 }
