@@ -9,10 +9,13 @@
 
 #![no_main]
 
+#[path = "common/drive.rs"]
+mod common;
+
 use std::time::Duration;
 
 use cronium_rules::backend::protocol::{self as calls, Call, Caller, Client};
-use cronium_rules::protocol::{HttpReply, HttpResponse, Machine, Now, Step, TransportFailure};
+use cronium_rules::protocol::{HttpReply, HttpResponse, TransportFailure};
 use cronium_rules::wire::TokenFacts;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -107,37 +110,24 @@ fn run(input: &mut Unstructured<'_>) -> Result<()> {
 
 /// Steps `call` to its end, answering each request from `input`.
 fn drive<T>(
-    mut call: Call<T>,
+    call: Call<T>,
     input: &mut Unstructured<'_>,
 ) -> Result<std::result::Result<T, cronium_rules::backend::Failure>> {
-    let mut elapsed = Duration::ZERO;
-    let mut reply = None;
-    for _ in 0..MOST_STEPS {
-        let now = Now {
-            elapsed,
-            jitter: f64::from(input.int_in_range(0..=999u16)?) / 1000.0,
-        };
-        match call.next(reply.take(), now) {
-            Step::Send(request) => {
-                assert!(
-                    request.path.starts_with("/api/internal/"),
-                    "{}",
-                    request.path
-                );
-                assert!(
-                    request
-                        .headers
-                        .iter()
-                        .all(|(_, v)| calls::valid_header_value(v))
-                );
-                elapsed += Duration::from_millis(input.int_in_range(0..=5_000)?);
-                reply = Some(answer(input)?);
-            }
-            Step::Wait(pause) => elapsed += pause,
-            Step::Done(outcome) => return Ok(outcome),
-        }
-    }
-    panic!("a backend call did not end within {MOST_STEPS} steps");
+    common::drive(call, input, MOST_STEPS, |request, input| {
+        assert!(
+            request.path.starts_with("/api/internal/"),
+            "{}",
+            request.path
+        );
+        assert!(
+            request
+                .headers
+                .iter()
+                .all(|(_, v)| calls::valid_header_value(v))
+        );
+        let took = Duration::from_millis(input.int_in_range(0..=5_000)?);
+        Ok((took, answer(input)?))
+    })
 }
 
 fn answer(input: &mut Unstructured<'_>) -> Result<HttpReply> {

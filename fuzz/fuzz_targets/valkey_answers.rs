@@ -10,11 +10,14 @@
 
 #![no_main]
 
+#[path = "common/drive.rs"]
+mod common;
+
 use std::time::Duration;
 
 use cronium_rules::access::{Check, CheckAccess, Verdict};
 use cronium_rules::lease::protocol::{Acquire, AwaitRelease};
-use cronium_rules::protocol::{Machine, Now, Step, ValkeyFailure, ValkeyReply, ValkeyValue};
+use cronium_rules::protocol::{Machine, ValkeyFailure, ValkeyReply, ValkeyValue};
 use cronium_rules::rate_limit::Quota;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -60,30 +63,19 @@ fn run(input: &mut Unstructured<'_>) -> Result<()> {
     Ok(())
 }
 
-fn drive<M>(mut machine: M, input: &mut Unstructured<'_>) -> Result<M::Output>
+fn drive<M>(machine: M, input: &mut Unstructured<'_>) -> Result<M::Output>
 where
     M: Machine<Reply = ValkeyReply>,
 {
-    let mut elapsed = Duration::ZERO;
-    let mut reply = None;
-    for _ in 0..MOST_STEPS {
-        let now = Now {
-            elapsed,
-            jitter: f64::from(input.int_in_range(0..=999u16)?) / 1000.0,
+    common::drive(machine, input, MOST_STEPS, |_, input| {
+        let took = Duration::from_micros(input.int_in_range(0..=500_000)?);
+        let reply = if input.is_empty() {
+            Err(ValkeyFailure::Unavailable("gone".into()))
+        } else {
+            value(input, 0)
         };
-        match machine.next(reply.take(), now) {
-            Step::Send(_) => {
-                elapsed += Duration::from_micros(input.int_in_range(0..=500_000)?);
-                reply = Some(value(input, 0));
-                if input.is_empty() {
-                    reply = Some(Err(ValkeyFailure::Unavailable("gone".into())));
-                }
-            }
-            Step::Wait(pause) => elapsed += pause,
-            Step::Done(output) => return Ok(output),
-        }
-    }
-    panic!("a Valkey machine did not end within {MOST_STEPS} steps");
+        Ok((took, reply))
+    })
 }
 
 /// A reply: mostly integers near the ones the scripts answer, sometimes
