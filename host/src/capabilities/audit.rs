@@ -222,9 +222,8 @@ impl Courier {
                 }
             }
             if !self.held.is_empty() && self.running.is_empty() {
-                let mut held = std::mem::take(&mut self.held);
-                held.sort_by_key(|(seq, _)| *seq);
-                self.file.append(held.iter().map(|(_, record)| record));
+                let held = in_arrival_order(std::mem::take(&mut self.held));
+                self.file.append(&held);
             }
             if !open && self.running.is_empty() && self.held.is_empty() {
                 // Every sink is gone or the stop closed the queue: a last
@@ -287,12 +286,8 @@ impl Courier {
     /// one command; what it cannot take stays in the file.
     async fn hand_over(mut self, mut queue: mpsc::Receiver<AuditRecord>) {
         self.running.abort_all();
-        let mut left: Vec<(u64, AuditRecord)> = std::mem::take(&mut self.in_flight)
-            .into_iter()
-            .chain(std::mem::take(&mut self.held))
-            .collect();
-        left.sort_by_key(|(seq, _)| *seq);
-        let mut left: Vec<AuditRecord> = left.into_iter().map(|(_, record)| record).collect();
+        let in_flight = std::mem::take(&mut self.in_flight).into_iter();
+        let mut left = in_arrival_order(in_flight.chain(std::mem::take(&mut self.held)).collect());
         while let Ok(record) = queue.try_recv() {
             left.push(record);
         }
@@ -319,7 +314,7 @@ impl Courier {
                     .fetch_add(bodies.len() as u64, Ordering::Relaxed);
                 tracing::info!(events = bodies.len(), "audit backlog handed over to Valkey");
                 if from_file > 0
-                    && let Err(error) = self.file.keep(&Default::default())
+                    && let Err(error) = self.file.clear()
                 {
                     tracing::error!(%error, "audit spool cannot be emptied; its events may be sent twice");
                 }
@@ -330,6 +325,12 @@ impl Courier {
             }
         }
     }
+}
+
+/// Numbered events, in the order they arrived.
+fn in_arrival_order(mut events: Vec<(u64, AuditRecord)>) -> Vec<AuditRecord> {
+    events.sort_by_key(|(seq, _)| *seq);
+    events.into_iter().map(|(_, record)| record).collect()
 }
 
 /// Runs `work` unless the hand-over time comes first (`None` then, the

@@ -89,6 +89,11 @@ impl FileSpool {
         read_lines(&self.path)
     }
 
+    /// Empties the spool (its events were handed over).
+    pub(super) fn clear(&mut self) -> std::io::Result<()> {
+        self.keep(&VecDeque::new())
+    }
+
     /// Keeps only `rest` (what is left of [`FileSpool::bodies`]).
     pub(super) fn keep(&mut self, rest: &VecDeque<String>) -> std::io::Result<()> {
         let text: String = rest.iter().map(|l| format!("{l}\n")).collect();
