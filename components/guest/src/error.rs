@@ -160,5 +160,3 @@ impl From<BackendError> for ApiError {
         }
     }
 }
-
-pub use cronium_rules::error_body::reason_phrase;

@@ -48,7 +48,7 @@ pub enum Script {
 }
 
 impl Script {
-    /// Every script.
+    /// Every script, each at the index of its identity (`script as usize`).
     pub const ALL: [Script; 7] = [
         Script::Increment,
         Script::Acquire,
@@ -344,6 +344,13 @@ pub fn cluster_nodes(nodes: &str) -> Vec<ClusterNode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_script_stands_at_the_index_of_its_identity() {
+        for (index, script) in Script::ALL.into_iter().enumerate() {
+            assert_eq!(script as usize, index, "{script:?}");
+        }
+    }
 
     #[test]
     fn a_clusters_nodes_are_its_live_ones_with_their_roles() {

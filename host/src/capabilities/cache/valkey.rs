@@ -38,9 +38,9 @@ pub struct ValkeyCache {
     /// Set on first use, when the seeds have said what they are.
     connection: OnceCell<Connection>,
     default_ttl: Duration,
-    /// Each of the rules' scripts, with its digest for `EVALSHA`, in
-    /// [`commands::Script::ALL`]'s order.
-    scripts: Vec<(commands::Script, Script)>,
+    /// Each of the rules' scripts, with its digest for `EVALSHA`, indexed
+    /// by its identity ([`commands::Script::ALL`]'s order).
+    scripts: [Script; commands::Script::ALL.len()],
 }
 
 /// The connection to the region's Valkey, whichever kind it is.
@@ -133,10 +133,7 @@ impl ValkeyCache {
             config: config.clone(),
             connection: OnceCell::new(),
             default_ttl,
-            scripts: commands::Script::ALL
-                .iter()
-                .map(|script| (*script, Script::new(script.source())))
-                .collect(),
+            scripts: commands::Script::ALL.map(|script| Script::new(script.source())),
         })
     }
 
@@ -156,12 +153,7 @@ impl ValkeyCache {
 
     /// Runs `call` with the cached copy of its script.
     async fn run(&self, call: ScriptCall) -> Result<i64, CacheError> {
-        let (_, script) = self
-            .scripts
-            .iter()
-            .find(|(id, _)| *id == call.script)
-            .expect("every script of the rules is cached");
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.scripts[call.script as usize].prepare_invoke();
         for key in &call.keys {
             invocation.key(key);
         }
