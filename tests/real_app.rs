@@ -43,15 +43,11 @@ impl World {
         };
         // The embedded store: no backend for the host.
         let embedded = kind == Kind::Embedded;
-        let configure = |config: HostConfig| {
-            configure(HostConfig {
-                backend_url: if embedded {
-                    None
-                } else {
-                    config.backend_url.clone()
-                },
-                ..config
-            })
+        let configure = |mut config: HostConfig| {
+            if embedded {
+                config.backend_url = None;
+            }
+            configure(config)
         };
         let world = World::serving_as(profile, prepare, configure).await;
         if embedded {
