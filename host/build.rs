@@ -52,6 +52,7 @@ fn main() {
         .expect("host/ sits in the workspace root");
     for watched in [
         "components",
+        "crates",
         "wit",
         "tests/components",
         "bench/components",

@@ -11,7 +11,7 @@
 //! `wasi:http`) and, when a Spin CLI is present, under `spin up` with the
 //! same `.wasm` and the Spin adapter (else it says "NOT RUN under Spin").
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,10 +1,9 @@
-//! The batch route end to end (`CONTRACT.md`, "Batch: several calls in one
-//! round trip"): the real host binary, a real Valkey, the fake backend.
+//! The batch route end to end (`docs/batch.md`): the real host binary, a real Valkey, the fake backend.
 //! A batch answers each of its requests as its own route does, with the
 //! same effects on the backend and the audit trail; its limits refuse a
 //! batch before any of it runs.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -17,8 +16,26 @@ const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 /// Valkey, the fake backend (executions `exec-1` of `user-1`, with input,
 /// and `exec-2` of `user-1`, without), and a host configured by
 /// `configure`.
-impl World {
-    async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
+/// The shared [`World`], with what this file's tests ask of it (a type
+/// of its own: the other areas' tests give `World` other helpers).
+struct BatchWorld(World);
+
+impl std::ops::Deref for BatchWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for BatchWorld {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+impl BatchWorld {
+    async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> Self {
         let prepare = |backend: &FakeBackend| {
             parity::add_executions(backend);
             backend.state().relayed_tools.insert(
@@ -26,7 +43,7 @@ impl World {
                 json!({"success": true, "data": {"issue": "OPS-12"}}),
             );
         };
-        World::serving(prepare, configure).await
+        Self(World::serving(prepare, configure).await)
     }
 
     /// Sends `body` as `exec-1`'s batch with `exec-1`'s token.
@@ -145,7 +162,7 @@ fn mixed_calls() -> Vec<Call> {
 async fn a_batch_answers_as_the_same_calls_made_one_by_one_with_the_same_backend_and_audit_traffic()
 {
     let calls = mixed_calls();
-    let (alone, batched) = tokio::join!(World::start(|c| c), World::start(|c| c));
+    let (alone, batched) = tokio::join!(BatchWorld::start(|c| c), BatchWorld::start(|c| c));
     let replies = batch::one_by_one(&alone.host.base(), "exec-1", &token("exec-1"), &calls).await;
     let answer = batched.batch(&batch::batch_body(&calls)).await;
     let responses = batch::responses(&answer);
@@ -178,7 +195,7 @@ async fn a_batch_answers_as_the_same_calls_made_one_by_one_with_the_same_backend
 
 #[tokio::test]
 async fn a_failing_request_in_the_middle_does_not_stop_the_rest() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     w.backend.state().output_answer = Some((
         400,
         json!({"error": "Bad Request", "message": "output refused"}),
@@ -224,7 +241,7 @@ async fn a_failing_request_in_the_middle_does_not_stop_the_rest() {
 
 #[tokio::test]
 async fn the_answer_has_the_contract_s_shape_and_keeps_each_route_s_bytes() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let answer = w
         .batch(&json!({"requests": [
             {"id": "1", "method": "GET", "url": "input"},
@@ -253,7 +270,7 @@ async fn the_answer_has_the_contract_s_shape_and_keeps_each_route_s_bytes() {
 
 #[tokio::test]
 async fn the_batch_itself_is_refused_as_a_whole_for_its_token_and_method() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let body = batch::batch_body(&batch::seven_call_script());
     let url = w.host.url("/executions/exec-1/batch");
     let text = body.to_string();
@@ -276,7 +293,7 @@ async fn the_batch_itself_is_refused_as_a_whole_for_its_token_and_method() {
 
 #[tokio::test]
 async fn every_limit_refuses_the_whole_batch_naming_the_request_and_runs_none_of_it() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let write = json!({"id": "w", "method": "POST", "url": "output", "body": {"data": 1}});
     let get = |id: &str| json!({"id": id, "method": "GET", "url": "input"});
     let many: Vec<Value> = (0..51).map(|i| get(&i.to_string())).collect();
@@ -346,7 +363,7 @@ async fn every_limit_refuses_the_whole_batch_naming_the_request_and_runs_none_of
 
 #[tokio::test]
 async fn a_request_over_its_own_route_s_cap_gets_that_route_s_413_and_the_rest_run() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let big = "x".repeat(1024 * 1024);
     let body = json!({"value": big});
     let answer = w
@@ -375,7 +392,7 @@ async fn a_request_over_its_own_route_s_cap_gets_that_route_s_413_and_the_rest_r
 
 #[tokio::test]
 async fn another_execution_s_routes_are_refused_inside_the_answer() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let answer = w
         .batch(&json!({"requests": [
             {"id": "1", "method": "GET", "url": "/executions/exec-2/input"},
@@ -397,7 +414,7 @@ async fn another_execution_s_routes_are_refused_inside_the_answer() {
 
 #[tokio::test]
 async fn the_rate_budget_running_out_mid_batch_refuses_the_rest_inside_the_answer() {
-    let w = World::start(|c| c.env("RATE_LIMIT_PER_MIN", "5")).await;
+    let w = BatchWorld::start(|c| c.env("RATE_LIMIT_PER_MIN", "5")).await;
     let calls: Vec<Call> = (0..7).map(|_| call_of("GET", "input", None)).collect();
     let body = batch::batch_body(&calls);
     // The batch itself is one request of the budget, each of its requests one more.
@@ -426,9 +443,9 @@ async fn a_batch_answers_the_same_bytes_through_either_export_and_with_reuse_on_
     let calls = mixed_calls();
     let body = batch::batch_body(&calls);
     let worlds = [
-        World::start(|c| c).await,
-        World::start(|c| c.env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await,
-        World::start(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await,
+        BatchWorld::start(|c| c).await,
+        BatchWorld::start(|c| c.env("CRONIUM_COMPONENT_EXPORT", "wasi-http")).await,
+        BatchWorld::start(|c| c.env("CRONIUM_INSTANCE_REUSE", "1")).await,
     ];
     let mut answers = Vec::new();
     for world in &worlds {
@@ -444,7 +461,7 @@ async fn a_batch_answers_the_same_bytes_through_either_export_and_with_reuse_on_
 async fn a_component_that_traps_or_stalls_fails_only_its_own_request() {
     // The misbehaving component serves the executions routes; its
     // `{id}` picks what it does.
-    let w = World::start(|c| {
+    let w = BatchWorld::start(|c| {
         c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
             .env("CRONIUM_REQUEST_TIMEOUT", "3s")
     })
@@ -480,7 +497,7 @@ async fn a_component_that_traps_or_stalls_fails_only_its_own_request() {
 
 #[tokio::test]
 async fn bodies_past_the_answer_s_sixteen_mebibytes_are_left_out_with_their_status() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let value = "v".repeat(1_000_000);
     let reply = call(
         "PUT",
@@ -508,7 +525,7 @@ async fn bodies_past_the_answer_s_sixteen_mebibytes_are_left_out_with_their_stat
 
 #[tokio::test]
 async fn batched_requests_are_counted_by_route_in_the_metrics() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     let answer = w
         .batch(&batch::batch_body(&batch::seven_call_script()))
         .await;
@@ -539,7 +556,7 @@ fn snippet(lang: &str) -> String {
 
 #[tokio::test]
 async fn the_helper_snippets_of_the_docs_run_against_the_host() {
-    let w = World::start(|c| c).await;
+    let w = BatchWorld::start(|c| c).await;
     w.backend
         .add_execution("snippets", "user-1", Some(json!([1, 2, 3])));
     let dir = tempfile::tempdir().unwrap();
@@ -606,7 +623,7 @@ async fn the_helper_snippets_of_the_docs_run_against_the_host() {
 
 #[tokio::test]
 async fn a_batch_takes_two_places_of_the_in_flight_cap() {
-    let w = World::start(|c| {
+    let w = BatchWorld::start(|c| {
         c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE)
             .env("CRONIUM_MAX_IN_FLIGHT", "2")
     })
@@ -641,7 +658,7 @@ async fn the_requests_of_a_batch_share_a_warm_instance_of_their_group_unless_reu
         {"id": "3", "method": "GET", "url": "/executions/count/input"},
     ]});
     for (reuse, expected) in [(None, [1, 2, 3]), (Some("1"), [1, 1, 1])] {
-        let w = World::start(|c| {
+        let w = BatchWorld::start(|c| {
             let c = c.env("CRONIUM_COMPONENT_EXECUTIONS", MISBEHAVE);
             match reuse {
                 Some(reuse) => c.env("CRONIUM_INSTANCE_REUSE", reuse),

@@ -6,7 +6,7 @@
 //! hosts; a manual failover under a write load loses no acknowledged write
 //! and answers no 500.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

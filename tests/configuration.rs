@@ -3,7 +3,7 @@
 //! setting is listed by `--help` and reported by `config`, and a compile
 //! cache that someone else could have written is never loaded.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

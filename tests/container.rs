@@ -623,7 +623,7 @@ async fn two_replicas_in_compose_lose_no_acknowledged_write_when_one_is_killed_a
     }
 
     // Valkey cut off: reads and plain writes go on through the backend,
-    // conditional writes answer 503 with Retry-After (CONTRACT.md, "When
+    // conditional writes answer 503 with Retry-After (docs/api.md, "When
     // Valkey is down").
     let valkey = stack.container("valkey");
     docker_ok(&[

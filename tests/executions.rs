@@ -1,7 +1,7 @@
 //! The executions API end to end: the real host binary, a real Valkey, a
-//! fake Cronium backend. Each test states one behaviour of `CONTRACT.md`.
+//! fake Cronium backend. Each test states one behaviour of `docs/api.md`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -11,12 +11,30 @@ use support::client::{call_chunked, expect_continue};
 use support::{FakeBackend, HostConfig, World, call, claims, eventually, now, token, token_for};
 
 /// A host on a fresh Valkey and fake backend, with execution `exec-1`.
-impl World {
-    async fn start() -> World {
+/// The shared [`World`], with what this file's tests ask of it (a type
+/// of its own: the other areas' tests give `World` other helpers).
+struct ExecutionsWorld(World);
+
+impl std::ops::Deref for ExecutionsWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ExecutionsWorld {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+impl ExecutionsWorld {
+    async fn start() -> Self {
         Self::start_with(|c| c).await
     }
 
-    async fn start_with(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
+    async fn start_with(configure: impl FnOnce(HostConfig) -> HostConfig) -> Self {
         let prepare = |backend: &FakeBackend| {
             backend.add_execution(
                 "exec-1",
@@ -24,7 +42,7 @@ impl World {
                 Some(json!({"greeting": "hello", "n": [1, 2]})),
             )
         };
-        World::serving(prepare, configure).await
+        Self(World::serving(prepare, configure).await)
     }
 
     async fn get(&self, path: &str, token: &str) -> support::Reply {
@@ -59,7 +77,7 @@ const CONTEXT: &str = "/api/internal/executions/exec-1/context";
 
 #[tokio::test]
 async fn health_answers_without_a_token() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let reply = call("GET", &w.host.url("/health"), &[], None).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json["status"], "healthy");
@@ -69,7 +87,7 @@ async fn health_answers_without_a_token() {
 
 #[tokio::test]
 async fn unknown_routes_are_a_json_404() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     for path in [
         "/",
         "/nope",
@@ -85,7 +103,7 @@ async fn unknown_routes_are_a_json_404() {
 
 #[tokio::test]
 async fn a_known_route_with_the_wrong_method_is_a_json_405() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let reply = w
         .post("/executions/exec-1/input", &token("exec-1"), b"{}")
         .await;
@@ -99,7 +117,7 @@ async fn a_known_route_with_the_wrong_method_is_a_json_405() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_echoes_the_callers() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let reply = call(
         "GET",
         &w.host.url("/health"),
@@ -116,7 +134,7 @@ async fn every_response_carries_a_request_id_and_echoes_the_callers() {
 
 #[tokio::test]
 async fn input_is_the_executions_metadata_input() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let reply = w.get("/executions/exec-1/input", &token("exec-1")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(
@@ -128,7 +146,7 @@ async fn input_is_the_executions_metadata_input() {
 
 #[tokio::test]
 async fn an_execution_without_input_answers_null_data() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.backend.add_execution("exec-2", "user-1", None);
     let reply = w.get("/executions/exec-2/input", &token("exec-2")).await;
     assert_eq!(reply.status, 200);
@@ -137,7 +155,7 @@ async fn an_execution_without_input_answers_null_data() {
 
 #[tokio::test]
 async fn an_input_far_larger_than_one_write_comes_back_whole() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     // ~600 KiB of varied rows: the answer takes many writes of the body.
     let rows: Vec<_> = (0..20_000)
         .map(|i| json!({"row": i, "name": format!("item-{i}")}))
@@ -161,7 +179,7 @@ async fn an_input_far_larger_than_one_write_comes_back_whole() {
 
 #[tokio::test]
 async fn input_is_read_from_the_backend_once_then_from_the_cache() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     for _ in 0..3 {
         assert_eq!(
             w.get("/executions/exec-1/input", &token("exec-1"))
@@ -186,7 +204,7 @@ async fn input_is_read_from_the_backend_once_then_from_the_cache() {
 
 #[tokio::test]
 async fn execution_records_are_also_kept_in_process_and_only_for_their_own_execution() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.backend
         .add_execution("exec-2", "user-2", Some(json!({"other": true})));
     let first = w.get("/executions/exec-1/input", &token("exec-1")).await;
@@ -209,7 +227,7 @@ async fn execution_records_are_also_kept_in_process_and_only_for_their_own_execu
 
 #[tokio::test]
 async fn context_has_the_contract_fields_with_event_name_and_type_from_the_nested_event() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let reply = w.get("/executions/exec-1/context", &token("exec-1")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json["success"], true);
@@ -226,7 +244,7 @@ async fn context_has_the_contract_fields_with_event_name_and_type_from_the_neste
 
 #[tokio::test]
 async fn backend_reads_send_the_backend_token_the_execution_id_and_the_capability() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let token = token_for(&Claims {
         capability_token: Some("cap-xyz".into()),
         ..claims("exec-1")
@@ -247,7 +265,7 @@ async fn backend_reads_send_the_backend_token_the_execution_id_and_the_capabilit
 
 #[tokio::test]
 async fn an_unknown_execution_is_a_404() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let reply = w.get("/executions/ghost/input", &token("ghost")).await;
     assert_eq!(reply.status, 404);
     assert_eq!(reply.error_message(), "execution not found");
@@ -255,7 +273,7 @@ async fn an_unknown_execution_is_a_404() {
 
 #[tokio::test]
 async fn reads_that_reach_the_backend_are_audited_and_cache_hits_are_not() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.get("/executions/exec-1/input", &token("exec-1")).await;
     w.get("/executions/exec-1/input", &token("exec-1")).await;
     assert!(
@@ -277,7 +295,7 @@ async fn reads_that_reach_the_backend_are_audited_and_cache_hits_are_not() {
 
 #[tokio::test]
 async fn a_backend_that_is_down_gives_503_with_retry_after_on_an_uncached_read() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.backend.state().down = true;
     let reply = w.get("/executions/exec-1/input", &token("exec-1")).await;
     assert_eq!(reply.status, 503);
@@ -295,7 +313,7 @@ async fn a_backend_that_is_down_gives_503_with_retry_after_on_an_uncached_read()
 
 #[tokio::test]
 async fn output_of_any_json_is_written_to_the_backend_with_a_timestamp() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let values = [
         json!({"rows": 3, "ok": true}),
         json!([1, "two", null]),
@@ -332,7 +350,7 @@ async fn output_of_any_json_is_written_to_the_backend_with_a_timestamp() {
 
 #[tokio::test]
 async fn output_is_audited_with_its_size_but_not_its_content() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let body = json!({"data": {"secret-ish": "do not log me"}}).to_string();
     w.post(
         "/executions/exec-1/output",
@@ -355,7 +373,7 @@ async fn output_is_audited_with_its_size_but_not_its_content() {
 
 #[tokio::test]
 async fn output_bodies_that_are_not_the_contract_are_400() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     for body in [
         &b""[..],
         b"   ",
@@ -376,7 +394,7 @@ async fn output_bodies_that_are_not_the_contract_are_400() {
 
 #[tokio::test]
 async fn output_up_to_five_mebibytes_is_accepted_and_over_it_is_413() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let fits = format!("{{\"data\":\"{}\"}}", "x".repeat(5 * 1024 * 1024 - 11));
     assert_eq!(fits.len(), 5 * 1024 * 1024);
     let reply = w
@@ -403,7 +421,7 @@ async fn output_up_to_five_mebibytes_is_accepted_and_over_it_is_413() {
 
 #[tokio::test]
 async fn an_oversized_chunked_body_is_413_too() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let auth = format!("Bearer {}", token("exec-1"));
     let chunks = vec![vec![b' '; 1024 * 1024]; 6];
     let reply = call_chunked(
@@ -417,7 +435,7 @@ async fn an_oversized_chunked_body_is_413_too() {
 
 #[tokio::test]
 async fn other_routes_cap_bodies_at_one_mebibyte() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let over = format!(
         "{{\"condition\":true,\"pad\":\"{}\"}}",
         "x".repeat(1024 * 1024)
@@ -434,7 +452,7 @@ async fn other_routes_cap_bodies_at_one_mebibyte() {
 
 #[tokio::test]
 async fn chunked_bodies_as_the_node_sdk_sends_them_work() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let auth = format!("Bearer {}", token("exec-1"));
     let chunks = vec![
         b"{\"da".to_vec(),
@@ -456,7 +474,7 @@ async fn chunked_bodies_as_the_node_sdk_sends_them_work() {
 
 #[tokio::test]
 async fn expect_100_continue_as_curl_sends_it_works() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let body = br#"{"data":{"from":"curl"}}"#;
     let head = format!(
         "POST /executions/exec-1/output HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
@@ -478,7 +496,7 @@ async fn expect_100_continue_as_curl_sends_it_works() {
 
 #[tokio::test]
 async fn a_backend_success_false_becomes_a_502_with_its_error_as_message() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.backend.state().output_answer = Some((
         200,
         json!({"success": false, "error": "output store is full"}),
@@ -512,7 +530,7 @@ async fn a_backend_success_false_becomes_a_502_with_its_error_as_message() {
 
 #[tokio::test]
 async fn condition_true_and_false_are_written_to_the_backend() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     for condition in [true, false] {
         let body = json!({ "condition": condition }).to_string();
         let reply = w
@@ -549,7 +567,7 @@ async fn condition_true_and_false_are_written_to_the_backend() {
 
 #[tokio::test]
 async fn a_condition_that_is_not_a_boolean_is_400() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     for body in [
         &br#"{"condition":"true"}"#[..],
         br#"{"condition":1}"#,
@@ -585,13 +603,13 @@ async fn status_with_header(w: &World, header: Option<&str>) -> (u16, String) {
 
 #[tokio::test]
 async fn a_request_without_authorization_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     assert_eq!(status_with_header(&w, None).await.0, 401);
 }
 
 #[tokio::test]
 async fn authorization_that_is_not_a_bearer_token_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let token = token("exec-1");
     for header in [
         format!("Basic {token}"),
@@ -610,7 +628,7 @@ async fn authorization_that_is_not_a_bearer_token_is_401() {
 
 #[tokio::test]
 async fn a_token_signed_with_another_secret_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let other = support::signer(b"some-other-secret-entirely", Algorithm::Hs256);
     let (status, message) = status_with_header(
         &w,
@@ -622,7 +640,7 @@ async fn a_token_signed_with_another_secret_is_401() {
 
 #[tokio::test]
 async fn an_expired_token_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let expired = token_for(&Claims {
         expires_at: Some(now() - 120),
         issued_at: now() - 600,
@@ -634,7 +652,7 @@ async fn an_expired_token_is_401() {
 
 #[tokio::test]
 async fn a_token_not_yet_valid_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let future = token_for(&Claims {
         issued_at: now() + 600,
         expires_at: Some(now() + 1200),
@@ -646,7 +664,7 @@ async fn a_token_not_yet_valid_is_401() {
 
 #[tokio::test]
 async fn a_token_past_its_absolute_lifetime_is_401_even_before_exp() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let old = token_for(&Claims {
         issued_at: now() - 3 * 3600,
         expires_at: Some(now() + 3600),
@@ -658,7 +676,7 @@ async fn a_token_past_its_absolute_lifetime_is_401_even_before_exp() {
 
 #[tokio::test]
 async fn a_token_with_another_algorithm_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let hs512 = support::signer(support::SECRET.as_bytes(), Algorithm::Hs512);
     let (status, message) = status_with_header(
         &w,
@@ -673,7 +691,7 @@ async fn a_token_with_another_algorithm_is_401() {
 
 #[tokio::test]
 async fn an_unsigned_alg_none_token_is_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let signed = token("exec-1");
     let mut parts = signed.split('.');
     let _header = parts.next();
@@ -686,7 +704,7 @@ async fn an_unsigned_alg_none_token_is_401() {
 
 #[tokio::test]
 async fn tokens_without_execution_id_or_job_id_are_401() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let verifier = support::signer(support::SECRET.as_bytes(), Algorithm::Hs256);
     let no_job = verifier.mint(&Claims {
         job_id: String::new(),
@@ -710,7 +728,7 @@ async fn tokens_without_execution_id_or_job_id_are_401() {
 
 #[tokio::test]
 async fn a_token_for_another_execution_is_403() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.backend
         .add_execution("exec-2", "user-1", Some(json!("theirs")));
     let reply = w.get("/executions/exec-2/input", &token("exec-1")).await;
@@ -728,7 +746,7 @@ async fn a_token_for_another_execution_is_403() {
 
 #[tokio::test]
 async fn a_revoked_jobs_token_is_403_on_every_route() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let _: () = redis::cmd("SET")
         .arg("cronium:exec-revoked:job-exec-1")
         .arg("1")
@@ -763,7 +781,7 @@ async fn a_revoked_jobs_token_is_403_on_every_route() {
 
 #[tokio::test]
 async fn container_tokens_with_snake_case_job_id_are_accepted() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     let payload = json!({
         "executionId": "exec-1", "job_id": "job-exec-1", "scope": "execution",
         "iat": now(), "exp": now() + 300,
@@ -792,7 +810,7 @@ fn sign_json(payload: &Value) -> String {
 
 #[tokio::test]
 async fn errors_never_leak_the_backend_address() {
-    let w = World::start().await;
+    let w = ExecutionsWorld::start().await;
     w.backend.state().down = true;
     let reply = w
         .post(

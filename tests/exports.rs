@@ -3,7 +3,7 @@
 //! component without it, and calls `wasi:http` (as Spin does) when told
 //! to. Through either, every route answers the same.
 
-mod support;
+use crate::support;
 
 use support::call;
 use support::parity::{self, HostWorld};

@@ -1,7 +1,7 @@
 //! What operators rely on: metrics, readiness, CORS, load shedding and
 //! timeouts, durable audit, graceful shutdown.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

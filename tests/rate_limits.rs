@@ -2,7 +2,7 @@
 //! client address for failing tokens, and on this host alone while Valkey
 //! is down. 429 answers are JSON with `Retry-After`.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{FakeBackend, Host, HostConfig, Reply, Valkey, call, token};

@@ -1,5 +1,5 @@
-//! The Cronium app as the backend (`CONTRACT.md`, "The real Cronium app, as
-//! it is"): what it really stores and answers, and what scripts see.
+//! The Cronium app as the backend (`docs/cronium.md`,
+//! `docs/api.md` "Variables"): what it really stores and answers, and what scripts see.
 //!
 //! Each behaviour runs against every backend a deployment may use: the fake
 //! of the contract's backend, the fake in the Cronium app's profile (a
@@ -7,7 +7,7 @@
 //! routes, `details` in audit events, no `startTime`), and the embedded
 //! store, all with a real Valkey in front.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -28,12 +28,30 @@ enum Kind {
 
 const EVERY_BACKEND: [Kind; 3] = [Kind::Contract, Kind::CroniumApp, Kind::Embedded];
 
-impl World {
-    async fn start(kind: Kind) -> World {
+/// The shared [`World`], with what this file's tests ask of it (a type
+/// of its own: the other areas' tests give `World` other helpers).
+struct AppWorld(World);
+
+impl std::ops::Deref for AppWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppWorld {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+impl AppWorld {
+    async fn start(kind: Kind) -> Self {
         Self::start_with(kind, |c| c).await
     }
 
-    async fn start_with(kind: Kind, configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
+    async fn start_with(kind: Kind, configure: impl FnOnce(HostConfig) -> HostConfig) -> Self {
         let profile = match kind {
             Kind::CroniumApp => Profile::CroniumApp,
             _ => Profile::Contract,
@@ -49,7 +67,7 @@ impl World {
             }
             configure(config)
         };
-        let world = World::serving_as(profile, prepare, configure).await;
+        let world = Self(World::serving_as(profile, prepare, configure).await);
         if embedded {
             let host = &world.host;
             let created = host.command(&[
@@ -146,7 +164,7 @@ fn every_kind_of_value() -> Vec<Value> {
 #[tokio::test]
 async fn every_json_type_reads_back_identical_from_the_cache_and_after_it_is_emptied() {
     for kind in EVERY_BACKEND {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         let values = every_kind_of_value();
         for (i, value) in values.iter().enumerate() {
             let reply = w.put(&format!("v{i}"), value).await;
@@ -171,7 +189,7 @@ async fn every_json_type_reads_back_identical_from_the_cache_and_after_it_is_emp
 
 #[tokio::test]
 async fn the_app_keeps_plain_strings_as_typed_and_every_other_value_as_its_json_text() {
-    let w = World::start(Kind::CroniumApp).await;
+    let w = AppWorld::start(Kind::CroniumApp).await;
     for (value, stored) in [
         (json!("hello world"), "hello world"),
         (json!("a,b"), "a,b"),
@@ -194,7 +212,7 @@ async fn the_app_keeps_plain_strings_as_typed_and_every_other_value_as_its_json_
 
 #[tokio::test]
 async fn values_typed_in_the_apps_ui_read_back_as_that_text() {
-    let w = World::start(Kind::CroniumApp).await;
+    let w = AppWorld::start(Kind::CroniumApp).await;
     for (typed, read) in [
         ("hello world", json!("hello world")),
         ("007", json!("007")),
@@ -218,7 +236,7 @@ async fn values_typed_in_the_apps_ui_read_back_as_that_text() {
 #[tokio::test]
 async fn null_round_trips_as_a_variable_without_a_value_and_never_answers_5xx() {
     for kind in EVERY_BACKEND {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         assert_eq!(w.put("k", &json!(1)).await.status, 200);
         let reply = w.put("k", &Value::Null).await;
         assert_eq!(reply.status, 200, "{kind:?}: {reply:?}");
@@ -243,7 +261,7 @@ async fn null_round_trips_as_a_variable_without_a_value_and_never_answers_5xx() 
 #[tokio::test]
 async fn delete_leaves_the_cache_and_the_backend_agreeing_even_without_a_delete_route() {
     for kind in EVERY_BACKEND {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         assert_eq!(w.put("gone", &json!({"a": 1})).await.status, 200);
         let reply = w
             .send("DELETE", "/executions/exec-1/variables/gone", None)
@@ -268,7 +286,7 @@ async fn delete_leaves_the_cache_and_the_backend_agreeing_even_without_a_delete_
 #[tokio::test]
 async fn a_key_longer_than_the_backend_keeps_is_a_400_before_any_backend_call() {
     for kind in EVERY_BACKEND {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         // Loaded once, so that only variable calls could follow.
         assert_eq!(
             w.send("GET", "/executions/exec-1/input", None).await.status,
@@ -301,7 +319,8 @@ async fn a_key_longer_than_the_backend_keeps_is_a_400_before_any_backend_call() 
 
 #[tokio::test]
 async fn the_key_limit_is_the_operators_setting() {
-    let w = World::start_with(Kind::CroniumApp, |c| c.env("CRONIUM_VARIABLE_KEY_MAX", "8")).await;
+    let w =
+        AppWorld::start_with(Kind::CroniumApp, |c| c.env("CRONIUM_VARIABLE_KEY_MAX", "8")).await;
     assert_eq!(w.put("12345678", &json!(1)).await.status, 200);
     let reply = w.put("123456789", &json!(1)).await;
     assert_eq!(reply.status, 400, "{reply:?}");
@@ -311,7 +330,7 @@ async fn the_key_limit_is_the_operators_setting() {
 #[tokio::test]
 async fn audit_events_carry_details_as_well_as_metadata() {
     for kind in [Kind::Contract, Kind::CroniumApp] {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         assert_eq!(w.put("audited", &json!("secret value")).await.status, 200);
         assert!(
             eventually(Duration::from_secs(10), || !w
@@ -332,7 +351,7 @@ async fn audit_events_carry_details_as_well_as_metadata() {
 #[tokio::test]
 async fn context_without_a_start_time_starts_when_the_token_was_issued() {
     for kind in [Kind::CroniumApp, Kind::Contract] {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         let claims = claims("exec-1");
         let issued = cronium_rules::wire::rfc3339_utc(claims.issued_at);
         let auth = format!("Bearer {}", token_for(&claims));
@@ -358,7 +377,7 @@ async fn context_without_a_start_time_starts_when_the_token_was_issued() {
 #[tokio::test]
 async fn a_tool_neither_installed_nor_run_by_the_app_is_a_501_naming_it() {
     for kind in EVERY_BACKEND {
-        let w = World::start(kind).await;
+        let w = AppWorld::start(kind).await;
         let reply = w
             .send(
                 "POST",
@@ -382,7 +401,7 @@ async fn a_tool_neither_installed_nor_run_by_the_app_is_a_501_naming_it() {
 async fn built_in_tools_take_credentials_from_the_operators_files_against_the_app() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
     let rule = format!("https://hooks.slack.com={}", slack.url());
-    let w = World::start_with(Kind::CroniumApp, |c| c.env("CRONIUM_TOOL_EGRESS", rule)).await;
+    let w = AppWorld::start_with(Kind::CroniumApp, |c| c.env("CRONIUM_TOOL_EGRESS", rule)).await;
     let send = json!({"tool": "slack", "action": "send_message", "config": {"text": "done"}});
 
     let missing = w
@@ -418,8 +437,8 @@ async fn built_in_tools_take_credentials_from_the_operators_files_against_the_ap
 #[tokio::test]
 async fn a_backend_refusing_the_runtimes_token_is_a_502_for_scripts_and_not_ready() {
     for kind in [Kind::Contract, Kind::CroniumApp] {
-        let w =
-            World::start_with(kind, |c| c.env("BACKEND_TOKEN", "not-the-internal-api-key")).await;
+        let w = AppWorld::start_with(kind, |c| c.env("BACKEND_TOKEN", "not-the-internal-api-key"))
+            .await;
         for reply in [
             w.send("GET", "/executions/exec-1/input", None).await,
             w.put("k", &json!(1)).await,
@@ -451,7 +470,7 @@ async fn a_backend_refusing_the_runtimes_token_is_a_502_for_scripts_and_not_read
 
 #[tokio::test]
 async fn a_backend_url_without_a_token_is_a_warning_at_start() {
-    let w = World::start_with(Kind::CroniumApp, |c| c.env("BACKEND_TOKEN", "")).await;
+    let w = AppWorld::start_with(Kind::CroniumApp, |c| c.env("BACKEND_TOKEN", "")).await;
     assert!(
         w.host
             .log()
@@ -465,7 +484,7 @@ async fn a_backend_url_without_a_token_is_a_warning_at_start() {
 
 #[tokio::test]
 async fn a_cache_ttl_without_a_unit_is_seconds_as_the_upstream_compose_file_writes_it() {
-    let w = World::start_with(Kind::CroniumApp, |c| {
+    let w = AppWorld::start_with(Kind::CroniumApp, |c| {
         c.env("CACHE_TTL", "300").env("BACKEND_TIMEOUT", "30")
     })
     .await;

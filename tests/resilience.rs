@@ -1,7 +1,7 @@
 //! What the host survives: misbehaving components, Valkey going away and
 //! coming back, restarts on the embedded defaults, shutdown signals.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

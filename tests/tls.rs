@@ -4,7 +4,7 @@
 //! of `SSL_CERT_FILE` or `SSL_CERT_DIR` and refused without them. Every
 //! certificate comes from a throwaway CA made by the test.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! the backend, idempotent retries, relaying unknown tools to the backend,
 //! hot-loaded tool files, and misbehaving tools kept in their box.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,10 +13,28 @@ use support::{Answer, FakeBackend, HostConfig, Reply, StandIn, World, call, even
 
 /// Valkey, the fake backend with execution `exec-1` of `user-1`, and a
 /// host configured by `configure`.
-impl World {
-    async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> World {
+/// The shared [`World`], with what this file's tests ask of it (a type
+/// of its own: the other areas' tests give `World` other helpers).
+struct ToolsWorld(World);
+
+impl std::ops::Deref for ToolsWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ToolsWorld {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+impl ToolsWorld {
+    async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> Self {
         let prepare = |backend: &FakeBackend| backend.add_execution("exec-1", "user-1", None);
-        World::serving(prepare, configure).await
+        Self(World::serving(prepare, configure).await)
     }
 
     /// Stores `user-1`'s credentials for `tool` in the backend.
@@ -115,7 +133,7 @@ fn drop_tool(dir: &Path, name: &str, wasm: &str) {
 #[tokio::test]
 async fn webhook_sends_the_request_it_is_given_and_answers_the_status() {
     let receiver = StandIn::start(Answer::json(201, json!({"id": 7}))).await;
-    let world = World::start(webhook_may_reach(&receiver)).await;
+    let world = ToolsWorld::start(webhook_may_reach(&receiver)).await;
     let reply = world
         .execute(json!({
             "tool": "webhook",
@@ -161,7 +179,7 @@ async fn an_https_tool_request_reaches_the_checked_address_verified_against_the_
     let ca_file = dir.path().join("ca.pem");
     ca.write_pem(&ca_file);
     let allowed = format!("webhook=localhost:{good_port},localhost:{wrong_port}");
-    let world = World::start(|c| {
+    let world = ToolsWorld::start(|c| {
         c.env("CRONIUM_TOOL_ALLOWED_HOSTS", allowed)
             .env("SSL_CERT_FILE", ca_file.display().to_string())
     })
@@ -193,7 +211,7 @@ async fn an_https_tool_request_reaches_the_checked_address_verified_against_the_
 #[tokio::test]
 async fn webhook_retries_a_failing_receiver_and_never_a_refusing_one() {
     let receiver = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
-    let world = World::start(webhook_may_reach(&receiver)).await;
+    let world = ToolsWorld::start(webhook_may_reach(&receiver)).await;
     let url = format!("{}/hook", receiver.url());
 
     receiver.script([Answer::text(503, "busy"), Answer::text(502, "still busy")]);
@@ -216,7 +234,7 @@ async fn webhook_retries_a_failing_receiver_and_never_a_refusing_one() {
 #[tokio::test]
 async fn a_tool_cannot_reach_loopback_unless_the_operator_names_it() {
     let receiver = StandIn::start(Answer::json(200, json!({}))).await;
-    let world = World::start(|c| c).await;
+    let world = ToolsWorld::start(|c| c).await;
     let reply = world
         .execute(json!({
             "tool": "webhook",
@@ -232,7 +250,7 @@ async fn a_tool_cannot_reach_loopback_unless_the_operator_names_it() {
 #[tokio::test]
 async fn slack_posts_to_the_users_incoming_webhook() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
-    let world = World::start(egress("https://hooks.slack.com", &slack)).await;
+    let world = ToolsWorld::start(egress("https://hooks.slack.com", &slack)).await;
     world.credentials(
         "slack",
         json!({"webhookUrl": "https://hooks.slack.com/services/T000/B000/s3cr3t"}),
@@ -267,7 +285,7 @@ async fn slack_uses_chat_post_message_with_a_bot_token_and_passes_on_its_errors(
         json!({"ok": true, "channel": "C123", "ts": "1700000000.000100"}),
     ))
     .await;
-    let world = World::start(egress("https://slack.com", &slack)).await;
+    let world = ToolsWorld::start(egress("https://slack.com", &slack)).await;
     world.credentials("slack", json!({"botToken": "xoxb-test-token"}));
     let reply = world
         .execute(json!({
@@ -312,7 +330,7 @@ async fn discord_executes_the_webhook_with_embeds_and_waits_for_the_message() {
         json!({"id": "112233", "channel_id": "9"}),
     ))
     .await;
-    let world = World::start(egress("https://discord.com", &discord)).await;
+    let world = ToolsWorld::start(egress("https://discord.com", &discord)).await;
     world.credentials(
         "discord",
         json!({"webhookUrl": "https://discord.com/api/webhooks/42/tok-en"}),
@@ -346,7 +364,7 @@ async fn discord_executes_the_webhook_with_embeds_and_waits_for_the_message() {
 #[tokio::test]
 async fn email_goes_through_the_configured_mail_api() {
     let mail = StandIn::start(Answer::text(202, "").header("x-message-id", "msg-77")).await;
-    let world = World::start(|c| {
+    let world = ToolsWorld::start(|c| {
         c.env(
             "CRONIUM_TOOL_SETTINGS",
             json!({"email": {"baseUrl": mail.url()}}).to_string(),
@@ -398,7 +416,7 @@ async fn email_goes_through_the_configured_mail_api() {
 #[tokio::test]
 async fn parameters_are_checked_against_the_schema_before_the_tool_runs() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
-    let world = World::start(egress("https://hooks.slack.com", &slack)).await;
+    let world = ToolsWorld::start(egress("https://hooks.slack.com", &slack)).await;
     world.credentials(
         "slack",
         json!({"webhookUrl": "https://hooks.slack.com/services/T/B/C"}),
@@ -432,7 +450,7 @@ async fn parameters_are_checked_against_the_schema_before_the_tool_runs() {
 
 #[tokio::test]
 async fn malformed_requests_are_refused_with_json_errors() {
-    let world = World::start(|c| c).await;
+    let world = ToolsWorld::start(|c| c).await;
     for (body, expected) in [
         (json!({"action": "send"}), "\"tool\" is required"),
         (json!({"tool": "slack"}), "\"action\" is required"),
@@ -475,7 +493,7 @@ async fn malformed_requests_are_refused_with_json_errors() {
 
 #[tokio::test]
 async fn a_user_without_credentials_gets_a_clear_400() {
-    let world = World::start(|c| c).await;
+    let world = ToolsWorld::start(|c| c).await;
     let reply = world
         .execute(json!({"tool": "discord", "action": "send_message", "config": {"content": "x"}}))
         .await;
@@ -486,7 +504,7 @@ async fn a_user_without_credentials_gets_a_clear_400() {
 #[tokio::test]
 async fn an_idempotent_retry_returns_the_first_result_without_running_again() {
     let receiver = StandIn::start(Answer::json(200, json!({"run": 1}))).await;
-    let world = World::start(webhook_may_reach(&receiver)).await;
+    let world = ToolsWorld::start(webhook_may_reach(&receiver)).await;
     let body = json!({
         "tool": "webhook", "action": "send",
         "config": {"url": format!("{}/once", receiver.url()), "body": {"n": 1}}
@@ -514,7 +532,7 @@ async fn an_idempotent_retry_returns_the_first_result_without_running_again() {
 #[tokio::test]
 async fn concurrent_retries_with_one_key_run_the_action_once() {
     let receiver = StandIn::start(Answer::json(200, json!({}))).await;
-    let world = World::start(webhook_may_reach(&receiver)).await;
+    let world = ToolsWorld::start(webhook_may_reach(&receiver)).await;
     let body = json!({
         "tool": "webhook", "action": "send",
         "config": {"url": format!("{}/race", receiver.url())}
@@ -540,7 +558,7 @@ async fn concurrent_retries_with_one_key_run_the_action_once() {
 
 #[tokio::test]
 async fn a_tool_not_installed_here_is_relayed_to_the_backend_intact() {
-    let world = World::start(|c| c).await;
+    let world = ToolsWorld::start(|c| c).await;
     world.backend.state().relayed_tools.insert(
         "jira".into(),
         json!({"success": true, "data": {"issue": "OPS-12"}}),
@@ -588,8 +606,8 @@ async fn a_tool_not_installed_here_is_relayed_to_the_backend_intact() {
 
 /// A world whose backend runs the relayed tool `jira` and numbers its
 /// answers (`data.call`), so that a second run would show.
-async fn with_a_relayed_tool() -> World {
-    let world = World::start(|c| c).await;
+async fn with_a_relayed_tool() -> ToolsWorld {
+    let world = ToolsWorld::start(|c| c).await;
     {
         let mut state = world.backend.state();
         state.relayed_tools.insert(
@@ -686,7 +704,7 @@ async fn six_concurrent_calls_of_a_relayed_tool_with_one_key_reach_the_backend_o
 
 #[tokio::test]
 async fn the_catalogue_lists_installed_tools_actions_and_schemas() {
-    let world = World::start(|c| c).await;
+    let world = ToolsWorld::start(|c| c).await;
     let reply = world.catalogue().await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let tools = reply.json["data"]["tools"].as_array().unwrap();
@@ -713,7 +731,7 @@ async fn the_catalogue_lists_installed_tools_actions_and_schemas() {
 #[tokio::test]
 async fn a_dropped_tool_file_becomes_callable_and_a_removed_one_goes_away() {
     let dir = tempfile::tempdir().unwrap();
-    let world = World::start(|c| tools_dir(c, dir.path())).await;
+    let world = ToolsWorld::start(|c| tools_dir(c, dir.path())).await;
     assert!(!world.tool_ids().await.contains(&"echo".to_owned()));
 
     drop_tool(dir.path(), "echo.wasm", env!("CRONIUM_TEST_ECHO_TOOL_WASM"));
@@ -756,7 +774,7 @@ async fn a_call_in_flight_finishes_on_the_version_it_started_with() {
         "misbehaving.wasm",
         env!("CRONIUM_TEST_MISBEHAVING_TOOL_WASM"),
     );
-    let world = std::sync::Arc::new(World::start(|c| tools_dir(c, dir.path())).await);
+    let world = std::sync::Arc::new(ToolsWorld::start(|c| tools_dir(c, dir.path())).await);
     let slow = {
         let world = world.clone();
         tokio::spawn(async move {
@@ -789,7 +807,7 @@ async fn a_misbehaving_tool_is_contained_and_the_others_keep_working() {
         env!("CRONIUM_TEST_MISBEHAVING_TOOL_WASM"),
     );
     let bystander = StandIn::start(Answer::json(200, json!({}))).await;
-    let world = World::start(|c| {
+    let world = ToolsWorld::start(|c| {
         tools_dir(c, dir.path())
             .env("CRONIUM_TOOL_TIMEOUT", "2s")
             .env("CRONIUM_TOOL_MEMORY", "32MiB")
@@ -841,7 +859,7 @@ async fn a_misbehaving_tool_is_contained_and_the_others_keep_working() {
 #[tokio::test]
 async fn every_execution_is_audited_without_credentials() {
     let slack = StandIn::start(Answer::text(200, "ok")).await;
-    let world = World::start(egress("https://hooks.slack.com", &slack)).await;
+    let world = ToolsWorld::start(egress("https://hooks.slack.com", &slack)).await;
     world.credentials(
         "slack",
         json!({"webhookUrl": "https://hooks.slack.com/services/T/B/hush-hush"}),

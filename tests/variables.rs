@@ -2,7 +2,7 @@
 //! leases and their line of waiters, caching, and no lost update (nor a
 //! 5xx) when many writers on two host processes race for one key.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,14 +13,32 @@ use support::{FakeBackend, Host, HostConfig, Reply, Valkey, World, call, eventua
 
 /// Valkey, the fake backend with executions `exec-1`, `exec-2` (user-1)
 /// and `exec-3` (user-2), and one host.
-impl World {
-    async fn start() -> World {
+/// The shared [`World`], with what this file's tests ask of it (a type
+/// of its own: the other areas' tests give `World` other helpers).
+struct VariablesWorld(World);
+
+impl std::ops::Deref for VariablesWorld {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for VariablesWorld {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}
+
+impl VariablesWorld {
+    async fn start() -> Self {
         let prepare = |backend: &FakeBackend| {
             backend.add_execution("exec-1", "user-1", None);
             backend.add_execution("exec-2", "user-1", None);
             backend.add_execution("exec-3", "user-2", None);
         };
-        World::serving(prepare, |c| c).await
+        Self(World::serving(prepare, |c| c).await)
     }
 }
 
@@ -48,7 +66,7 @@ async fn delete(host: &Host, execution: &str, raw_key: &str, extra: &[(&str, &st
 
 #[tokio::test]
 async fn executions_of_one_user_share_variables_at_once() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     assert_eq!(
         put(&w.host, "exec-1", "shared", &json!("from exec-1"), &[])
             .await
@@ -68,7 +86,7 @@ async fn executions_of_one_user_share_variables_at_once() {
 
 #[tokio::test]
 async fn another_user_never_sees_them_whatever_key_they_guess() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     put(&w.host, "exec-1", "secret-ish", &json!(42), &[]).await;
     for key in [
         "secret-ish",
@@ -93,7 +111,7 @@ async fn another_user_never_sees_them_whatever_key_they_guess() {
 
 #[tokio::test]
 async fn a_token_for_another_execution_cannot_touch_its_variables() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let auth = format!("Bearer {}", token("exec-3"));
     let reply = call(
         "GET",
@@ -109,7 +127,7 @@ async fn a_token_for_another_execution_cannot_touch_its_variables() {
 
 #[tokio::test]
 async fn slashes_as_segments_or_encoded_spaces_and_unicode_are_keys() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     put(&w.host, "exec-1", "a/b/c", &json!(1), &[]).await;
     let reply = get(&w.host, "exec-1", "a%2Fb%2Fc").await;
     assert_eq!(reply.json["data"], json!({"key": "a/b/c", "value": 1}));
@@ -135,7 +153,7 @@ async fn slashes_as_segments_or_encoded_spaces_and_unicode_are_keys() {
 
 #[tokio::test]
 async fn empty_oversized_and_badly_encoded_keys_are_400() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let long = "k".repeat(513);
     for key in ["", long.as_str(), "%zz", "%FF%FE", "line%0Abreak"] {
         let reply = get(&w.host, "exec-1", key).await;
@@ -153,7 +171,7 @@ async fn empty_oversized_and_badly_encoded_keys_are_400() {
 
 #[tokio::test]
 async fn a_key_of_one_or_two_dots_is_400_and_never_reaches_the_backend() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     for key in ["%2E", "%2E%2E", "%2e"] {
         let reply = put(&w.host, "exec-1", key, &json!(1), &[]).await;
         assert_eq!(reply.status, 400, "PUT {key:?}: {reply:?}");
@@ -179,7 +197,7 @@ async fn a_key_of_one_or_two_dots_is_400_and_never_reaches_the_backend() {
 
 #[tokio::test]
 async fn every_json_type_round_trips_exactly() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let values = [
         json!("text with \"quotes\" and ünïcode"),
         json!(0),
@@ -212,7 +230,7 @@ async fn every_json_type_round_trips_exactly() {
 
 #[tokio::test]
 async fn a_missing_variable_is_null_or_404_when_asked_for_strictness() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let reply = get(&w.host, "exec-1", "nothing-here").await;
     assert_eq!(reply.status, 200);
     assert_eq!(
@@ -227,7 +245,7 @@ async fn a_missing_variable_is_null_or_404_when_asked_for_strictness() {
 
 #[tokio::test]
 async fn a_value_over_the_cap_is_413_and_a_body_without_value_is_400() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let reply = put(
         &w.host,
         "exec-1",
@@ -253,7 +271,7 @@ async fn a_value_over_the_cap_is_413_and_a_body_without_value_is_400() {
 
 #[tokio::test]
 async fn other_methods_are_405() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let auth = format!("Bearer {}", token("exec-1"));
     let reply = call(
         "POST",
@@ -270,7 +288,7 @@ async fn other_methods_are_405() {
 
 #[tokio::test]
 async fn delete_answers_204_and_writing_null_deletes_too() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     put(&w.host, "exec-1", "gone", &json!(1), &[]).await;
     let reply = delete(&w.host, "exec-1", "gone", &[]).await;
     assert_eq!(reply.status, 204);
@@ -297,7 +315,7 @@ async fn delete_answers_204_and_writing_null_deletes_too() {
 
 #[tokio::test]
 async fn a_backend_without_delete_gets_a_null_write_instead() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     w.backend.state().no_variable_delete = true;
     put(&w.host, "exec-1", "old", &json!(1), &[]).await;
     assert_eq!(delete(&w.host, "exec-1", "old", &[]).await.status, 204);
@@ -312,7 +330,7 @@ async fn a_backend_without_delete_gets_a_null_write_instead() {
 
 #[tokio::test]
 async fn if_match_succeeds_on_the_current_etag_and_412s_on_a_stale_one() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let first = put(&w.host, "exec-1", "cas", &json!(1), &[]).await;
     let read = get(&w.host, "exec-1", "cas").await;
     let etag = read.header("etag").unwrap().to_owned();
@@ -336,7 +354,7 @@ async fn if_match_succeeds_on_the_current_etag_and_412s_on_a_stale_one() {
 
 #[tokio::test]
 async fn if_none_match_star_creates_only_once() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let created = put(
         &w.host,
         "exec-1",
@@ -360,7 +378,7 @@ async fn if_none_match_star_creates_only_once() {
 
 #[tokio::test]
 async fn if_match_on_a_missing_variable_is_412_and_plain_puts_stay_last_writer_wins() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let reply = put(
         &w.host,
         "exec-1",
@@ -378,7 +396,7 @@ async fn if_match_on_a_missing_variable_is_412_and_plain_puts_stay_last_writer_w
 
 #[tokio::test]
 async fn conditional_delete_honours_if_match() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let etag = put(&w.host, "exec-1", "d", &json!(1), &[])
         .await
         .header("etag")
@@ -519,7 +537,7 @@ async fn sixteen_plain_writers_on_each_of_two_hosts_of_one_key_are_all_served_wi
 
 #[tokio::test]
 async fn a_write_on_one_host_is_read_at_once_on_another() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let other = Host::start(HostConfig::with(&w.valkey.url(), &w.backend.url())).await;
     for n in 0..10 {
         // Both hosts have the variable cached before each write.
@@ -540,7 +558,7 @@ async fn a_write_on_one_host_is_read_at_once_on_another() {
 
 #[tokio::test]
 async fn a_dead_holders_lease_blocks_the_key_no_longer_than_its_ttl() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     put(&w.host, "exec-1", "leased", &json!(0), &[]).await;
     let lease_key = format!("cronium:lease:{}", variable_key("user-1", "leased"));
     // A holder that took the lease for 1.5 s and died.
@@ -568,7 +586,7 @@ async fn a_dead_holders_lease_blocks_the_key_no_longer_than_its_ttl() {
 
 #[tokio::test]
 async fn a_conditional_write_that_finds_the_lease_held_is_412_with_the_etag_its_holder_wrote() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let etag = put(&w.host, "exec-1", "busy", &json!(1), &[])
         .await
         .header("etag")
@@ -642,7 +660,7 @@ async fn a_conditional_write_that_finds_the_lease_held_is_412_with_the_etag_its_
 
 #[tokio::test]
 async fn a_writer_that_died_waiting_in_line_holds_it_up_no_longer_than_its_place_lasts() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     let etag = put(&w.host, "exec-1", "queued", &json!(0), &[])
         .await
         .header("etag")
@@ -698,7 +716,7 @@ async fn a_writer_that_died_waiting_in_line_holds_it_up_no_longer_than_its_place
 
 #[tokio::test]
 async fn with_valkey_stopped_reads_and_plain_writes_reach_the_backend_and_conditional_writes_503() {
-    let mut w = World::start().await;
+    let mut w = VariablesWorld::start().await;
     put(&w.host, "exec-1", "k", &json!("before"), &[]).await;
     let etag = get(&w.host, "exec-1", "k")
         .await
@@ -736,7 +754,7 @@ async fn with_valkey_stopped_reads_and_plain_writes_reach_the_backend_and_condit
 
 #[tokio::test]
 async fn variable_reads_that_reach_the_backend_and_every_write_are_audited_without_values() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     put(
         &w.host,
         "exec-1",
@@ -840,7 +858,7 @@ async fn hang_up_once_the_backend_has_the_write(w: &World, key: &str, value: &Va
 
 #[tokio::test]
 async fn a_write_whose_client_hangs_up_still_lands_and_frees_its_key() {
-    let w = World::start().await;
+    let w = VariablesWorld::start().await;
     w.backend.state().write_delay = Some(Duration::from_millis(600));
     hang_up_once_the_backend_has_the_write(&w, "k", &json!(1)).await;
     assert!(
@@ -860,7 +878,7 @@ async fn a_write_whose_client_hangs_up_still_lands_and_frees_its_key() {
 // answers from the runtime's worker threads meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_client_hung_up_still_lands_when_the_host_is_stopped() {
-    let mut w = World::start().await;
+    let mut w = VariablesWorld::start().await;
     // Longer than the 5 s the host gives its audit queue at shutdown (which
     // used to keep such a write alive, by accident), within the 10 s drain.
     w.backend.state().write_delay = Some(Duration::from_secs(6));

@@ -3,7 +3,7 @@
 //! per request again while the push channel is cut); the rate limit is
 //! spent from local shares and still holds across hosts.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

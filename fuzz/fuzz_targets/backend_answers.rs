@@ -4,7 +4,7 @@
 //! pauses chosen by the fuzzer.
 //!
 //! Must hold: every call ends, within its attempts, in a value or a typed
-//! `Failure` (never a panic or a loop); a variable read is JSON text and
+//! `BackendError` (never a panic or a loop); a variable read is JSON text and
 //! never `null`; an execution read is the one asked for.
 
 #![no_main]
@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use cronium_rules::backend::protocol::{self as calls, Call, Caller, Client};
-use cronium_rules::protocol::{HttpReply, HttpResponse, TransportFailure};
+use cronium_rules::protocol::{HttpReply, HttpResponse, TransportError};
 use cronium_rules::wire::TokenFacts;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -112,7 +112,7 @@ fn run(input: &mut Unstructured<'_>) -> Result<()> {
 fn drive<T>(
     call: Call<T>,
     input: &mut Unstructured<'_>,
-) -> Result<std::result::Result<T, cronium_rules::backend::Failure>> {
+) -> Result<std::result::Result<T, cronium_rules::backend::BackendError>> {
     common::drive(call, input, MOST_STEPS, |request, input| {
         assert!(
             request.path.starts_with("/api/internal/"),
@@ -132,9 +132,9 @@ fn drive<T>(
 
 fn answer(input: &mut Unstructured<'_>) -> Result<HttpReply> {
     Ok(match input.int_in_range(0..=9)? {
-        0 => Err(TransportFailure::TimedOut),
-        1 => Err(TransportFailure::Failed("refused".into())),
-        2 => Err(TransportFailure::Unreadable("cut off".into())),
+        0 => Err(TransportError::TimedOut),
+        1 => Err(TransportError::Failed("refused".into())),
+        2 => Err(TransportError::Unreadable("cut off".into())),
         _ => Ok(HttpResponse {
             status: input.int_in_range(100..=599)?,
             body: input.arbitrary::<&[u8]>()?.to_vec(),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cronium_rules::access::{Check, CheckAccess, Verdict};
 use cronium_rules::lease::protocol::{Acquire, AwaitRelease};
-use cronium_rules::protocol::{Machine, ValkeyFailure, ValkeyReply, ValkeyValue};
+use cronium_rules::protocol::{Machine, ValkeyError, ValkeyReply, ValkeyValue};
 use cronium_rules::rate_limit::Quota;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -70,7 +70,7 @@ where
     common::drive(machine, input, MOST_STEPS, |_, input| {
         let took = Duration::from_micros(input.int_in_range(0..=500_000)?);
         let reply = if input.is_empty() {
-            Err(ValkeyFailure::Unavailable("gone".into()))
+            Err(ValkeyError::Unavailable("gone".into()))
         } else {
             value(input, 0)
         };
@@ -83,11 +83,11 @@ where
 fn value(
     input: &mut Unstructured<'_>,
     depth: u32,
-) -> std::result::Result<ValkeyValue, ValkeyFailure> {
+) -> std::result::Result<ValkeyValue, ValkeyError> {
     let pick = input.int_in_range(0..=9).unwrap_or(0);
     Ok(match pick {
-        0 => return Err(ValkeyFailure::Unavailable("down".into())),
-        1 => return Err(ValkeyFailure::Invalid("NOSCRIPT".into())),
+        0 => return Err(ValkeyError::Unavailable("down".into())),
+        1 => return Err(ValkeyError::Invalid("NOSCRIPT".into())),
         2 => ValkeyValue::Nil,
         3 => ValkeyValue::Bytes(input.arbitrary::<Vec<u8>>().unwrap_or_default()),
         4 if depth < 3 => {

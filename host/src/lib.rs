@@ -58,7 +58,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cronium_rules::rate_limit::Quota;
-use cronium_rules::token::{TokenVerifier, WeakSecret};
+use cronium_rules::token::{TokenVerifier, WeakSecretError};
 use tokio::net::TcpListener;
 
 use crate::capabilities::Capabilities;
@@ -76,9 +76,6 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::tools::ToolRegistry;
 
-/// Entries the in-process cache keeps at most.
-const MEMORY_CACHE_ENTRIES: usize = 100_000;
-
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -87,7 +84,7 @@ pub enum StartError {
     )]
     NoSecret,
     #[error(transparent)]
-    WeakSecret(#[from] WeakSecret),
+    WeakSecretError(#[from] WeakSecretError),
     #[error("VALKEY_URL: {0}")]
     Valkey(#[from] redis::RedisError),
     #[error(transparent)]
@@ -121,6 +118,7 @@ impl Capabilities {
             config.revocation_fail_closed,
             config.token_policy.max_lifetime,
             (config.rate_limit_per_min > 0).then(|| Quota::per_minute(config.rate_limit_per_min)),
+            &config.bounds,
         );
         if let Some(execution_id) = &config.execution_id {
             auth = auth.for_execution(execution_id.clone());
@@ -132,8 +130,12 @@ impl Capabilities {
             Some(valkey) => Cache::valkey(
                 ValkeyCache::new(valkey, config.cache_ttl)?,
                 config.cache_ttl,
+                config.bounds.near_cache_entries,
             ),
-            None => Cache::Memory(MemoryCache::new(config.cache_ttl, MEMORY_CACHE_ENTRIES)),
+            None => Cache::Memory(MemoryCache::new(
+                config.cache_ttl,
+                config.bounds.memory_cache_entries,
+            )),
         };
         let store = match &config.backend {
             Some(backend) => {
@@ -156,6 +158,7 @@ impl Capabilities {
             backend.clone(),
             config.data_dir.join("audit-spool"),
             cache.shared_valkey(),
+            config.bounds.audit_queue,
         );
         let tools = ToolRegistry::load(&config.tools, config.compile_cache.clone()).await?;
         let capabilities = Capabilities {

@@ -119,9 +119,10 @@ pub fn confine<T: Sandboxed>(store: &mut Store<T>, timeout: Duration) {
     store.epoch_deadline_trap();
 }
 
-/// What stopped a guest call.
+/// What stopped a guest call: a kind, as `std::io::ErrorKind`, read off
+/// the wasmtime error that carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub enum GuestErrorKind {
     /// It was interrupted at its deadline.
     Deadline,
     /// It ran into its memory cap.
@@ -130,31 +131,31 @@ pub enum Failure {
     Trapped,
 }
 
-impl Failure {
+impl GuestErrorKind {
     /// What `error` was, `memory_hit` telling whether the cap was hit.
-    pub fn of(error: &wasmtime::Error, memory_hit: &AtomicBool) -> Failure {
+    pub fn of(error: &wasmtime::Error, memory_hit: &AtomicBool) -> GuestErrorKind {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            Failure::Deadline
+            GuestErrorKind::Deadline
         } else if memory_hit.load(Ordering::Relaxed) {
-            Failure::OutOfMemory
+            GuestErrorKind::OutOfMemory
         } else {
-            Failure::Trapped
+            GuestErrorKind::Trapped
         }
     }
 }
 
 /// Turns a failed endpoint component call into the client's error.
 pub fn component_failure(error: wasmtime::Error, memory_hit: &AtomicBool) -> ApiError {
-    match Failure::of(&error, memory_hit) {
-        Failure::Deadline => {
+    match GuestErrorKind::of(&error, memory_hit) {
+        GuestErrorKind::Deadline => {
             tracing::warn!("component interrupted at its deadline");
             ApiError::deadline_exceeded()
         }
-        Failure::OutOfMemory => {
+        GuestErrorKind::OutOfMemory => {
             tracing::warn!(error = %format!("{error:#}"), "component ran out of memory");
             ApiError::internal("the component ran out of memory")
         }
-        Failure::Trapped => {
+        GuestErrorKind::Trapped => {
             tracing::error!(error = %format!("{error:#}"), "component trapped");
             ApiError::internal("the component failed")
         }
@@ -163,10 +164,10 @@ pub fn component_failure(error: wasmtime::Error, memory_hit: &AtomicBool) -> Api
 
 /// Turns a failed call of `tool` into what its caller is told.
 pub fn tool_failure(error: wasmtime::Error, memory_hit: &AtomicBool, tool: &str) -> ToolCallError {
-    match Failure::of(&error, memory_hit) {
-        Failure::Deadline => ToolCallError::TimedOut,
-        Failure::OutOfMemory => ToolCallError::OutOfMemory,
-        Failure::Trapped => {
+    match GuestErrorKind::of(&error, memory_hit) {
+        GuestErrorKind::Deadline => ToolCallError::TimedOut,
+        GuestErrorKind::OutOfMemory => ToolCallError::OutOfMemory,
+        GuestErrorKind::Trapped => {
             tracing::warn!(tool, error = %format!("{error:#}"), "tool trapped");
             ToolCallError::Crashed("the tool stopped with an error".into())
         }

@@ -1,8 +1,8 @@
 //! A fake of the Cronium backend's internal API, on a loopback port,
 //! recording every request it gets so that tests can assert what the host
-//! sent. Two profiles ([`Profile`]): the contract's backend (`CONTRACT.md`,
-//! "The backend"), and the Cronium app as it is (`CONTRACT.md`, "The real
-//! Cronium app, as it is"): a `text` column for values with node-postgres'
+//! sent. Two profiles ([`Profile`]): the contract's backend (`docs/api.md`,
+//! "The backend we call"), and the Cronium app as it is (`docs/cronium.md`,
+//! "Checked against"): a `text` column for values with node-postgres'
 //! conversions, no `DELETE`, no tools routes, `details` in audit events.
 
 use std::collections::HashMap;
@@ -33,7 +33,7 @@ pub enum Profile {
     /// The contract's backend: JSON values, every route of its table.
     #[default]
     Contract,
-    /// The Cronium app at the commit `CONTRACT.md` names.
+    /// The Cronium app at the commit `docs/cronium.md` names.
     CroniumApp,
 }
 
@@ -235,16 +235,7 @@ impl Drop for FakeBackend {
 async fn answer(state: &Mutex<BackendState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect::<HashMap<_, _>>();
+    let headers = super::serve::header_pairs(request.headers()).collect::<HashMap<_, _>>();
     let bytes = request.into_body().collect().await.unwrap().to_bytes();
     let parsed = serde_json::from_slice::<Value>(&bytes);
     let body_is_json = parsed.is_ok() || bytes.is_empty();

@@ -109,6 +109,24 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let client: Client<_, B> = Client::builder(TokioExecutor::new()).build_http();
+    exchange(&client, method, url, headers, body, timeout).await
+}
+
+/// Sends one request on `client` (plain HTTP or HTTPS) and reads its whole
+/// answer, for at most `timeout`.
+pub async fn exchange<C, B>(
+    client: &Client<C, B>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: B,
+    timeout: Duration,
+) -> Result<Reply, String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
         .uri(url);

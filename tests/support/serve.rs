@@ -5,6 +5,17 @@
 
 use std::net::SocketAddr;
 
+/// A request's headers as (name, value) text pairs, as the fakes record
+/// them (a value that is not text reads as empty).
+pub fn header_pairs(headers: &hyper::HeaderMap) -> impl Iterator<Item = (String, String)> + '_ {
+    headers.iter().map(|(name, value)| {
+        (
+            name.as_str().to_owned(),
+            value.to_str().unwrap_or_default().to_owned(),
+        )
+    })
+}
+
 /// Serves HTTP/1 with `answer` on a free loopback port, until the
 /// returned task is aborted (the fake backend and the stand-ins run on it).
 pub async fn serve_loopback<F, Fut>(answer: F) -> (SocketAddr, tokio::task::JoinHandle<()>)

@@ -144,16 +144,7 @@ async fn answer(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
+    let headers = super::serve::header_pairs(request.headers()).collect();
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let answer = {
         let mut state = state.lock().unwrap();

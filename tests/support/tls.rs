@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{
@@ -19,7 +18,6 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use serde_json::Value;
 
 use super::Reply;
 
@@ -134,35 +132,8 @@ pub async fn https_call(
         .enable_http1()
         .build();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let mut request = Request::builder()
-        .method(Method::from_bytes(method.as_bytes()).unwrap())
-        .uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
     let body = Full::new(Bytes::copy_from_slice(body.unwrap_or_default()));
-    let response = tokio::time::timeout(
-        Duration::from_secs(60),
-        client.request(request.body(body).unwrap()),
-    )
-    .await
-    .map_err(|_| "no answer within a minute".to_owned())?
-    .map_err(|e| format!("{e:?}"))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Reply {
-        status,
-        headers,
-        json,
-        body,
-    })
+    super::client::exchange(&client, method, url, headers, body, Duration::from_secs(60)).await
 }
 
 /// The certificate a TLS server at `addr` presents for `name`, verified

@@ -1,5 +1,5 @@
 //! The batch endpoint group: `POST /executions/{id}/batch`, several calls in
-//! one round trip (`CONTRACT.md`, "Batch: several calls in one round trip").
+//! one round trip (`docs/batch.md`).
 //!
 //! The component checks the batch's token once (401, 403, 429 and 503
 //! answer the batch as a whole) and the whole batch's shape

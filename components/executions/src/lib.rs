@@ -1,5 +1,5 @@
 //! The executions endpoint group: an execution's input, output, context
-//! and workflow condition (`CONTRACT.md`, "Routes").
+//! and workflow condition (`docs/api.md`, "Routes").
 //!
 //! | route                              | what it does                          |
 //! |------------------------------------|---------------------------------------|
@@ -61,7 +61,7 @@ fn route(request: Request) -> Result<Reply, ApiError> {
     }
 }
 
-/// `GET /health`, unauthenticated, as `CONTRACT.md` describes it. The
+/// `GET /health`, unauthenticated, as `docs/api.md` describes it. The
 /// custom host answers `/health` itself; Spin routes it here, since a Spin
 /// app answers only through its components.
 fn health(request: &Request) -> Result<Reply, ApiError> {

@@ -306,7 +306,7 @@ fn relay(caller: &Caller, call: &Call, idempotency_key: Option<&str>) -> Result<
             Err(ApiError::new(501, r.message))
         }
         // `{"success":false,"error":...}`: the action failed; its error is
-        // the message (`CONTRACT.md`, 502).
+        // the message (`docs/api.md`, "Errors", 502).
         Err(backend::BackendError::Rejected(r)) if r.status == 502 => {
             Err(ApiError::bad_gateway(r.message))
         }

@@ -1,5 +1,5 @@
 //! The variables endpoint group: a user's shared variables
-//! (`CONTRACT.md`, "Routes" and "Where we go further").
+//! (`docs/api.md`, "Variables").
 //!
 //! | route                                   | what it does                            |
 //! |-----------------------------------------|-----------------------------------------|

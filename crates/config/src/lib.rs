@@ -1,5 +1,5 @@
-//! The custom host's configuration, read as the Go service reads it (`CONTRACT.md`,
-//! "Configuration compatibility"): its variables and `config.yaml`
+//! The custom host's configuration, read as the Go service reads it
+//! (`docs/configuration.md`): its variables and `config.yaml`
 //! schema, each variable also as `RUNTIME_<NAME>` and
 //! `RUNTIME_<SECTION>_<NAME>`, plus our own `CRONIUM_*` settings (in the
 //! file under `cronium:`). An operator can swap one binary for the other.
@@ -10,6 +10,8 @@
 //! * `tools`: the tool settings ([`ToolsConfig`], [`Origin`]);
 //! * `effective`: the configuration as `cronium-runtime config` prints it;
 //! * this module: the typed [`Config`] built from them.
+
+#![warn(missing_docs)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +37,11 @@ use values::{Values, normalize_seeds};
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {problem}")]
 pub struct ConfigError {
+    /// The setting's variable (`CACHE_TTL`), or `CONFIG_FILE` when the
+    /// file itself cannot be read.
     pub name: &'static str,
+    /// What is wrong, for the operator; for a bad value, also the value
+    /// (unless it is a secret) and where it came from.
     pub problem: String,
 }
 
@@ -52,7 +58,10 @@ impl ConfigError {
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// One JSON object a line, for log collectors (`LOG_FORMAT=json`, the
+    /// default).
     Json,
+    /// Plain text for people (`text`, also spelled `console` or `pretty`).
     Text,
 }
 
@@ -73,7 +82,11 @@ pub struct ValkeyConfig {
     /// `redis://`), or several, comma-separated: the seed nodes of a Valkey
     /// Cluster. One node of a cluster is enough; the host finds the rest.
     pub url: String,
+    /// `VALKEY_PASSWORD`: overrides a password in the URL; `None`: the
+    /// URL's, if any.
     pub password: Option<String>,
+    /// `VALKEY_DB`: overrides a database in the URL; `None`: the URL's,
+    /// else 0. A cluster has database 0 only.
     pub db: Option<i64>,
 }
 
@@ -87,8 +100,14 @@ impl ValkeyConfig {
 /// Where the Cronium backend is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConfig {
+    /// `BACKEND_URL`: the base of the Cronium app's internal API, an
+    /// `http://` or `https://` URL without a trailing `/`.
     pub url: String,
+    /// `BACKEND_TOKEN`: the bearer token sent on every call (the app's
+    /// `INTERNAL_API_KEY`); empty when unset, and then no `Authorization`
+    /// header is sent. A secret: never log it.
     pub token: String,
+    /// `BACKEND_TIMEOUT` (30s): the deadline of one backend call.
     pub timeout: Duration,
 }
 
@@ -140,8 +159,11 @@ pub struct Config {
     pub tool_credentials_dir: PathBuf,
     /// `ENABLE_TLS` (false), `TLS_CERT`, `TLS_KEY`: serve HTTPS.
     pub tls: Option<TlsConfig>,
-    /// `LOG_LEVEL` (info) and `LOG_FORMAT` (json).
+    /// `LOG_LEVEL` (info): the lowest level of the host's own log lines
+    /// (`error`, `warn`, `info`, `debug` or `trace`), lower-cased but not
+    /// checked here.
     pub log_level: String,
+    /// `LOG_FORMAT` (json): how log lines are written.
     pub log_format: LogFormat,
     /// `CRONIUM_REQUEST_TIMEOUT` (60s): the deadline of one component call.
     pub request_timeout: Duration,
@@ -184,6 +206,43 @@ pub struct Config {
     pub component_overrides: HashMap<String, PathBuf>,
     /// Tool components: where they are, their limits and their egress.
     pub tools: ToolsConfig,
+    /// How much the host keeps in memory at most (`docs/deploying.md`,
+    /// "Memory bounds").
+    pub bounds: MemoryBounds,
+}
+
+/// The bounds of what the host keeps in memory besides its instances:
+/// each structure holds at most this many entries. Every one is at least
+/// 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBounds {
+    /// `CRONIUM_TOKEN_MEMO` (10000): verified tokens remembered.
+    pub token_memo: usize,
+    /// `CRONIUM_RATE_EXECUTIONS` (100000): executions with rate-limit
+    /// shares, and with local counters while Valkey is down.
+    pub rate_executions: usize,
+    /// `CRONIUM_NEAR_CACHE_ENTRIES` (1024): execution records kept in
+    /// front of Valkey.
+    pub near_cache_entries: usize,
+    /// `CRONIUM_MEMORY_CACHE_ENTRIES` (100000): entries of the in-process
+    /// cache (no `VALKEY_URL`).
+    pub memory_cache_entries: usize,
+    /// `CRONIUM_AUDIT_QUEUE` (100000): audit events waiting for the
+    /// courier.
+    pub audit_queue: usize,
+}
+
+impl Default for MemoryBounds {
+    /// The settings' defaults.
+    fn default() -> Self {
+        MemoryBounds {
+            token_memo: 10_000,
+            rate_executions: 100_000,
+            near_cache_entries: 1024,
+            memory_cache_entries: 100_000,
+            audit_queue: 100_000,
+        }
+    }
 }
 
 impl Config {
@@ -377,7 +436,22 @@ impl Config {
             component_export,
             component_overrides,
             tools,
+            bounds: MemoryBounds {
+                token_memo: at_least_one(values, &s::TOKEN_MEMO)?,
+                rate_executions: at_least_one(values, &s::RATE_EXECUTIONS)?,
+                near_cache_entries: at_least_one(values, &s::NEAR_CACHE_ENTRIES)?,
+                memory_cache_entries: at_least_one(values, &s::MEMORY_CACHE_ENTRIES)?,
+                audit_queue: at_least_one(values, &s::AUDIT_QUEUE)?,
+            },
         })
+    }
+}
+
+/// A count that must be at least 1 (a bound of 0 would refuse everything).
+fn at_least_one(values: &Values, setting: &Setting) -> Result<usize, ConfigError> {
+    match values.number(setting)? {
+        0 => Err(ConfigError::new(setting.var, "must be at least 1")),
+        n => Ok(n),
     }
 }
 
@@ -772,6 +846,39 @@ security:
         assert_eq!(c.instance_reuse, 1);
         let error = config(&[("CRONIUM_INSTANCE_REUSE", "0")]).unwrap_err();
         assert_eq!(error.name, "CRONIUM_INSTANCE_REUSE");
+    }
+
+    #[test]
+    fn every_memory_bound_is_a_setting_that_refuses_zero() {
+        assert_eq!(config(&[]).unwrap().bounds, MemoryBounds::default());
+        let c = config(&[
+            ("CRONIUM_TOKEN_MEMO", "16"),
+            ("CRONIUM_RATE_EXECUTIONS", "17"),
+            ("CRONIUM_NEAR_CACHE_ENTRIES", "18"),
+            ("CRONIUM_MEMORY_CACHE_ENTRIES", "19"),
+            ("CRONIUM_AUDIT_QUEUE", "20"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.bounds,
+            MemoryBounds {
+                token_memo: 16,
+                rate_executions: 17,
+                near_cache_entries: 18,
+                memory_cache_entries: 19,
+                audit_queue: 20,
+            }
+        );
+        for name in [
+            "CRONIUM_TOKEN_MEMO",
+            "CRONIUM_RATE_EXECUTIONS",
+            "CRONIUM_NEAR_CACHE_ENTRIES",
+            "CRONIUM_MEMORY_CACHE_ENTRIES",
+            "CRONIUM_AUDIT_QUEUE",
+        ] {
+            assert_eq!(config(&[(name, "0")]).unwrap_err().name, name);
+            assert_eq!(config(&[(name, "many")]).unwrap_err().name, name);
+        }
     }
 
     #[test]

@@ -77,39 +77,56 @@ impl Setting {
     }
 }
 
+/// TCP port the host listens on (default 8081; the runners' SSH tunnel
+/// targets 8089).
 pub const PORT: Setting = Setting::new("PORT", "server.port", "port to listen on").default("8081");
+/// IP address the host listens on, not a name (default `0.0.0.0`: every
+/// IPv4 interface); an IPv6 address is written without brackets.
 pub const HOST: Setting =
     Setting::new("HOST", "server.host", "address to listen on").default("0.0.0.0");
 
+/// HMAC secret the orchestrator signs execution tokens with, at least 16
+/// bytes. No default: the host does not serve without one (`dev` keeps a
+/// generated one). Never printed.
 pub const JWT_SECRET: Setting = Setting::new(
     "JWT_SECRET",
     "auth.jwtSecret",
     "HMAC secret shared with the orchestrator (required, at least 16 bytes)",
 )
 .secret();
+/// The one algorithm a token may be signed with: `HS256` (default),
+/// `HS384` or `HS512`.
 pub const JWT_ALGORITHM: Setting = Setting::new(
     "JWT_ALGORITHM",
     "auth.jwtAlgorithm",
     "token signature algorithm: HS256, HS384 or HS512",
 )
 .default("HS256");
+/// Clock skew tolerated on a token's `exp` and `nbf` (default 30s).
 pub const JWT_LEEWAY: Setting = Setting::new(
     "JWT_LEEWAY",
     "auth.jwtLeeway",
     "clock skew allowed on exp and nbf",
 )
 .default("30s");
+/// Oldest a token may be, counted from its `iat` whatever its `exp`
+/// says (default 2h); an older one is refused (401).
 pub const TOKEN_MAX_LIFETIME: Setting = Setting::new(
     "TOKEN_MAX_LIFETIME",
     "auth.tokenMaxLifetime",
     "a token older than this (from iat) is refused",
 )
 .default("2h");
+/// The one execution this host serves, as the orchestrator's per-job
+/// sidecar: any other execution's token gets 403. Unset (default): every
+/// execution.
 pub const EXECUTION_ID: Setting = Setting::new(
     "EXECUTION_ID",
     "auth.executionId",
     "serve this one execution only (a per-job sidecar): any other execution's token gets 403",
 );
+/// Whether requests are refused (503) once token revocation cannot be
+/// checked for over a minute (default false: they are served).
 pub const REVOCATION_FAIL_CLOSED: Setting = Setting::new(
     "REVOCATION_FAIL_CLOSED",
     "auth.revocationFailClosed",
@@ -117,28 +134,42 @@ pub const REVOCATION_FAIL_CLOSED: Setting = Setting::new(
 )
 .default("false");
 
+/// Where Valkey is: a `redis://`, `rediss://`, `unix://` or `valkey://`
+/// URL, or the comma-separated seeds of a cluster. Unset (default): an
+/// in-process cache that no other host shares.
 pub const VALKEY_URL: Setting = Setting::new(
     "VALKEY_URL",
     "cache.url",
     "redis://, rediss://, unix:// or valkey:// URL; unset: in-process cache",
 );
+/// Valkey's password; when set, it overrides one in [`VALKEY_URL`].
+/// Never printed.
 pub const VALKEY_PASSWORD: Setting =
     Setting::new("VALKEY_PASSWORD", "cache.password", "Valkey password").secret();
+/// Valkey database number; when set, it overrides one in
+/// [`VALKEY_URL`] (a cluster has database 0 only).
 pub const VALKEY_DB: Setting = Setting::new("VALKEY_DB", "cache.db", "Valkey database number");
+/// Default time-to-live of cached entries (default 5m).
 pub const CACHE_TTL: Setting =
     Setting::new("CACHE_TTL", "cache.ttl", "default TTL of cached entries").default("5m");
 
+/// Base URL of the Cronium app's internal API (`http://` or `https://`,
+/// a trailing `/` dropped). Unset (default): the embedded store in
+/// [`DATA_DIR`].
 pub const BACKEND_URL: Setting = Setting::new(
     "BACKEND_URL",
     "backend.url",
     "the Cronium internal API (http:// or https://); unset: embedded store",
 );
+/// Bearer token sent on every backend call: the app's
+/// `INTERNAL_API_KEY`. Never printed.
 pub const BACKEND_TOKEN: Setting = Setting::new(
     "BACKEND_TOKEN",
     "backend.token",
     "bearer token for the backend",
 )
 .secret();
+/// Deadline of one backend call (default 30s).
 pub const BACKEND_TIMEOUT: Setting = Setting::new(
     "BACKEND_TIMEOUT",
     "backend.timeout",
@@ -146,48 +177,70 @@ pub const BACKEND_TIMEOUT: Setting = Setting::new(
 )
 .default("30s");
 
+/// Lowest level logged: `error`, `warn`, `info` (default), `debug` or
+/// `trace`.
 pub const LOG_LEVEL: Setting = Setting::new(
     "LOG_LEVEL",
     "logging.level",
     "error, warn, info, debug or trace",
 )
 .default("info");
+/// How log lines on stderr are written: `json` (default) or `text`
+/// (also spelled `console` or `pretty`), for people.
 pub const LOG_FORMAT: Setting =
     Setting::new("LOG_FORMAT", "logging.format", "json or text").default("json");
 
+/// Whether the host answers CORS itself, preflights included (default
+/// true).
 pub const ENABLE_CORS: Setting =
     Setting::new("ENABLE_CORS", "security.enableCors", "answer CORS").default("true");
+/// Origins CORS allows: `*` (default) or a comma-separated list (a YAML
+/// list in the file).
 pub const ALLOWED_ORIGINS: Setting = Setting::new(
     "ALLOWED_ORIGINS",
     "security.allowedOrigins",
     "CORS origins, comma-separated (a list in the file)",
 )
 .default("*");
+/// Requests one execution may make a minute, counted across every host
+/// sharing the Valkey (default 1000; 0: no limit). Past it: 429 with
+/// `Retry-After`.
 pub const RATE_LIMIT_PER_MIN: Setting = Setting::new(
     "RATE_LIMIT_PER_MIN",
     "security.rateLimitPerMin",
     "requests an execution may make a minute, across hosts; 0: off",
 )
 .default("1000");
+/// Whether to serve HTTPS with [`TLS_CERT`] and [`TLS_KEY`] (default
+/// false: plain HTTP); both are then required.
 pub const ENABLE_TLS: Setting = Setting::new(
     "ENABLE_TLS",
     "security.enableTls",
     "serve HTTPS with TLS_CERT and TLS_KEY",
 )
 .default("false");
+/// PEM file with the certificate chain, leaf first, for [`ENABLE_TLS`];
+/// re-read when it changes on disk.
 pub const TLS_CERT: Setting = Setting::new(
     "TLS_CERT",
     "security.tlsCert",
     "PEM certificate chain (re-read when it changes)",
 );
+/// PEM file with the private key (PKCS#8, PKCS#1 or SEC1) for
+/// [`ENABLE_TLS`].
 pub const TLS_KEY: Setting = Setting::new("TLS_KEY", "security.tlsKey", "PEM private key");
 
+/// Directory of the embedded store, the audit spool and drop-in tools
+/// (default `cronium-data`, relative to the working directory).
 pub const DATA_DIR: Setting = Setting::new(
     "CRONIUM_DATA_DIR",
     "cronium.dataDir",
     "the embedded store, audit spool and drop-in tools",
 )
 .default("cronium-data");
+/// Directory where compiled components are kept between starts (`off`,
+/// `none` or `false`: none). Its default is computed (see `default_note`);
+/// one owned by another user or writable by others is not used.
 pub const CACHE_DIR: Setting = Setting::new(
     "CRONIUM_CACHE_DIR",
     "cronium.cacheDir",
@@ -196,118 +249,201 @@ pub const CACHE_DIR: Setting = Setting::new(
 .computed(
     "$XDG_CACHE_HOME/cronium-runtime, ~/.cache/cronium-runtime or <CRONIUM_DATA_DIR>/compile-cache",
 );
+/// Deadline of one component call (default 60s); past it, 504.
 pub const REQUEST_TIMEOUT: Setting = Setting::new(
     "CRONIUM_REQUEST_TIMEOUT",
     "cronium.requestTimeout",
     "deadline of one component call (504 past it)",
 )
 .default("60s");
+/// Memory cap of one component instance, a size such as `64MiB`
+/// (default) or a number of bytes.
 pub const INSTANCE_MEMORY: Setting = Setting::new(
     "CRONIUM_INSTANCE_MEMORY",
     "cronium.instanceMemory",
     "memory cap of one component instance",
 )
 .default("64MiB");
+/// Component instances alive at once, the pool size (default 1000); also
+/// the default of [`MAX_IN_FLIGHT`].
 pub const MAX_INSTANCES: Setting = Setting::new(
     "CRONIUM_MAX_INSTANCES",
     "cronium.maxInstances",
     "component instances alive at once (pool size)",
 )
 .default("1000");
+/// Requests one component instance may serve, only ones carrying the
+/// same `Authorization` header (default 128; 1: a fresh instance per
+/// request; 0 is refused).
 pub const INSTANCE_REUSE: Setting = Setting::new(
     "CRONIUM_INSTANCE_REUSE",
     "cronium.instanceReuse",
     "requests one instance may serve, only for the same Authorization; 1: a fresh instance per request",
 )
 .default("128");
+/// The export the host calls: `handler` (default), the direct
+/// `cronium:runtime/handler` one, or `wasi-http`, as Spin calls.
 pub const COMPONENT_EXPORT: Setting = Setting::new(
     "CRONIUM_COMPONENT_EXPORT",
     "cronium.componentExport",
     "export the host calls: handler or wasi-http",
 )
 .default("handler");
+/// Open client connections at most (default 10000); further clients
+/// wait in the listen backlog.
 pub const MAX_CONNECTIONS: Setting = Setting::new(
     "CRONIUM_MAX_CONNECTIONS",
     "cronium.maxConnections",
     "open client connections at most",
 )
 .default("10000");
+/// Component requests answered at once (default: [`MAX_INSTANCES`]);
+/// more get 503 with `Retry-After`.
 pub const MAX_IN_FLIGHT: Setting = Setting::new(
     "CRONIUM_MAX_IN_FLIGHT",
     "cronium.maxInFlight",
     "component requests at once; more get 503",
 )
 .computed("CRONIUM_MAX_INSTANCES");
+/// Longest a client may take to send a request body (default 30s);
+/// past it, 408.
 pub const BODY_TIMEOUT: Setting = Setting::new(
     "CRONIUM_BODY_TIMEOUT",
     "cronium.bodyTimeout",
     "longest a request body may take to arrive (408)",
 )
 .default("30s");
+/// Longest a client may leave an answer unread before it is
+/// disconnected (default 30s).
 pub const WRITE_TIMEOUT: Setting = Setting::new(
     "CRONIUM_WRITE_TIMEOUT",
     "cronium.writeTimeout",
     "longest a client may leave an answer unread",
 )
 .default("30s");
+/// Verified tokens the host remembers, so that a token seen before is
+/// not verified again (default 10000, ~1 KiB each; at least 1). Full of
+/// live tokens, the memo is cleared.
+pub const TOKEN_MEMO: Setting = Setting::new(
+    "CRONIUM_TOKEN_MEMO",
+    "cronium.tokenMemo",
+    "verified tokens remembered (~1 KiB each)",
+)
+.default("10000");
+/// Executions the host keeps rate-limit state for (default 100000, ~150 B
+/// each, twice: the shares of the shared budget, and the local counters
+/// used while Valkey is down; at least 1). Full, idle shares are dropped.
+pub const RATE_EXECUTIONS: Setting = Setting::new(
+    "CRONIUM_RATE_EXECUTIONS",
+    "cronium.rateExecutions",
+    "executions with rate-limit state in memory (~300 B each)",
+)
+.default("100000");
+/// Execution records kept in front of Valkey (default 1024, each at most
+/// 64 KiB and 60 s; at least 1).
+pub const NEAR_CACHE_ENTRIES: Setting = Setting::new(
+    "CRONIUM_NEAR_CACHE_ENTRIES",
+    "cronium.nearCacheEntries",
+    "execution records kept in memory in front of Valkey (each <= 64 KiB)",
+)
+.default("1024");
+/// Entries of the in-process cache used without `VALKEY_URL` (default
+/// 100000, each with its TTL; at least 1).
+pub const MEMORY_CACHE_ENTRIES: Setting = Setting::new(
+    "CRONIUM_MEMORY_CACHE_ENTRIES",
+    "cronium.memoryCacheEntries",
+    "entries of the in-process cache (without VALKEY_URL)",
+)
+.default("100000");
+/// Audit events waiting in memory for the courier (default 100000, ~0.8
+/// KiB each; at least 1); past it, new events are refused and counted.
+pub const AUDIT_QUEUE: Setting = Setting::new(
+    "CRONIUM_AUDIT_QUEUE",
+    "cronium.auditQueue",
+    "audit events waiting in memory (~0.8 KiB each); more are counted as dropped",
+)
+.default("100000");
+/// Longest variable key the backend stores, in characters (default 255,
+/// the Cronium app's `varchar(255)`; must be above 0); a longer key is a
+/// 400 before any backend call.
 pub const VARIABLE_KEY_MAX: Setting = Setting::new(
     "CRONIUM_VARIABLE_KEY_MAX",
     "cronium.variableKeyMax",
     "longest variable key the backend stores, in characters (the Cronium app's varchar(255)); longer: 400",
 )
 .default("255");
+/// Directory of the tool credentials the operator keeps,
+/// `<dir>/<user id>/<tool id>.json`, read before the backend's credentials
+/// route whatever the backend (default `<CRONIUM_DATA_DIR>/credentials`).
 pub const TOOL_CREDENTIALS_DIR: Setting = Setting::new(
     "CRONIUM_TOOL_CREDENTIALS_DIR",
     "cronium.toolCredentialsDir",
     "tool credentials the operator keeps: <dir>/<user id>/<tool id>.json, read before the backend's route",
 )
 .computed("<CRONIUM_DATA_DIR>/credentials");
+/// Longest from a stop signal to the exit (default 15s): open requests
+/// get two thirds of it to finish, queued audit events the rest.
 pub const STOP_TIMEOUT: Setting = Setting::new(
     "CRONIUM_STOP_TIMEOUT",
     "cronium.stopTimeout",
     "on SIGTERM: open requests get two thirds of this to finish, the audit queue the rest",
 )
 .default("15s");
+/// Directory of drop-in tool components (`.wasm`), default
+/// `<CRONIUM_DATA_DIR>/tools`.
 pub const TOOLS_DIR: Setting = Setting::new(
     "CRONIUM_TOOLS_DIR",
     "cronium.toolsDir",
     "drop-in tool components",
 )
 .computed("<CRONIUM_DATA_DIR>/tools");
+/// How often [`TOOLS_DIR`] is rescanned for added, replaced or removed
+/// files (default 1s).
 pub const TOOLS_POLL: Setting = Setting::new(
     "CRONIUM_TOOLS_POLL",
     "cronium.toolsPoll",
     "how often the tools directory is rescanned",
 )
 .default("1s");
+/// Whether to serve the tools built into the binary: webhook, slack,
+/// discord and email (default true); a drop-in with the same id wins.
 pub const BUILTIN_TOOLS: Setting = Setting::new(
     "CRONIUM_BUILTIN_TOOLS",
     "cronium.builtinTools",
     "serve the built-in webhook, slack, discord and email tools",
 )
 .default("true");
+/// Deadline of one tool call (default 30s); past it, 504.
 pub const TOOL_TIMEOUT: Setting = Setting::new(
     "CRONIUM_TOOL_TIMEOUT",
     "cronium.toolTimeout",
     "deadline of one tool call",
 )
 .default("30s");
+/// Memory cap of one tool call's instance (default 64MiB).
 pub const TOOL_MEMORY: Setting = Setting::new(
     "CRONIUM_TOOL_MEMORY",
     "cronium.toolMemory",
     "memory cap of one tool call",
 )
 .default("64MiB");
+/// Narrows the hosts each tool declared: `tool=host,host;tool2=host`
+/// (unset by default). Naming a host exactly here is the only way to let
+/// a tool reach a loopback or private address.
 pub const TOOL_ALLOWED_HOSTS: Setting = Setting::new(
     "CRONIUM_TOOL_ALLOWED_HOSTS",
     "cronium.toolAllowedHosts",
     "narrows a tool's hosts: tool=host,host;tool2=host",
 );
+/// Sends a tool's traffic for one origin to another (a sandbox, an
+/// egress proxy): `origin=origin,...` (unset by default).
 pub const TOOL_EGRESS: Setting = Setting::new(
     "CRONIUM_TOOL_EGRESS",
     "cronium.toolEgress",
     "send a tool origin's traffic elsewhere: origin=origin,...",
 );
+/// Operator settings per tool: a JSON object keyed by tool id whose
+/// values are objects (a map in the file); default `{}`.
 pub const TOOL_SETTINGS: Setting = Setting::new(
     "CRONIUM_TOOL_SETTINGS",
     "cronium.toolSettings",
@@ -352,6 +488,11 @@ pub const ALL: &[Setting] = &[
     MAX_IN_FLIGHT,
     BODY_TIMEOUT,
     WRITE_TIMEOUT,
+    TOKEN_MEMO,
+    RATE_EXECUTIONS,
+    NEAR_CACHE_ENTRIES,
+    MEMORY_CACHE_ENTRIES,
+    AUDIT_QUEUE,
     TOOL_CREDENTIALS_DIR,
     STOP_TIMEOUT,
     TOOLS_DIR,

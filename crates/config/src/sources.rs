@@ -1,7 +1,7 @@
 //! Where setting values come from, lowest precedence first: the defaults
 //! of the settings table, `config.yaml` (or the file `CONFIG_FILE`
 //! names), `<NAME>`, `RUNTIME_<SECTION>_<NAME>` and `RUNTIME_<NAME>`
-//! variables (`CONTRACT.md`, "Configuration compatibility"). Each layer
+//! variables (`docs/configuration.md`). Each layer
 //! is a `figment` provider; figment merges them and remembers which one
 //! every value came from, which `cronium-runtime config` reports.
 
@@ -26,7 +26,13 @@ pub enum Origin {
     /// The settings table.
     Default,
     /// The configuration file, at its dotted key.
-    File { path: PathBuf, key: String },
+    File {
+        /// The file, as found (`CONFIG_FILE` joined to the working
+        /// directory, or its `config.yaml`).
+        path: PathBuf,
+        /// The dotted key in it (`security.rateLimitPerMin`).
+        key: String,
+    },
     /// An environment variable, by its exact name.
     Env(String),
 }
@@ -46,6 +52,8 @@ impl fmt::Display for Origin {
 pub struct Found {
     /// The value as text: lists joined with commas, maps as JSON.
     pub text: String,
+    /// The layer it came from: the one with the highest precedence that
+    /// sets it.
     pub origin: Origin,
 }
 

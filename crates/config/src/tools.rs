@@ -45,8 +45,12 @@ pub struct ToolsConfig {
 /// `scheme://host[:port]`, lower-case, with the scheme's port made explicit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// `http` or `https`.
     pub scheme: String,
+    /// A DNS name or IP address, lower-case (an IPv6 literal keeps its
+    /// brackets, `[::1]`).
     pub host: String,
+    /// The port given, else the scheme's (80 or 443).
     pub port: u16,
 }
 

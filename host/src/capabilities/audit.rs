@@ -44,8 +44,6 @@ use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
 use crate::bindings::audit as wit_audit;
 use crate::bindings::auth::Caller;
 
-/// Events waiting in memory before new ones are refused (and counted).
-const QUEUE: usize = 100_000;
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 8;
 /// A delivery is tried this often before its event is spooled.
@@ -94,13 +92,15 @@ impl AuditSink {
     /// Starts delivering to `backend`, spooling to `spool_dir` what it
     /// cannot take (and replaying what an earlier run left there). With
     /// `shared`, the region's Valkey, it drains the shared spool there and
-    /// hands its backlog over to it at a stop.
+    /// hands its backlog over to it at a stop. At most `queue_max` events
+    /// wait in memory (`CRONIUM_AUDIT_QUEUE`); more are lost and counted.
     pub fn start(
         backend: Arc<Backend>,
         spool_dir: PathBuf,
         shared: Option<Arc<ValkeyCache>>,
+        queue_max: usize,
     ) -> (AuditSink, AuditWorker) {
-        let (queue, receiver) = mpsc::channel(QUEUE);
+        let (queue, receiver) = mpsc::channel(queue_max);
         let (handover_at, stop) = watch::channel(None);
         let stats = Arc::new(AuditStats::default());
         let courier = Courier {
@@ -139,7 +139,8 @@ impl AuditSink {
 
     /// Events waiting: in the queue and in the spool.
     pub fn backlog(&self) -> u64 {
-        (QUEUE - self.queue.capacity()) as u64 + self.stats.spool_backlog.load(Ordering::Relaxed)
+        (self.queue.max_capacity() - self.queue.capacity()) as u64
+            + self.stats.spool_backlog.load(Ordering::Relaxed)
     }
 }
 

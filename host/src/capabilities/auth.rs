@@ -1,7 +1,7 @@
 //! The `auth` capability: the token rules of `cronium-rules`, then the
 //! job revocation list kept in the cache (`cronium:exec-revoked:{jobId}`).
 //!
-//! When the cache cannot answer (`CONTRACT.md`, "When Valkey is down"):
+//! When the cache cannot answer (`docs/api.md`, "When Valkey is down"):
 //! jobs this host has seen revoked stay refused; within a minute of the
 //! last successful check requests pass; past that they pass too unless
 //! the operator chose fail-closed (`REVOCATION_FAIL_CLOSED=true`), which
@@ -41,11 +41,7 @@ use super::cache::memory::MemoryCache;
 use super::{CapabilitiesCtxView, CapabilitiesView, HasCapabilities};
 use crate::bindings::auth as wit_auth;
 use crate::bindings::auth::Caller;
-
-/// Rate-limit counters kept locally at most (when Valkey is down).
-const LOCAL_LIMITERS: usize = 100_000;
-/// Verified tokens remembered at most.
-const VERIFIED_TOKENS: usize = 10_000;
+use crate::config::MemoryBounds;
 
 /// How long after the last successful revocation check requests are let
 /// through while the cache is down.
@@ -53,7 +49,7 @@ pub const REVOCATION_GRACE: Duration = Duration::from_secs(60);
 
 /// Why a request's token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthFailure {
+pub enum AuthError {
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error("job revoked")]
@@ -96,16 +92,21 @@ pub struct Auth {
     /// again (about 7 % of a warm read's CPU in a profile). Keyed by the
     /// whole header, so only the very bytes that were verified match.
     verified: Mutex<HashMap<String, (Claims, u64)>>,
+    /// Verified tokens remembered at most (`CRONIUM_TOKEN_MEMO`).
+    token_memo: usize,
 }
 
 impl Auth {
     /// Verifies with `verifier`; `remember_for` is how long a seen
-    /// revocation is kept locally (the tokens' maximum lifetime).
+    /// revocation is kept locally (the tokens' maximum lifetime). Keeps at
+    /// most `bounds.token_memo` verified tokens, and rate-limit state for
+    /// at most `bounds.rate_executions` executions.
     pub fn new(
         verifier: TokenVerifier,
         fail_closed: bool,
         remember_for: Duration,
         quota: Option<Quota>,
+        bounds: &MemoryBounds,
     ) -> Self {
         Auth {
             verifier,
@@ -117,10 +118,11 @@ impl Auth {
             unchecked: AtomicU64::new(0),
             quota,
             only_execution: None,
-            local: MemoryCache::new(Duration::from_secs(60), LOCAL_LIMITERS),
+            local: MemoryCache::new(Duration::from_secs(60), bounds.rate_executions),
             watch: None,
-            shares: RateShares::default(),
+            shares: RateShares::new(bounds.rate_executions),
             verified: Mutex::new(HashMap::new()),
+            token_memo: bounds.token_memo,
         }
     }
 
@@ -133,7 +135,7 @@ impl Auth {
 
     /// Accepts the tokens of `execution_id` only (`EXECUTION_ID`: a
     /// per-job sidecar); any other valid token is refused with
-    /// [`AuthFailure::OtherExecution`].
+    /// [`AuthError::OtherExecution`].
     pub fn for_execution(mut self, execution_id: String) -> Self {
         self.only_execution = Some(execution_id);
         self
@@ -152,7 +154,7 @@ impl Auth {
         authorization: Option<&str>,
         peer: Option<IpAddr>,
         cache: &Cache,
-    ) -> Result<Claims, AuthFailure> {
+    ) -> Result<Claims, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -167,7 +169,7 @@ impl Auth {
                         Err(_) => self.local.limit(&key, quota),
                     };
                     if wait > 0 {
-                        return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
+                        return Err(AuthError::RateLimited(rate_limit::retry_after_secs(wait)));
                     }
                 }
                 return Err(error.into());
@@ -178,7 +180,7 @@ impl Auth {
             .as_ref()
             .is_some_and(|only| *only != claims.execution_id)
         {
-            return Err(AuthFailure::OtherExecution);
+            return Err(AuthError::OtherExecution);
         }
         let limiter_key = keys::rate_limit_execution(&claims.job_id, &claims.execution_id);
         if let Some(revoked) = self
@@ -199,18 +201,18 @@ impl Auth {
             Verdict::Revoked => {
                 self.checked_now();
                 self.remember_revoked(&claims.job_id);
-                Err(AuthFailure::Revoked)
+                Err(AuthError::Revoked)
             }
             Verdict::RateLimited { retry_after_secs } => {
                 self.checked_now();
-                Err(AuthFailure::RateLimited(retry_after_secs))
+                Err(AuthError::RateLimited(retry_after_secs))
             }
             Verdict::Unchecked { why } => {
                 // The region's count is out of reach: this host counts alone.
                 if let Some(quota) = self.quota {
                     let wait = self.local.limit(&limiter_key, quota);
                     if wait > 0 {
-                        return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
+                        return Err(AuthError::RateLimited(rate_limit::retry_after_secs(wait)));
                     }
                 }
                 self.without_cache(claims, &why)
@@ -232,9 +234,9 @@ impl Auth {
         let claims = self.verifier.verify_header(Some(header), now)?;
         let until = self.verifier.valid_until(&claims);
         let mut verified = lock();
-        if verified.len() >= VERIFIED_TOKENS {
+        if verified.len() >= self.token_memo {
             verified.retain(|_, (_, until)| now <= *until);
-            if verified.len() >= VERIFIED_TOKENS {
+            if verified.len() >= self.token_memo {
                 verified.clear();
             }
         }
@@ -250,11 +252,11 @@ impl Auth {
         revoked: bool,
         limiter_key: &str,
         cache: &Cache,
-    ) -> Result<Claims, AuthFailure> {
+    ) -> Result<Claims, AuthError> {
         self.checked_now();
         if revoked {
             self.remember_revoked(&claims.job_id);
-            return Err(AuthFailure::Revoked);
+            return Err(AuthError::Revoked);
         }
         let Some(quota) = self.quota else {
             return Ok(claims);
@@ -265,7 +267,7 @@ impl Auth {
             Err(_) => self.local.limit(limiter_key, quota),
         };
         if wait > 0 {
-            return Err(AuthFailure::RateLimited(rate_limit::retry_after_secs(wait)));
+            return Err(AuthError::RateLimited(rate_limit::retry_after_secs(wait)));
         }
         Ok(claims)
     }
@@ -281,7 +283,7 @@ impl Auth {
 
     /// The rules' decision ([`access::unchecked`]) on a request whose
     /// revocation could not be checked.
-    fn without_cache(&self, claims: Claims, error: &str) -> Result<Claims, AuthFailure> {
+    fn without_cache(&self, claims: Claims, error: &str) -> Result<Claims, AuthError> {
         let last_ok = self.last_check_ok.load(Ordering::Relaxed);
         let within_grace = last_ok > 0
             && self
@@ -291,10 +293,10 @@ impl Auth {
                 <= REVOCATION_GRACE;
         let seen_revoked = self.was_seen_revoked(&claims.job_id);
         match access::unchecked(self.fail_closed, within_grace, seen_revoked) {
-            Unchecked::Revoked => Err(AuthFailure::Revoked),
+            Unchecked::Revoked => Err(AuthError::Revoked),
             Unchecked::Refuse => {
                 tracing::warn!(job_id = %claims.job_id, %error, "revocation unchecked; refusing (fail-closed)");
-                Err(AuthFailure::Unavailable(error.to_owned()))
+                Err(AuthError::Unavailable(error.to_owned()))
             }
             Unchecked::LetThrough => {
                 self.unchecked.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +337,7 @@ impl wit_auth::Host for CapabilitiesCtxView<'_> {
             .auth
             .verify(authorization.as_deref(), self.ctx.peer, &caps.cache)
             .await;
-        if matches!(verified, Err(AuthFailure::RateLimited(_))) {
+        if matches!(verified, Err(AuthError::RateLimited(_))) {
             caps.metrics.rate_limited.inc();
         }
         match verified {
@@ -360,22 +362,22 @@ impl wit_auth::HostCaller for CapabilitiesCtxView<'_> {
 }
 
 /// The component's view of an `auth` failure.
-fn auth_error(failure: AuthFailure) -> wit_auth::AuthError {
+fn auth_error(failure: AuthError) -> wit_auth::AuthError {
     use TokenError as T;
     use wit_auth::AuthError as W;
     match failure {
-        AuthFailure::Token(T::MissingCredentials) => W::MissingCredentials,
-        AuthFailure::Token(T::Malformed(why)) => W::Malformed(why),
-        AuthFailure::Token(T::InvalidSignature) => W::InvalidSignature,
-        AuthFailure::Token(T::UnsupportedAlgorithm(alg)) => W::UnsupportedAlgorithm(alg),
-        AuthFailure::Token(T::Expired) => W::Expired,
-        AuthFailure::Token(T::NotYetValid) => W::NotYetValid,
-        AuthFailure::Token(T::TooOld) => W::TooOld,
-        AuthFailure::Token(T::MissingClaim(claim)) => W::MissingClaim(claim),
-        AuthFailure::Revoked => W::Revoked,
-        AuthFailure::OtherExecution => W::OtherExecution,
-        AuthFailure::Unavailable(why) => W::Unavailable(why),
-        AuthFailure::RateLimited(seconds) => W::RateLimited(seconds),
+        AuthError::Token(T::MissingCredentials) => W::MissingCredentials,
+        AuthError::Token(T::Malformed(why)) => W::Malformed(why),
+        AuthError::Token(T::InvalidSignature) => W::InvalidSignature,
+        AuthError::Token(T::UnsupportedAlgorithm(alg)) => W::UnsupportedAlgorithm(alg),
+        AuthError::Token(T::Expired) => W::Expired,
+        AuthError::Token(T::NotYetValid) => W::NotYetValid,
+        AuthError::Token(T::TooOld) => W::TooOld,
+        AuthError::Token(T::MissingClaim(claim)) => W::MissingClaim(claim),
+        AuthError::Revoked => W::Revoked,
+        AuthError::OtherExecution => W::OtherExecution,
+        AuthError::Unavailable(why) => W::Unavailable(why),
+        AuthError::RateLimited(seconds) => W::RateLimited(seconds),
     }
 }
 
@@ -393,7 +395,13 @@ mod tests {
             TokenPolicy::default(),
         )
         .unwrap();
-        Auth::new(verifier, false, Duration::from_secs(7200), None)
+        Auth::new(
+            verifier,
+            false,
+            Duration::from_secs(7200),
+            None,
+            &MemoryBounds::default(),
+        )
     }
 
     fn header(auth: &Auth, expires_at: u64) -> String {
@@ -432,7 +440,7 @@ mod tests {
         let own = sidecar.verify(Some(&mint("exec-1")), None, &cache).await;
         assert_eq!(own.map(|c| c.execution_id), Ok("exec-1".to_owned()));
         let other = sidecar.verify(Some(&mint("exec-2")), None, &cache).await;
-        assert_eq!(other, Err(AuthFailure::OtherExecution));
+        assert_eq!(other, Err(AuthError::OtherExecution));
         // A host without EXECUTION_ID serves both.
         let shared = auth();
         assert!(

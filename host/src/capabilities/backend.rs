@@ -35,7 +35,7 @@ use crate::bindings::{backend as wit_backend, types as wit};
 
 /// Why a backend call failed (the rules' failure, shared with the Spin
 /// adapter).
-pub use cronium_rules::backend::Failure as BackendError;
+pub use cronium_rules::backend::BackendError;
 /// Percent-encodes one path segment.
 pub use cronium_rules::backend::encode_segment;
 

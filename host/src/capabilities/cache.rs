@@ -42,7 +42,7 @@ use cronium_rules::rate_limit::{self, Quota};
 
 use self::lease::Lease;
 use self::memory::MemoryCache;
-use self::near::{LocalReleases, NEAR_ENTRIES, NEAR_TTL};
+use self::near::{LocalReleases, NEAR_TTL};
 use self::transport::{AccessIo, LeaseIo};
 use self::valkey::ValkeyCache;
 
@@ -51,7 +51,7 @@ use crate::drive::{Clock, drive};
 /// Why a cache call failed: the rules' Valkey failure, whichever store
 /// answered. `Unavailable`: the cache cannot be reached, and callers
 /// carry on without it; `Invalid`: the cache refused the call.
-pub use cronium_rules::protocol::ValkeyFailure as CacheError;
+pub use cronium_rules::protocol::ValkeyError;
 
 /// The configured cache.
 pub enum Cache {
@@ -67,12 +67,12 @@ pub enum Cache {
 }
 
 impl Cache {
-    /// Valkey, with a near cache whose entries live at most `ttl` (and
-    /// never longer than a minute).
-    pub fn valkey(remote: ValkeyCache, ttl: Duration) -> Cache {
+    /// Valkey, with a near cache of at most `near_entries` entries, each
+    /// living at most `ttl` (and never longer than a minute).
+    pub fn valkey(remote: ValkeyCache, ttl: Duration, near_entries: usize) -> Cache {
         Cache::Valkey {
             remote: Arc::new(remote),
-            near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), NEAR_ENTRIES)),
+            near: Box::new(MemoryCache::new(ttl.min(NEAR_TTL), near_entries)),
             releases: LocalReleases::default(),
         }
     }
@@ -95,7 +95,7 @@ impl Cache {
     }
 
     /// The value under `key`.
-    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+    pub async fn get(&self, key: &str) -> Result<Option<String>, ValkeyError> {
         match self {
             Cache::Valkey { remote, near, .. } => {
                 let immutable = keys::is_immutable(key);
@@ -113,7 +113,7 @@ impl Cache {
     }
 
     /// Whether `key` exists.
-    pub async fn exists(&self, key: &str) -> Result<bool, CacheError> {
+    pub async fn exists(&self, key: &str) -> Result<bool, ValkeyError> {
         match self {
             Cache::Valkey { remote: c, .. } => c.exists(key).await,
             Cache::Memory(c) => Ok(c.get(key).is_some()),
@@ -158,7 +158,7 @@ impl Cache {
 
     /// One request against `limiter_key`'s `quota`: microseconds to wait
     /// (0: it passed).
-    pub async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
+    pub async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, ValkeyError> {
         match self {
             Cache::Valkey { remote: c, .. } => c.limit(limiter_key, quota).await,
             Cache::Memory(c) => Ok(c.limit(limiter_key, quota)),
@@ -174,7 +174,7 @@ impl Cache {
         quota: Quota,
         returned: u32,
         wanted: u32,
-    ) -> Result<rate_limit::Grant, CacheError> {
+    ) -> Result<rate_limit::Grant, ValkeyError> {
         match self {
             Cache::Valkey { remote: c, .. } => {
                 c.take_share(limiter_key, quota, returned, wanted).await
@@ -196,7 +196,7 @@ impl Cache {
         key: &str,
         value: &str,
         ttl: Option<Duration>,
-    ) -> Result<(), CacheError> {
+    ) -> Result<(), ValkeyError> {
         match self {
             Cache::Valkey { remote, near, .. } => {
                 // Kept near even when Valkey is away: while it is, this
@@ -220,7 +220,7 @@ impl Cache {
         key: &str,
         value: &str,
         ttl: Option<Duration>,
-    ) -> Result<bool, CacheError> {
+    ) -> Result<bool, ValkeyError> {
         match self {
             Cache::Valkey { remote: c, .. } => c.add(key, value, ttl).await,
             Cache::Memory(c) => Ok(c.add(key, value, Some(ttl.unwrap_or(c.default_ttl)))),
@@ -228,7 +228,7 @@ impl Cache {
     }
 
     /// Removes `key`; whether it existed.
-    pub async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+    pub async fn delete(&self, key: &str) -> Result<bool, ValkeyError> {
         match self {
             Cache::Valkey { remote, near, .. } => {
                 near.delete(key);
@@ -245,7 +245,7 @@ impl Cache {
         key: &str,
         delta: i64,
         ttl: Option<Duration>,
-    ) -> Result<i64, CacheError> {
+    ) -> Result<i64, ValkeyError> {
         match self {
             Cache::Valkey { remote: c, .. } => c.increment(key, delta, ttl).await,
             Cache::Memory(c) => c.increment(key, delta, Some(ttl.unwrap_or(c.default_ttl))),
@@ -262,7 +262,7 @@ impl Cache {
         key: &str,
         ttl: Duration,
         wait: Duration,
-    ) -> Result<Option<Lease>, CacheError> {
+    ) -> Result<Option<Lease>, ValkeyError> {
         let owner = lease_rules::owner_token(rand::random());
         let machine = Acquire::new(key, &owner, ttl, wait);
         let (ttl, patience) = lease_rules::clamp_request(ttl, wait);
@@ -290,7 +290,7 @@ impl Cache {
     /// (false: still held), asking as a waiter next in line would, and at
     /// once when this process releases it. The rules' [`AwaitRelease`]
     /// machine, driven by [`crate::drive`].
-    pub async fn await_release(&self, key: &str, wait: Duration) -> Result<bool, CacheError> {
+    pub async fn await_release(&self, key: &str, wait: Duration) -> Result<bool, ValkeyError> {
         let mut io = LeaseIo {
             cache: self,
             key,
@@ -307,7 +307,7 @@ impl Cache {
 
     /// Releases `lease` if its owner still holds it, and tells this
     /// process's waiters for it.
-    pub async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
+    pub async fn release(&self, lease: &Lease) -> Result<bool, ValkeyError> {
         let released = match self {
             Cache::Valkey { remote: c, .. } => c.release(lease).await,
             Cache::Memory(c) => Ok(c.release(lease)),
@@ -349,7 +349,7 @@ mod tests {
         cache.set("s", "text", None).await.unwrap();
         assert!(matches!(
             cache.increment("s", 1, None).await,
-            Err(CacheError::Invalid(_))
+            Err(ValkeyError::Invalid(_))
         ));
     }
 

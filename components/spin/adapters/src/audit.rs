@@ -17,9 +17,9 @@
 
 use cronium_rules::audit_spool::{self as spool, Admission, Delivery};
 use cronium_rules::backend as rules;
-use cronium_rules::backend::Failure;
 use cronium_rules::backend::protocol::record_audit;
 use cronium_rules::token::Claims;
+use cronium_rules::valkey as commands;
 use cronium_rules::wire;
 use cronium_spin_support::valkey;
 use cronium_spin_support::{drive, now_rfc3339, random_u64};
@@ -94,11 +94,11 @@ fn drain() {
             break;
         }
         // Lost the lease (it outlived its TTL): the new drainer goes on.
-        if !matches!(valkey::eval(&spool::pop(&owner)), Ok(1)) {
+        if !matches!(valkey::eval(&commands::audit_pop(&owner)), Ok(1)) {
             return;
         }
     }
-    let _ = valkey::eval(&spool::release(&owner));
+    let _ = valkey::eval(&commands::audit_release(&owner));
 }
 
 /// An event and who acted: the caller's verified claims.
@@ -135,7 +135,7 @@ fn deliver(body: &str) -> Delivery {
     let call = record_audit(&client, body.as_bytes().to_vec());
     match drive::backend(&base, call) {
         Ok(()) => Delivery::Taken,
-        Err(Failure::Rejected { .. }) => Delivery::Refused,
+        Err(rules::BackendError::Rejected { .. }) => Delivery::Refused,
         Err(_) => Delivery::Failed,
     }
 }

@@ -18,7 +18,7 @@
 //! call). Spin has no disk: tool credentials come from the backend's
 //! route only.
 
-use cronium_rules::backend::Failure;
+use cronium_rules::backend as rules;
 use cronium_rules::backend::protocol::{self as calls, Caller, Client, DeleteVariable};
 use std::time::Duration;
 
@@ -191,17 +191,17 @@ pub(crate) fn timeout() -> Duration {
     })
 }
 
-fn error(failure: Failure) -> BackendError {
+fn error(failure: rules::BackendError) -> BackendError {
     match failure {
-        Failure::NotFound => BackendError::NotFound,
-        Failure::Rejected { status, message } => {
+        rules::BackendError::NotFound => BackendError::NotFound,
+        rules::BackendError::Rejected { status, message } => {
             BackendError::Rejected(Rejection { status, message })
         }
-        Failure::Unavailable(why) => BackendError::Unavailable(why),
-        Failure::Timeout => BackendError::Timeout,
-        Failure::InvalidResponse(why) => BackendError::InvalidResponse(why),
-        Failure::CredentialsRefused(status) => {
-            eprintln!("{}", Failure::CredentialsRefused(status));
+        rules::BackendError::Unavailable(why) => BackendError::Unavailable(why),
+        rules::BackendError::Timeout => BackendError::Timeout,
+        rules::BackendError::InvalidResponse(why) => BackendError::InvalidResponse(why),
+        rules::BackendError::CredentialsRefused(status) => {
+            eprintln!("{}", rules::BackendError::CredentialsRefused(status));
             BackendError::CredentialsRefused
         }
     }

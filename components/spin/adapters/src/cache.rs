@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use cronium_rules::keys;
 use cronium_rules::lease::{self, protocol::Acquire, protocol::AwaitRelease};
-use cronium_rules::protocol::ValkeyFailure;
+use cronium_rules::protocol::ValkeyError;
 use cronium_rules::valkey as commands;
 use cronium_spin_support::valkey;
 use cronium_spin_support::{drive, random_u64, settings};
@@ -35,10 +35,10 @@ pub(crate) fn ttl(requested: Option<u64>) -> Result<Duration, CacheError> {
     }
 }
 
-fn error(e: ValkeyFailure) -> CacheError {
+fn error(e: ValkeyError) -> CacheError {
     match e {
-        ValkeyFailure::Unavailable(why) => CacheError::Unavailable(why),
-        ValkeyFailure::Invalid(why) => CacheError::Invalid(why),
+        ValkeyError::Unavailable(why) => CacheError::Unavailable(why),
+        ValkeyError::Invalid(why) => CacheError::Invalid(why),
     }
 }
 

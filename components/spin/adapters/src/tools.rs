@@ -76,7 +76,7 @@ impl Guest for crate::Adapters {
         ) {
             Ok(answer) => answer,
             Err(TransportError::TimedOut) => return Err(ToolsError::TimedOut),
-            Err(TransportError::Failed(why)) => {
+            Err(TransportError::Failed(why) | TransportError::Unreadable(why)) => {
                 return Err(ToolsError::Unavailable(format!("tool {id}: {why}")));
             }
         };

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use cronium_rules::audit_spool::{self as spool, Delivery, leaves_spool};
+use cronium_rules::valkey as commands;
 
 use super::{AuditStats, deliver};
 use crate::capabilities::backend::{AuditRecord, Backend};
-use crate::capabilities::cache::CacheError;
+use crate::capabilities::cache::ValkeyError;
 use crate::capabilities::cache::valkey::ValkeyCache;
 
 /// The region's audit spool in Valkey.
@@ -26,7 +27,7 @@ impl SharedSpool {
 
     /// Appends `bodies` (audit request bodies, oldest first) behind what
     /// waits, in one command: all of them or none.
-    pub(super) async fn take_over(&self, bodies: &[String]) -> Result<(), CacheError> {
+    pub(super) async fn take_over(&self, bodies: &[String]) -> Result<(), ValkeyError> {
         let command = spool::push_all(bodies.iter().map(String::as_str));
         self.valkey.command::<i64>(&command).await.map(drop)
     }
@@ -65,7 +66,11 @@ impl SharedSpool {
             if !leaves_spool(delivery) {
                 break;
             }
-            match self.valkey.pop_audit_event(spool::pop(&owner)).await {
+            match self
+                .valkey
+                .pop_audit_event(commands::audit_pop(&owner))
+                .await
+            {
                 Ok(true) => delivered += 1,
                 // The lease ran out (a slow backend): the next drainer goes on.
                 _ => return,
@@ -74,6 +79,6 @@ impl SharedSpool {
         if delivered > 0 {
             tracing::info!(delivered, "events of the shared audit spool delivered");
         }
-        let _ = self.valkey.script(spool::release(&owner)).await;
+        let _ = self.valkey.script(commands::audit_release(&owner)).await;
     }
 }

@@ -28,12 +28,10 @@ use cronium_rules::rate_limit::{self, Quota};
 
 use tokio::sync::watch;
 
-use crate::capabilities::cache::{Cache, CacheError};
+use crate::capabilities::cache::{Cache, ValkeyError};
 
 /// How long a share may be spent before what is left goes back.
 pub const SHARE_LIFE: Duration = Duration::from_secs(1);
-/// Executions with a share at most; past this, expired shares are dropped.
-const MAX_EXECUTIONS: usize = 100_000;
 
 /// One execution's share on this host.
 #[derive(Debug)]
@@ -52,9 +50,21 @@ struct Share {
 }
 
 /// Every execution's share on this host.
-#[derive(Default)]
 pub struct RateShares {
     shares: Mutex<HashMap<String, Share>>,
+    /// Executions with a share at most (`CRONIUM_RATE_EXECUTIONS`); past
+    /// this, expired shares are dropped.
+    max_executions: usize,
+}
+
+impl RateShares {
+    /// No shares yet; at most `max_executions` executions' shares kept.
+    pub fn new(max_executions: usize) -> Self {
+        RateShares {
+            shares: Mutex::new(HashMap::new()),
+            max_executions,
+        }
+    }
 }
 
 /// Ends a take, finished or abandoned half way (its future dropped): the
@@ -99,7 +109,7 @@ impl RateShares {
         limiter_key: &str,
         quota: Quota,
         cache: &Cache,
-    ) -> Result<u64, CacheError> {
+    ) -> Result<u64, ValkeyError> {
         let ask = loop {
             match self.look(limiter_key, quota) {
                 Step::Done(wait) => return Ok(wait),
@@ -144,7 +154,7 @@ impl RateShares {
         let mut shares = self.lock();
         let now = Instant::now();
         let Some(share) = shares.get_mut(limiter_key) else {
-            if shares.len() >= MAX_EXECUTIONS {
+            if shares.len() >= self.max_executions {
                 shares.retain(|_, s| s.taking || now - s.taken_at < SHARE_LIFE);
             }
             shares.insert(
@@ -210,8 +220,8 @@ mod tests {
             db: None,
         };
         let ttl = Duration::from_secs(60);
-        let cache = Cache::valkey(ValkeyCache::new(&config, ttl).unwrap(), ttl);
-        let shares = RateShares::default();
+        let cache = Cache::valkey(ValkeyCache::new(&config, ttl).unwrap(), ttl, 16);
+        let shares = RateShares::new(100);
         let quota = Quota::per_minute(1000);
         let abandoned = shares.spend("cronium:rl:exec:e", quota, &cache);
         // Its client hangs up while it waits for Valkey.

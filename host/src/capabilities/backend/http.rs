@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cronium_rules::backend as rules;
 use cronium_rules::backend::protocol as machines;
 use cronium_rules::protocol::{
-    self, HttpReply, HttpRequest, HttpResponse, Machine, Now, TransportFailure,
+    self, HttpReply, HttpRequest, HttpResponse, Machine, Now, TransportError,
 };
 use cronium_rules::token::Claims;
 use cronium_rules::wire::{Execution, TokenFacts};
@@ -278,15 +278,15 @@ impl HttpBackend {
         let request = self.request(request)?;
         tokio::time::timeout(timeout, self.exchange(request))
             .await
-            .map_err(|_| TransportFailure::TimedOut)?
+            .map_err(|_| TransportError::TimedOut)?
     }
 
     /// `request` as hyper sends it: the backend's base URL before its
     /// path, JSON `accept` (and `content-type` with a body), the bearer
     /// token marked sensitive.
-    fn request(&self, request: HttpRequest) -> Result<Request<Full<Bytes>>, TransportFailure> {
+    fn request(&self, request: HttpRequest) -> Result<Request<Full<Bytes>>, TransportError> {
         let unbuildable =
-            || TransportFailure::Unreadable("could not build the backend request".into());
+            || TransportError::Unreadable("could not build the backend request".into());
         let method = match request.method {
             protocol::Method::Get => Method::GET,
             protocol::Method::Post => Method::POST,
@@ -317,14 +317,12 @@ impl HttpBackend {
             .client
             .request(request)
             .await
-            .map_err(|e| TransportFailure::Failed(connect_error(&e)))?;
+            .map_err(|e| TransportError::Failed(connect_error(&e)))?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), rules::MAX_RESPONSE)
             .collect()
             .await
-            .map_err(|_| {
-                TransportFailure::Unreadable("could not read the backend's answer".into())
-            })?
+            .map_err(|_| TransportError::Unreadable("could not read the backend's answer".into()))?
             .to_bytes();
         Ok(HttpResponse {
             status,

@@ -11,7 +11,7 @@ use cronium_rules::lease::{self, Line, Turn};
 use cronium_rules::rate_limit::{self, Quota};
 use cronium_rules::valkey::AcquireAnswer;
 
-use super::CacheError;
+use super::ValkeyError;
 use super::lease::Lease;
 use super::near::{LocalReleases, NEAR_VALUE_MAX};
 
@@ -137,21 +137,21 @@ impl MemoryCache {
         key: &str,
         delta: i64,
         ttl: Option<Duration>,
-    ) -> Result<i64, CacheError> {
+    ) -> Result<i64, ValkeyError> {
         let now = Instant::now();
         let mut entries = self.lock();
         let (current, expires) = match entries.get(key) {
             Some(e) if e.live(now) => (
                 e.value
                     .parse::<i64>()
-                    .map_err(|_| CacheError::Invalid("value is not an integer".into()))?,
+                    .map_err(|_| ValkeyError::Invalid("value is not an integer".into()))?,
                 e.expires,
             ),
             _ => (0, ttl.map(|t| now + t)),
         };
         let next = current
             .checked_add(delta)
-            .ok_or_else(|| CacheError::Invalid("increment would overflow".into()))?;
+            .ok_or_else(|| ValkeyError::Invalid("increment would overflow".into()))?;
         entries.insert(
             key.to_owned(),
             Entry {

@@ -9,13 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// Entries the near cache keeps at most: the executions a host serves
-/// within a minute, in practice. With [`NEAR_VALUE_MAX`] it bounds the
-/// near cache to 64 MiB, a quarter of a 256 MB sidecar, whatever the
-/// records hold (`docs/deploying.md`, "Memory bounds").
-pub(super) const NEAR_ENTRIES: usize = 1024;
 /// The largest value the near cache copies: larger ones stay in Valkey
-/// only, which bounds the near cache to `NEAR_ENTRIES` x this.
+/// only, which bounds the near cache to `CRONIUM_NEAR_CACHE_ENTRIES` x this
+/// (64 MiB with the default 1024 entries, a quarter of a 256 MB sidecar,
+/// whatever the records hold: `docs/deploying.md`, "Memory bounds").
 pub(super) const NEAR_VALUE_MAX: usize = 64 * 1024;
 /// How long a near copy is served at most.
 pub(super) const NEAR_TTL: Duration = Duration::from_secs(60);

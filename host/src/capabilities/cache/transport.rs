@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use cronium_rules::protocol::{Now, ValkeyFailure, ValkeyReply, ValkeyRequest, ValkeyValue};
+use cronium_rules::protocol::{Now, ValkeyError, ValkeyReply, ValkeyRequest, ValkeyValue};
 use cronium_rules::rate_limit::Quota;
 use cronium_rules::valkey::{AcquireAnswer, Script};
 
+use super::Cache;
 use super::near::until_turn_or;
-use super::{Cache, CacheError};
 use crate::drive::{Clock, Io};
 
 /// The lease machines' transport: Valkey, or the in-process cache
@@ -34,7 +34,7 @@ pub(super) struct LeaseIo<'a> {
 }
 
 impl LeaseIo<'_> {
-    async fn answer(&mut self, request: ValkeyRequest) -> Result<i64, CacheError> {
+    async fn answer(&mut self, request: ValkeyRequest) -> Result<i64, ValkeyError> {
         let acquire =
             matches!(&request, ValkeyRequest::Script(call) if call.script == Script::Acquire);
         if !matches!(&request, ValkeyRequest::Script(call) if call.script == Script::Leave) {
@@ -59,7 +59,7 @@ impl LeaseIo<'_> {
                 0
             }
             (Cache::Memory(_), ValkeyRequest::Script(call)) => {
-                return Err(CacheError::Invalid(format!(
+                return Err(ValkeyError::Invalid(format!(
                     "the in-process cache does not run {:?} for a lease",
                     call.script
                 )));
@@ -82,10 +82,10 @@ impl LeaseIo<'_> {
 
 /// The key of an `EXISTS key` command (the only command the lease
 /// machines send).
-fn exists_key(words: &[String]) -> Result<&str, CacheError> {
+fn exists_key(words: &[String]) -> Result<&str, ValkeyError> {
     match words {
         [command, key] if command.eq_ignore_ascii_case("EXISTS") => Ok(key),
-        _ => Err(CacheError::Invalid(format!(
+        _ => Err(ValkeyError::Invalid(format!(
             "the lease transport sends no {:?}",
             words.first()
         ))),
@@ -120,7 +120,7 @@ pub(super) struct AccessIo<'a> {
 }
 
 impl AccessIo<'_> {
-    async fn answer(&self, request: ValkeyRequest) -> Result<i64, CacheError> {
+    async fn answer(&self, request: ValkeyRequest) -> Result<i64, ValkeyError> {
         match (self.cache, request) {
             (_, ValkeyRequest::Command(words)) => {
                 Ok(i64::from(self.cache.exists(exists_key(&words)?).await?))
@@ -131,7 +131,7 @@ impl AccessIo<'_> {
             (Cache::Memory(c), ValkeyRequest::Script(call)) if call.script == Script::Limit => {
                 let quota = self
                     .quota
-                    .ok_or_else(|| CacheError::Invalid("a limit without a quota".into()))?;
+                    .ok_or_else(|| ValkeyError::Invalid("a limit without a quota".into()))?;
                 match call.keys.as_slice() {
                     // The access script's reply: negative when revoked,
                     // else the wait (the budget is spent either way).
@@ -144,10 +144,10 @@ impl AccessIo<'_> {
                         })
                     }
                     [limiter] => Ok(c.limit(limiter, quota) as i64),
-                    _ => Err(CacheError::Invalid("a limit of no known shape".into())),
+                    _ => Err(ValkeyError::Invalid("a limit of no known shape".into())),
                 }
             }
-            (Cache::Memory(_), ValkeyRequest::Script(call)) => Err(CacheError::Invalid(format!(
+            (Cache::Memory(_), ValkeyRequest::Script(call)) => Err(ValkeyError::Invalid(format!(
                 "the in-process cache does not run {:?} for an access check",
                 call.script
             ))),
@@ -161,7 +161,7 @@ impl Io<ValkeyRequest, ValkeyReply> for AccessIo<'_> {
         self.answer(request)
             .await
             .map(ValkeyValue::Int)
-            .map_err(|error| ValkeyFailure::Unavailable(error.to_string()))
+            .map_err(|error| ValkeyError::Unavailable(error.to_string()))
     }
 
     async fn sleep(&mut self, pause: Duration) {

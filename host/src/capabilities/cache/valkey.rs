@@ -23,7 +23,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
-use super::CacheError;
+use super::ValkeyError;
 use super::lease::Lease;
 use crate::config::ValkeyConfig;
 
@@ -139,7 +139,7 @@ impl ValkeyCache {
 
     /// The connection, made on first use: concurrent first uses wait for
     /// one attempt, and a failed attempt is made again by the next call.
-    async fn conn(&self) -> Result<Connection, CacheError> {
+    async fn conn(&self) -> Result<Connection, ValkeyError> {
         self.connection
             .get_or_try_init(|| connect(&self.config))
             .await
@@ -152,7 +152,7 @@ impl ValkeyCache {
     }
 
     /// Runs `call` with the cached copy of its script.
-    async fn run(&self, call: ScriptCall) -> Result<i64, CacheError> {
+    async fn run(&self, call: ScriptCall) -> Result<i64, ValkeyError> {
         let mut invocation = self.scripts[call.script as usize].prepare_invoke();
         for key in &call.keys {
             invocation.key(key);
@@ -167,7 +167,7 @@ impl ValkeyCache {
     }
 
     /// Whether Valkey answers a `PING`.
-    pub async fn ping(&self) -> Result<(), CacheError> {
+    pub async fn ping(&self) -> Result<(), ValkeyError> {
         redis::cmd("PING")
             .query_async::<String>(&mut self.conn().await?)
             .await
@@ -175,11 +175,11 @@ impl ValkeyCache {
             .map_err(cache_error)
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, ValkeyError> {
         self.conn().await?.get(key).await.map_err(cache_error)
     }
 
-    pub(crate) async fn exists(&self, key: &str) -> Result<bool, CacheError> {
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, ValkeyError> {
         self.conn().await?.exists(key).await.map_err(cache_error)
     }
 
@@ -188,7 +188,7 @@ impl ValkeyCache {
         key: &str,
         value: &str,
         ttl: Option<Duration>,
-    ) -> Result<(), CacheError> {
+    ) -> Result<(), ValkeyError> {
         redis::cmd("SET")
             .arg(&commands::set(key, value, self.ttl(ttl))[1..])
             .query_async(&mut self.conn().await?)
@@ -201,7 +201,7 @@ impl ValkeyCache {
         key: &str,
         value: &str,
         ttl: Option<Duration>,
-    ) -> Result<bool, CacheError> {
+    ) -> Result<bool, ValkeyError> {
         let stored: Option<String> = redis::cmd("SET")
             .arg(&commands::add(key, value, self.ttl(ttl))[1..])
             .query_async(&mut self.conn().await?)
@@ -210,7 +210,7 @@ impl ValkeyCache {
         Ok(stored.is_some())
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, ValkeyError> {
         let removed: u64 = self.conn().await?.del(key).await.map_err(cache_error)?;
         Ok(removed > 0)
     }
@@ -220,13 +220,13 @@ impl ValkeyCache {
         key: &str,
         delta: i64,
         ttl: Option<Duration>,
-    ) -> Result<i64, CacheError> {
+    ) -> Result<i64, ValkeyError> {
         let call = commands::increment(key, delta, self.ttl(ttl));
         self.run(call).await
     }
 
     /// Runs one of the rules' scripts (a protocol machine's request).
-    pub(crate) async fn script(&self, call: ScriptCall) -> Result<i64, CacheError> {
+    pub(crate) async fn script(&self, call: ScriptCall) -> Result<i64, ValkeyError> {
         self.run(call).await
     }
 
@@ -235,10 +235,10 @@ impl ValkeyCache {
     pub(crate) async fn command<T: redis::FromRedisValue>(
         &self,
         words: &[String],
-    ) -> Result<T, CacheError> {
+    ) -> Result<T, ValkeyError> {
         let (name, args) = words
             .split_first()
-            .ok_or_else(|| CacheError::Invalid("an empty command".into()))?;
+            .ok_or_else(|| ValkeyError::Invalid("an empty command".into()))?;
         redis::cmd(name)
             .arg(args)
             .query_async(&mut self.conn().await?)
@@ -247,17 +247,17 @@ impl ValkeyCache {
     }
 
     /// Removes the audit spool's oldest event while `call`'s owner holds
-    /// the drain lease ([`audit_spool::pop`]): whether it did.
-    pub(crate) async fn pop_audit_event(&self, call: ScriptCall) -> Result<bool, CacheError> {
+    /// the drain lease ([`commands::audit_pop`]): whether it did.
+    pub(crate) async fn pop_audit_event(&self, call: ScriptCall) -> Result<bool, ValkeyError> {
         Ok(self.run(call).await? == 1)
     }
 
     /// Whether the connection is to a Valkey Cluster (connecting first).
-    pub(crate) async fn clustered(&self) -> Result<bool, CacheError> {
+    pub(crate) async fn clustered(&self) -> Result<bool, ValkeyError> {
         Ok(matches!(self.conn().await?, Connection::Cluster(_)))
     }
 
-    pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, CacheError> {
+    pub(crate) async fn limit(&self, limiter_key: &str, quota: Quota) -> Result<u64, ValkeyError> {
         let reply = self.run(commands::limit(limiter_key, quota)).await?;
         Ok(reply.max(0) as u64)
     }
@@ -270,12 +270,12 @@ impl ValkeyCache {
         quota: Quota,
         returned: u32,
         wanted: u32,
-    ) -> Result<rate_limit::Grant, CacheError> {
+    ) -> Result<rate_limit::Grant, ValkeyError> {
         let call = commands::take_share(limiter_key, quota, returned, wanted);
         Ok(commands::share_answer(self.run(call).await?))
     }
 
-    pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, CacheError> {
+    pub(crate) async fn release(&self, lease: &Lease) -> Result<bool, ValkeyError> {
         let released = self
             .run(commands::release(&lease.key, &lease.owner))
             .await?;
@@ -358,7 +358,7 @@ fn endpoint_info(endpoint: &settings::ValkeyEndpoint) -> Result<redis::Connectio
     Ok(info.set_redis_settings(redis_settings))
 }
 
-fn cache_error(error: RedisError) -> CacheError {
+fn cache_error(error: RedisError) -> ValkeyError {
     // A cluster mid-failover refuses for a moment (`CLUSTERDOWN`,
     // `TRYAGAIN`, `MASTERDOWN`, `READONLY` from a demoted master): that is
     // the cache being away, not a wrong call.
@@ -373,8 +373,8 @@ fn cache_error(error: RedisError) -> CacheError {
         || error.is_connection_refusal()
         || error.is_unrecoverable_error()
     {
-        CacheError::Unavailable(error.to_string())
+        ValkeyError::Unavailable(error.to_string())
     } else {
-        CacheError::Invalid(error.to_string())
+        ValkeyError::Invalid(error.to_string())
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cronium_rules::keys;
 use wasmtime::component::{Linker, Resource};
 
-use super::CacheError;
+use super::ValkeyError;
 use super::lease::Lease;
 use crate::bindings::auth::Caller;
 use crate::bindings::cache as wit_cache;
@@ -190,12 +190,12 @@ impl CapabilitiesCtxView<'_> {
 
 /// Converts a cache result, logging failures: a component carries on
 /// without the cache, but the operator should know.
-fn logged<T>(result: Result<T, CacheError>) -> Result<T, wit_cache::CacheError> {
+fn logged<T>(result: Result<T, ValkeyError>) -> Result<T, wit_cache::CacheError> {
     result.map_err(|error| {
         tracing::warn!(%error, "cache call failed");
         match error {
-            CacheError::Unavailable(why) => wit_cache::CacheError::Unavailable(why),
-            CacheError::Invalid(why) => wit_cache::CacheError::Invalid(why),
+            ValkeyError::Unavailable(why) => wit_cache::CacheError::Unavailable(why),
+            ValkeyError::Invalid(why) => wit_cache::CacheError::Invalid(why),
         }
     })
 }
