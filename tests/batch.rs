@@ -9,30 +9,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::batch::{self, Call, call_of};
-use support::{FakeBackend, HostConfig, World, call, parity, token};
+use support::{Area, FakeBackend, HostConfig, World, call, parity, token};
 
 const MISBEHAVE: &str = env!("CRONIUM_TEST_MISBEHAVE_WASM");
 
 /// Valkey, the fake backend (executions `exec-1` of `user-1`, with input,
 /// and `exec-2` of `user-1`, without), and a host configured by
 /// `configure`.
-/// The shared [`World`], with what this file's tests ask of it (a type
-/// of its own: the other areas' tests give `World` other helpers).
-struct BatchWorld(World);
-
-impl std::ops::Deref for BatchWorld {
-    type Target = World;
-
-    fn deref(&self) -> &World {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for BatchWorld {
-    fn deref_mut(&mut self) -> &mut World {
-        &mut self.0
-    }
-}
+/// This file's area of the shared [`World`] ([`Area`]).
+enum BatchArea {}
+type BatchWorld = Area<BatchArea>;
 
 impl BatchWorld {
     async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> Self {
@@ -43,7 +29,7 @@ impl BatchWorld {
                 json!({"success": true, "data": {"issue": "OPS-12"}}),
             );
         };
-        Self(World::serving(prepare, configure).await)
+        Self::new(World::serving(prepare, configure).await)
     }
 
     /// Sends `body` as `exec-1`'s batch with `exec-1`'s token.

@@ -8,26 +8,14 @@ use std::time::Duration;
 use cronium_rules::token::{Algorithm, Claims};
 use serde_json::{Value, json};
 use support::client::{call_chunked, expect_continue};
-use support::{FakeBackend, HostConfig, World, call, claims, eventually, now, token, token_for};
+use support::{
+    Area, FakeBackend, HostConfig, World, call, claims, eventually, now, token, token_for,
+};
 
 /// A host on a fresh Valkey and fake backend, with execution `exec-1`.
-/// The shared [`World`], with what this file's tests ask of it (a type
-/// of its own: the other areas' tests give `World` other helpers).
-struct ExecutionsWorld(World);
-
-impl std::ops::Deref for ExecutionsWorld {
-    type Target = World;
-
-    fn deref(&self) -> &World {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ExecutionsWorld {
-    fn deref_mut(&mut self) -> &mut World {
-        &mut self.0
-    }
-}
+/// This file's area of the shared [`World`] ([`Area`]).
+enum ExecutionsArea {}
+type ExecutionsWorld = Area<ExecutionsArea>;
 
 impl ExecutionsWorld {
     async fn start() -> Self {
@@ -42,7 +30,7 @@ impl ExecutionsWorld {
                 Some(json!({"greeting": "hello", "n": [1, 2]})),
             )
         };
-        Self(World::serving(prepare, configure).await)
+        Self::new(World::serving(prepare, configure).await)
     }
 
     async fn get(&self, path: &str, token: &str) -> support::Reply {

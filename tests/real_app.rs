@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::backend::Profile;
 use support::{
-    Answer, FakeBackend, HostConfig, Reply, StandIn, World, call, claims, eventually, token,
+    Answer, Area, FakeBackend, HostConfig, Reply, StandIn, World, call, claims, eventually, token,
     token_for,
 };
 
@@ -28,23 +28,9 @@ enum Kind {
 
 const EVERY_BACKEND: [Kind; 3] = [Kind::Contract, Kind::CroniumApp, Kind::Embedded];
 
-/// The shared [`World`], with what this file's tests ask of it (a type
-/// of its own: the other areas' tests give `World` other helpers).
-struct AppWorld(World);
-
-impl std::ops::Deref for AppWorld {
-    type Target = World;
-
-    fn deref(&self) -> &World {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for AppWorld {
-    fn deref_mut(&mut self) -> &mut World {
-        &mut self.0
-    }
-}
+/// This file's area of the shared [`World`] ([`Area`]).
+enum AppArea {}
+type AppWorld = Area<AppArea>;
 
 impl AppWorld {
     async fn start(kind: Kind) -> Self {
@@ -67,7 +53,7 @@ impl AppWorld {
             }
             configure(config)
         };
-        let world = Self(World::serving_as(profile, prepare, configure).await);
+        let world = Self::new(World::serving_as(profile, prepare, configure).await);
         if embedded {
             let host = &world.host;
             let created = host.command(&[

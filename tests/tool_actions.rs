@@ -9,32 +9,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Answer, FakeBackend, HostConfig, Reply, StandIn, World, call, eventually, token};
+use support::{
+    Answer, Area, FakeBackend, HostConfig, Reply, StandIn, World, call, eventually, token,
+};
 
 /// Valkey, the fake backend with execution `exec-1` of `user-1`, and a
 /// host configured by `configure`.
-/// The shared [`World`], with what this file's tests ask of it (a type
-/// of its own: the other areas' tests give `World` other helpers).
-struct ToolsWorld(World);
-
-impl std::ops::Deref for ToolsWorld {
-    type Target = World;
-
-    fn deref(&self) -> &World {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ToolsWorld {
-    fn deref_mut(&mut self) -> &mut World {
-        &mut self.0
-    }
-}
+/// This file's area of the shared [`World`] ([`Area`]).
+enum ToolsArea {}
+type ToolsWorld = Area<ToolsArea>;
 
 impl ToolsWorld {
     async fn start(configure: impl FnOnce(HostConfig) -> HostConfig) -> Self {
         let prepare = |backend: &FakeBackend| backend.add_execution("exec-1", "user-1", None);
-        Self(World::serving(prepare, configure).await)
+        Self::new(World::serving(prepare, configure).await)
     }
 
     /// Stores `user-1`'s credentials for `tool` in the backend.

@@ -9,27 +9,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::api::{get_variable as get, put_variable as put, variable_path as var_path};
-use support::{FakeBackend, Host, HostConfig, Reply, Valkey, World, call, eventually, token};
+use support::{Area, FakeBackend, Host, HostConfig, Reply, Valkey, World, call, eventually, token};
 
 /// Valkey, the fake backend with executions `exec-1`, `exec-2` (user-1)
 /// and `exec-3` (user-2), and one host.
-/// The shared [`World`], with what this file's tests ask of it (a type
-/// of its own: the other areas' tests give `World` other helpers).
-struct VariablesWorld(World);
-
-impl std::ops::Deref for VariablesWorld {
-    type Target = World;
-
-    fn deref(&self) -> &World {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for VariablesWorld {
-    fn deref_mut(&mut self) -> &mut World {
-        &mut self.0
-    }
-}
+/// This file's area of the shared [`World`] ([`Area`]).
+enum VariablesArea {}
+type VariablesWorld = Area<VariablesArea>;
 
 impl VariablesWorld {
     async fn start() -> Self {
@@ -38,7 +24,7 @@ impl VariablesWorld {
             backend.add_execution("exec-2", "user-1", None);
             backend.add_execution("exec-3", "user-2", None);
         };
-        Self(World::serving(prepare, |c| c).await)
+        Self::new(World::serving(prepare, |c| c).await)
     }
 }
 

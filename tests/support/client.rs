@@ -62,7 +62,8 @@ pub async fn try_call(
     timeout: Duration,
 ) -> Result<Reply, String> {
     let body = Full::new(Bytes::copy_from_slice(body.unwrap_or_default()));
-    try_send(method, url, headers, body, timeout).await
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    exchange(&client, method, url, headers, body, timeout).await
 }
 
 /// Sends one request with a chunked body (`Transfer-Encoding: chunked`,
@@ -92,24 +93,10 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    try_send(method, url, headers, body, Duration::from_secs(60))
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    exchange(&client, method, url, headers, body, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-}
-
-async fn try_send<B>(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: B,
-    timeout: Duration,
-) -> Result<Reply, String>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let client: Client<_, B> = Client::builder(TokioExecutor::new()).build_http();
-    exchange(&client, method, url, headers, body, timeout).await
 }
 
 /// Sends one request on `client` (plain HTTP or HTTPS) and reads its whole

@@ -31,7 +31,7 @@ pub use serve::{serve_loopback, serve_on};
 pub use spin::{SpinApp, spin_cli};
 pub use stand_in::{Answer, StandIn};
 pub use valkey::Valkey;
-pub use world::World;
+pub use world::{Area, World};
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

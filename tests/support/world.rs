@@ -45,3 +45,29 @@ impl World {
         }
     }
 }
+
+/// The shared [`World`] as one area of tests sees it: each test file names
+/// its area with a marker type of its own and gives `Area<Marker>` its
+/// helpers, which may reuse the names another area uses.
+pub struct Area<M>(World, std::marker::PhantomData<M>);
+
+impl<M> Area<M> {
+    /// `world`, seen by area `M`.
+    pub fn new(world: World) -> Self {
+        Area(world, std::marker::PhantomData)
+    }
+}
+
+impl<M> std::ops::Deref for Area<M> {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.0
+    }
+}
+
+impl<M> std::ops::DerefMut for Area<M> {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
+}

@@ -233,14 +233,20 @@ pub struct MemoryBounds {
 }
 
 impl Default for MemoryBounds {
-    /// The settings' defaults.
+    /// The settings' defaults, read from the settings table.
     fn default() -> Self {
+        let default = |setting: &Setting| {
+            setting
+                .default
+                .and_then(|text| text.parse().ok())
+                .expect("a memory bound's default is a number")
+        };
         MemoryBounds {
-            token_memo: 10_000,
-            rate_executions: 100_000,
-            near_cache_entries: 1024,
-            memory_cache_entries: 100_000,
-            audit_queue: 100_000,
+            token_memo: default(&s::TOKEN_MEMO),
+            rate_executions: default(&s::RATE_EXECUTIONS),
+            near_cache_entries: default(&s::NEAR_CACHE_ENTRIES),
+            memory_cache_entries: default(&s::MEMORY_CACHE_ENTRIES),
+            audit_queue: default(&s::AUDIT_QUEUE),
         }
     }
 }
@@ -851,6 +857,16 @@ security:
     #[test]
     fn every_memory_bound_is_a_setting_that_refuses_zero() {
         assert_eq!(config(&[]).unwrap().bounds, MemoryBounds::default());
+        assert_eq!(
+            MemoryBounds::default(),
+            MemoryBounds {
+                token_memo: 10_000,
+                rate_executions: 100_000,
+                near_cache_entries: 1024,
+                memory_cache_entries: 100_000,
+                audit_queue: 100_000,
+            }
+        );
         let c = config(&[
             ("CRONIUM_TOKEN_MEMO", "16"),
             ("CRONIUM_RATE_EXECUTIONS", "17"),
