@@ -28,8 +28,8 @@
 //! installed. Tool actions go to a loopback webhook receiver.
 //! `-- --smoke` runs every scenario for one second at one concurrency, to
 //! keep the harness working in CI; `-- --seconds N` sets the run length;
-//! `-- --only <text>` runs the scenarios whose name contains it (and
-//! skips cold start and growth);
+//! `-- --only <text>` runs the scenarios whose name contains it, or any
+//! of its `|`-separated parts (and skips cold start and growth);
 //! `-- --rounds N` measures every point N times, the servers taking turns,
 //! and reports medians (errors summed, peak RSS the highest);
 //! `-- --no-rate-limit` turns rate limiting off in every server;
@@ -414,7 +414,10 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
     );
     let chosen: Vec<Scenario> = scenarios()
         .into_iter()
-        .filter(|s| only.as_deref().is_none_or(|o| s.name.contains(o)))
+        .filter(|s| {
+            only.as_deref()
+                .is_none_or(|o| o.split('|').any(|part| s.name.contains(part)))
+        })
         .collect();
     let wants_reference = chosen
         .iter()

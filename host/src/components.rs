@@ -603,7 +603,7 @@ fn engine(config: &Config, warm: usize) -> wasmtime::Result<Engine> {
     // a request dirtied instead of memsetting the whole resident prefix.
     pool.pagemap_scan(wasmtime::Enabled::Auto);
 
-    let mut wasm = sandbox::engine_config();
+    let mut wasm = sandbox::engine_config(config, config.component_memory);
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm)
 }

@@ -160,7 +160,7 @@ impl Capabilities {
             cache.shared_valkey(),
             config.bounds.audit_queue,
         );
-        let tools = ToolRegistry::load(&config.tools, config.compile_cache.clone()).await?;
+        let tools = ToolRegistry::load(config).await?;
         let capabilities = Capabilities {
             auth,
             cache,

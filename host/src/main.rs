@@ -182,7 +182,7 @@ fn precompile(config: &Config) -> anyhow::Result<()> {
     };
     cronium_host::components::Components::precompile(config)?;
     if config.tools.builtin {
-        cronium_host::tools::ToolRegistry::precompile_builtins(config.compile_cache.clone())?;
+        cronium_host::tools::ToolRegistry::precompile_builtins(config)?;
     }
     // The cache refuses (and logs) a directory it cannot trust; then
     // nothing was written, and saying so beats an image that compiles on

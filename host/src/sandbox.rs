@@ -14,6 +14,7 @@ use std::time::Duration;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 
 use crate::capabilities::tools::ToolCallError;
+use crate::config::{AddressSpace, Config};
 use crate::error::ApiError;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -42,12 +43,24 @@ pub fn start_epoch_clock(engine: &Engine) -> std::io::Result<()> {
 
 /// The engine settings of every guest: components (wasi:http 0.2, no
 /// component-model async: skipping the concurrency state makes every
-/// store cheaper) and epoch interruption.
-pub fn engine_config() -> wasmtime::Config {
+/// store cheaper), epoch interruption, linear memories laid out as
+/// `config` says (`memory_cap` the largest one may grow), and the perf map
+/// when asked for.
+pub fn engine_config(config: &Config, memory_cap: usize) -> wasmtime::Config {
     let mut wasm = wasmtime::Config::new();
     wasm.wasm_component_model(true)
         .concurrency_support(false)
         .epoch_interruption(true);
+    if config.perf_map {
+        wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    if config.address_space == AddressSpace::Compact {
+        // Reserve what the cap allows and nothing past it: every access is
+        // then bounds-checked in code instead of by guard pages.
+        wasm.memory_reservation(memory_cap as u64)
+            .memory_guard_size(0)
+            .memory_reservation_for_growth(0);
+    }
     wasm
 }
 

@@ -33,7 +33,7 @@ use crate::bindings::ToolActionPre;
 use crate::bindings::tool_types::{Manifest, ToolRequest};
 use crate::capabilities::tools::{ToolCall, ToolRunner, outcome_name};
 use crate::compile_cache::CompileCache;
-use crate::config::ToolsConfig;
+use crate::config::{Config, ToolsConfig};
 use crate::sandbox::{self, MemoryLimit, Sandboxed};
 
 pub use crate::capabilities::tools::ToolCallError;
@@ -144,11 +144,13 @@ pub struct ToolRegistry {
 
 impl ToolRegistry {
     /// Loads the built-in tools and every tool in the tools directory.
-    pub async fn load(
-        config: &ToolsConfig,
-        compile_cache: Option<PathBuf>,
-    ) -> Result<Arc<Self>, ToolLoadError> {
-        let engine = Engine::new(&sandbox::engine_config()).map_err(ToolLoadError::Engine)?;
+    /// `host` is the host's configuration: its `tools`, and the engine
+    /// and compile cache settings tools share with the components.
+    pub async fn load(host: &Config) -> Result<Arc<Self>, ToolLoadError> {
+        let config = &host.tools;
+        let compile_cache = host.compile_cache.clone();
+        let engine = Engine::new(&sandbox::engine_config(host, config.memory))
+            .map_err(ToolLoadError::Engine)?;
         sandbox::start_epoch_clock(&engine).map_err(|e| ToolLoadError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(ToolLoadError::Engine)?;
@@ -182,9 +184,10 @@ impl ToolRegistry {
     /// Compiles the built-in tools with the engine [`ToolRegistry::load`]
     /// uses into `compile_cache`, for a later start to load
     /// (`cronium-runtime precompile`).
-    pub fn precompile_builtins(compile_cache: Option<PathBuf>) -> Result<(), ToolLoadError> {
-        let engine = Engine::new(&sandbox::engine_config()).map_err(ToolLoadError::Engine)?;
-        let cache = CompileCache::new(compile_cache);
+    pub fn precompile_builtins(config: &Config) -> Result<(), ToolLoadError> {
+        let engine = Engine::new(&sandbox::engine_config(config, config.tools.memory))
+            .map_err(ToolLoadError::Engine)?;
+        let cache = CompileCache::new(config.compile_cache.clone());
         for (name, wasm) in BUILTIN {
             cache
                 .component(&engine, &cache_name(name), wasm)

@@ -22,6 +22,11 @@ pub struct HostConfig {
     /// compile cache directories) plus `env`: no port, secret, backend token
     /// or log settings, so that a configuration file can supply them.
     pub bare: bool,
+    /// A program and its arguments that run the binary (e.g. valgrind);
+    /// the process id is then the wrapper's.
+    pub wrapper: Vec<String>,
+    /// How long to wait for `/health` (60 s when `None`).
+    pub ready_within: Option<Duration>,
 }
 
 impl HostConfig {
@@ -181,7 +186,14 @@ impl Host {
             .binary
             .clone()
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cronium-runtime")));
-        let mut cmd = Command::new(binary);
+        let mut cmd = match self.config.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         // In its data directory, so that no config.yaml of the caller's
         // working directory is read.
         cmd.env_clear()
@@ -200,8 +212,7 @@ impl Host {
             .get("ENABLE_TLS")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         self.child = Some(cmd.spawn().expect("starting cronium-runtime"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let client = super::client::call;
+        let deadline = Instant::now() + self.config.ready_within.unwrap_or(Duration::from_secs(60));
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("cronium-runtime exited with {status}:\n{}", self.log());
@@ -210,8 +221,11 @@ impl Host {
                 if tls {
                     return;
                 }
-                let reply = client("GET", &self.url("/health"), &[], None).await;
-                if reply.status == 200 {
+                let health = self.url("/health");
+                let reply =
+                    super::client::try_call("GET", &health, &[], None, Duration::from_secs(30))
+                        .await;
+                if reply.is_ok_and(|r| r.status == 200) {
                     return;
                 }
             }

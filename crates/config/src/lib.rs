@@ -75,6 +75,18 @@ pub enum ComponentExport {
     WasiHttp,
 }
 
+/// How a guest's linear memory sits in the address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressSpace {
+    /// 4 GiB and guard pages reserved per memory: the compiled code needs
+    /// no bounds checks. Costs virtual address space only, but much of it:
+    /// ~4 GiB per pooled memory.
+    Reserved,
+    /// Only the memory cap reserved; the compiled code checks its bounds.
+    /// For hosts whose address space is limited (`ulimit -v`, valgrind).
+    Compact,
+}
+
 /// Where Valkey is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValkeyConfig {
@@ -179,6 +191,12 @@ pub struct Config {
     /// `CRONIUM_COMPONENT_EXPORT` (`handler`): the export the host calls;
     /// `wasi-http` calls every component the way Spin does.
     pub component_export: ComponentExport,
+    /// `CRONIUM_ADDRESS_SPACE` (`reserved`): how guests' linear memories
+    /// sit in the address space (components and tools alike).
+    pub address_space: AddressSpace,
+    /// `CRONIUM_PERF_MAP` (false): write `/tmp/perf-<pid>.map`, so that
+    /// `perf` and valgrind name the guests' compiled functions.
+    pub perf_map: bool,
     /// `CRONIUM_CACHE_DIR` (`<temp dir>/cronium-runtime`, `off` to disable):
     /// where compiled components are kept between starts.
     pub compile_cache: Option<PathBuf>,
@@ -338,6 +356,15 @@ impl Config {
             },
             "use handler or wasi-http",
         )?;
+        let address_space = values.parsed(
+            &s::ADDRESS_SPACE,
+            |v| match v.to_ascii_lowercase().as_str() {
+                "reserved" => Some(AddressSpace::Reserved),
+                "compact" => Some(AddressSpace::Compact),
+                _ => None,
+            },
+            "use reserved or compact",
+        )?;
         let log_format = values.parsed(
             &s::LOG_FORMAT,
             |v| match v.to_ascii_lowercase().as_str() {
@@ -440,6 +467,8 @@ impl Config {
                 n => n,
             },
             component_export,
+            address_space,
+            perf_map: values.boolean(&s::PERF_MAP)?,
             component_overrides,
             tools,
             bounds: MemoryBounds {
@@ -895,6 +924,15 @@ security:
             assert_eq!(config(&[(name, "0")]).unwrap_err().name, name);
             assert_eq!(config(&[(name, "many")]).unwrap_err().name, name);
         }
+    }
+
+    #[test]
+    fn memories_are_reserved_in_full_unless_compact_is_asked_for() {
+        assert_eq!(config(&[]).unwrap().address_space, AddressSpace::Reserved);
+        let c = config(&[("CRONIUM_ADDRESS_SPACE", "Compact")]).unwrap();
+        assert_eq!(c.address_space, AddressSpace::Compact);
+        let error = config(&[("CRONIUM_ADDRESS_SPACE", "small")]).unwrap_err();
+        assert_eq!(error.name, "CRONIUM_ADDRESS_SPACE");
     }
 
     #[test]

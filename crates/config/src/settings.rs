@@ -289,6 +289,25 @@ pub const COMPONENT_EXPORT: Setting = Setting::new(
     "export the host calls: handler or wasi-http",
 )
 .default("handler");
+/// How a component's linear memory sits in the address space:
+/// `reserved` (default) reserves 4 GiB and guard pages per memory, so that
+/// compiled code needs no bounds checks; `compact` reserves only
+/// [`INSTANCE_MEMORY`] and checks bounds in code, for hosts whose address
+/// space is limited (`ulimit -v`, valgrind).
+pub const ADDRESS_SPACE: Setting = Setting::new(
+    "CRONIUM_ADDRESS_SPACE",
+    "cronium.addressSpace",
+    "linear memory layout: reserved (4 GiB and guards a memory, no bounds checks) or compact (for ulimit -v, valgrind)",
+)
+.default("reserved");
+/// Whether to write `/tmp/perf-<pid>.map`, naming the guests' compiled
+/// functions for `perf` and valgrind (default false).
+pub const PERF_MAP: Setting = Setting::new(
+    "CRONIUM_PERF_MAP",
+    "cronium.perfMap",
+    "write /tmp/perf-<pid>.map naming the guests' compiled code, for perf and valgrind",
+)
+.default("false");
 /// Open client connections at most (default 10000); further clients
 /// wait in the listen backlog.
 pub const MAX_CONNECTIONS: Setting = Setting::new(
@@ -484,6 +503,8 @@ pub const ALL: &[Setting] = &[
     MAX_INSTANCES,
     INSTANCE_REUSE,
     COMPONENT_EXPORT,
+    ADDRESS_SPACE,
+    PERF_MAP,
     MAX_CONNECTIONS,
     MAX_IN_FLIGHT,
     BODY_TIMEOUT,

@@ -162,4 +162,15 @@ mod tests {
         let pop = crate::valkey::audit_pop("me");
         assert_eq!(pop.keys, [keys::audit_spool_drain(), keys::audit_spool()]);
     }
+
+    #[test]
+    fn the_drain_lease_is_given_back_on_the_key_it_was_taken_on() {
+        // take_drain's SET is `SET <drain key> <owner> NX PX ..`: the
+        // release must compare-and-delete that very key, or the lease only
+        // ends with its TTL and every drain waits for it.
+        let taken = take_drain("me");
+        let release = crate::valkey::audit_release("me");
+        assert_eq!(release.keys, [taken[1].clone()]);
+        assert_eq!(release.args, ["me"]);
+    }
 }

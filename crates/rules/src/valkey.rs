@@ -184,9 +184,14 @@ pub fn audit_pop(owner: &str) -> ScriptCall {
 }
 
 /// Gives the audit spool's drain lease back: the leases' own
-/// compare-and-delete ([`release`]) on the drain key.
+/// compare-and-delete ([`lease::RELEASE_SCRIPT`]), on the drain key itself
+/// (not a variable lease's key, which [`release`] would make of it).
 pub fn audit_release(owner: &str) -> ScriptCall {
-    release(&keys::audit_spool_drain(), owner)
+    ScriptCall {
+        script: Script::Release,
+        keys: vec![keys::audit_spool_drain()],
+        args: vec![owner.to_owned()],
+    }
 }
 
 /// A request's access check in one round trip: is `revoked_key` set, and
