@@ -264,16 +264,7 @@ async fn measure(requests: usize, only: Option<&str>) -> BTreeMap<(Server, usize
     let strace = ensure_tool("strace", "strace");
     let valkey = Valkey::start();
     let backend = FakeBackend::start().await;
-    backend.state().quiet = true;
-    backend.add_execution(
-        "bench-1",
-        "bench-user",
-        Some(json!({"rows": 3, "source": "bench"})),
-    );
-    backend.state().variables.insert(
-        ("bench-user".to_owned(), "read-me".to_owned()),
-        json!({"threshold": 0.75, "labels": ["a", "b"]}),
-    );
+    backend.seed_bench();
     let token = token("bench-1");
     let work = tempfile::tempdir().unwrap();
     let mut counted = BTreeMap::new();

@@ -358,17 +358,8 @@ async fn run(smoke: bool, seconds: u64, rounds: u32, only: Option<String>) {
     let work = tempfile::tempdir().unwrap();
     let valkey = Valkey::start();
     let backend = FakeBackend::start().await;
-    backend.state().quiet = true;
-    backend.add_execution(
-        "bench-1",
-        "bench-user",
-        Some(json!({"rows": 3, "source": "bench"})),
-    );
+    backend.seed_bench();
     backend.add_execution("x", "bench-user", None);
-    backend.state().variables.insert(
-        ("bench-user".to_owned(), "read-me".to_owned()),
-        json!({"threshold": 0.75, "labels": ["a", "b"]}),
-    );
     let hook = StandIn::start(Answer::json(200, json!({"ok": true}))).await;
     hook.forget_requests();
 

@@ -155,6 +155,22 @@ impl FakeBackend {
         self.state.lock().unwrap()
     }
 
+    /// What the benchmarks read: execution `bench-1` of `bench-user` with
+    /// input `{"rows":3,"source":"bench"}`, and that user's variable
+    /// `read-me`; and no log line per request.
+    pub fn seed_bench(&self) {
+        self.state().quiet = true;
+        self.add_execution(
+            "bench-1",
+            "bench-user",
+            Some(json!({"rows": 3, "source": "bench"})),
+        );
+        self.state().variables.insert(
+            ("bench-user".to_owned(), "read-me".to_owned()),
+            json!({"threshold": 0.75, "labels": ["a", "b"]}),
+        );
+    }
+
     /// Adds an execution of `user_id` with `input` (none: no input), in
     /// the backend's own shape, with a nested event.
     pub fn add_execution(&self, id: &str, user_id: &str, input: Option<Value>) {
