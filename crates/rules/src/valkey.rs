@@ -161,9 +161,14 @@ pub fn leave(key: &str, owner: &str) -> ScriptCall {
 /// Releases `owner`'s lease on `key` ([`lease::RELEASE_SCRIPT`]); replies
 /// 1 when released.
 pub fn release(key: &str, owner: &str) -> ScriptCall {
+    release_lease_key(keys::lease(key), owner)
+}
+
+/// [`lease::RELEASE_SCRIPT`] on `lease_key` as it is.
+fn release_lease_key(lease_key: String, owner: &str) -> ScriptCall {
     ScriptCall {
         script: Script::Release,
-        keys: vec![keys::lease(key)],
+        keys: vec![lease_key],
         args: vec![owner.to_owned()],
     }
 }
@@ -187,11 +192,7 @@ pub fn audit_pop(owner: &str) -> ScriptCall {
 /// compare-and-delete ([`lease::RELEASE_SCRIPT`]), on the drain key itself
 /// (not a variable lease's key, which [`release`] would make of it).
 pub fn audit_release(owner: &str) -> ScriptCall {
-    ScriptCall {
-        script: Script::Release,
-        keys: vec![keys::audit_spool_drain()],
-        args: vec![owner.to_owned()],
-    }
+    release_lease_key(keys::audit_spool_drain(), owner)
 }
 
 /// A request's access check in one round trip: is `revoked_key` set, and
